@@ -1,0 +1,13 @@
+//! Shared types of tessera: the error classification, the binary codec, the checksummed record log
+//! and the metadata state machine (collections, shard keys, placement).
+//!
+//! Architecture invariant: this crate knows nothing of HTTP, JWT, HNSW or actors. Its decision logic
+//! is plain functions over plain data ([`meta::MetadataState::apply`]).
+
+pub mod codec;
+pub mod error;
+pub mod meta;
+pub mod metastore;
+pub mod record_log;
+
+pub use error::{Error, ErrorKind, Result};

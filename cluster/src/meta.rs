@@ -1,0 +1,636 @@
+//! The metadata state machine: collections, shard keys, shards and their replica placement.
+//!
+//! `apply` is pure and deterministic: it reads no clock, no random number and not the local node
+//! id. Whoever proposes a command (the single node today, the Raft leader later) decides placement
+//! and ids first, and they travel in the command.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub type NodeId = u64;
+/// A shard's id, unique within its collection for the collection's lifetime.
+pub type ShardId = u32;
+
+/// Largest vector dimension a collection may declare.
+pub const MAX_DIM: usize = 65_536;
+/// Most shards one shard key (or an auto-sharded collection) may have.
+pub const MAX_SHARDS_PER_KEY: u32 = 256;
+/// Longest collection name and shard key.
+pub const MAX_NAME_LEN: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Distance {
+    Cosine,
+    Dot,
+    Euclid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardingMethod {
+    Auto,
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HnswParams {
+    pub m: usize,
+    pub ef_construct: usize,
+    pub payload_m: Option<usize>,
+    /// Below this many points (per segment) a search scans exactly instead of walking a graph.
+    pub full_scan_threshold: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construct: 100,
+            payload_m: None,
+            full_scan_threshold: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionParams {
+    pub dim: usize,
+    pub distance: Distance,
+    pub sharding_method: ShardingMethod,
+    /// Shards per shard key (custom) or of the collection (auto).
+    pub shard_number: u32,
+    pub replication_factor: u32,
+    pub write_consistency_factor: u32,
+    pub hnsw: HnswParams,
+    pub on_disk_payload: bool,
+}
+
+impl CollectionParams {
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.dim > MAX_DIM {
+            return Err(Error::bad_request(format!(
+                "vector size must be between 1 and {MAX_DIM}, got {}",
+                self.dim
+            )));
+        }
+        if self.shard_number == 0 || self.shard_number > MAX_SHARDS_PER_KEY {
+            return Err(Error::bad_request(format!(
+                "shard_number must be between 1 and {MAX_SHARDS_PER_KEY}, got {}",
+                self.shard_number
+            )));
+        }
+        if self.replication_factor == 0 {
+            return Err(Error::bad_request("replication_factor must be at least 1"));
+        }
+        if self.write_consistency_factor == 0 {
+            return Err(Error::bad_request(
+                "write_consistency_factor must be at least 1",
+            ));
+        }
+        if self.hnsw.m < 2 || self.hnsw.m > 128 {
+            return Err(Error::bad_request(format!(
+                "hnsw_config.m must be between 2 and 128, got {}",
+                self.hnsw.m
+            )));
+        }
+        if self.hnsw.ef_construct < 4 || self.hnsw.ef_construct > 4096 {
+            return Err(Error::bad_request(format!(
+                "hnsw_config.ef_construct must be between 4 and 4096, got {}",
+                self.hnsw.ef_construct
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A shard key: Qdrant allows strings and unsigned integers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ShardKey {
+    Num(u64),
+    Str(String),
+}
+
+impl fmt::Display for ShardKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShardKey::Num(n) => write!(f, "{n}"),
+            ShardKey::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaState {
+    Active,
+    Initializing,
+    Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    pub node: NodeId,
+    pub state: ReplicaState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMeta {
+    pub id: ShardId,
+    /// The shard key it belongs to; None in an auto-sharded collection.
+    pub key: Option<ShardKey>,
+    pub replicas: Vec<Replica>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayloadSchemaType {
+    Keyword,
+    Integer,
+    Float,
+    Bool,
+    Geo,
+    Text,
+    Datetime,
+    Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadIndex {
+    pub schema: PayloadSchemaType,
+    pub is_tenant: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionMeta {
+    pub name: String,
+    /// Unique for the cluster's lifetime: data directories are named by it, so a collection
+    /// created again under an old name never sees the old data.
+    pub uid: u64,
+    pub params: CollectionParams,
+    pub shards: BTreeMap<ShardId, ShardMeta>,
+    pub shard_keys: BTreeMap<ShardKey, Vec<ShardId>>,
+    pub payload_indexes: BTreeMap<String, PayloadIndex>,
+    pub next_shard_id: ShardId,
+}
+
+impl CollectionMeta {
+    /// The shards of one shard key, or of the whole collection (auto sharding / no key given).
+    pub fn shards_of_key(&self, key: &ShardKey) -> Option<&[ShardId]> {
+        self.shard_keys.get(key).map(|v| v.as_slice())
+    }
+}
+
+/// A shard to create, placed by the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPlacement {
+    pub id: ShardId,
+    pub nodes: Vec<NodeId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    CreateCollection {
+        name: String,
+        uid: u64,
+        params: CollectionParams,
+        /// Auto sharding: the collection's shards. Custom: empty.
+        shards: Vec<ShardPlacement>,
+    },
+    DeleteCollection {
+        name: String,
+    },
+    CreateShardKey {
+        collection: String,
+        key: ShardKey,
+        shards: Vec<ShardPlacement>,
+    },
+    DeleteShardKey {
+        collection: String,
+        key: ShardKey,
+    },
+    CreatePayloadIndex {
+        collection: String,
+        field: String,
+        index: PayloadIndex,
+    },
+    DeletePayloadIndex {
+        collection: String,
+        field: String,
+    },
+}
+
+/// What applying a command changed, for the shard manager to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    CollectionCreated {
+        uid: u64,
+    },
+    CollectionDeleted {
+        uid: u64,
+        shards: Vec<ShardId>,
+    },
+    ShardsCreated {
+        uid: u64,
+        shards: Vec<ShardId>,
+    },
+    ShardsDeleted {
+        uid: u64,
+        shards: Vec<ShardId>,
+    },
+    Nothing,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetadataState {
+    pub collections: BTreeMap<String, CollectionMeta>,
+    /// Index of the last applied command.
+    pub applied: u64,
+}
+
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(Error::bad_request(format!(
+            "{what} must be 1 to {MAX_NAME_LEN} bytes long"
+        )));
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '/' | '\\' | '\0'))
+    {
+        return Err(Error::bad_request(format!(
+            "{what} must not contain '/', '\\' or control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl MetadataState {
+    pub fn collection(&self, name: &str) -> Result<&CollectionMeta> {
+        self.collections
+            .get(name)
+            .ok_or_else(|| Error::not_found(format!("Collection `{name}` doesn't exist!")))
+    }
+
+    /// Checks a command against the current state without applying it.
+    pub fn check(&self, cmd: &Command) -> Result<()> {
+        self.clone().apply_inner(cmd).map(|_| ())
+    }
+
+    /// Applies a committed command. Errors are deterministic (every replica of the state gets the
+    /// same one) and leave the state unchanged.
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Result<Applied> {
+        self.applied = index;
+        self.apply_inner(cmd)
+    }
+
+    fn apply_inner(&mut self, cmd: &Command) -> Result<Applied> {
+        match cmd {
+            Command::CreateCollection {
+                name,
+                uid,
+                params,
+                shards,
+            } => {
+                validate_name("collection name", name)?;
+                params.validate()?;
+                if self.collections.contains_key(name) {
+                    return Err(Error::already_exists(format!(
+                        "Wrong input: Collection `{name}` already exists!"
+                    )));
+                }
+                let mut meta = CollectionMeta {
+                    name: name.clone(),
+                    uid: *uid,
+                    params: params.clone(),
+                    shards: BTreeMap::new(),
+                    shard_keys: BTreeMap::new(),
+                    payload_indexes: BTreeMap::new(),
+                    next_shard_id: 0,
+                };
+                match params.sharding_method {
+                    ShardingMethod::Auto => {
+                        if shards.len() != params.shard_number as usize {
+                            return Err(Error::internal(
+                                "auto-sharded collection proposed with the wrong shard count",
+                            ));
+                        }
+                        add_shards(&mut meta, None, shards)?;
+                    }
+                    ShardingMethod::Custom => {
+                        if !shards.is_empty() {
+                            return Err(Error::internal(
+                                "custom-sharded collection proposed with shards",
+                            ));
+                        }
+                    }
+                }
+                self.collections.insert(name.clone(), meta);
+                Ok(Applied::CollectionCreated { uid: *uid })
+            }
+            Command::DeleteCollection { name } => {
+                let meta = self
+                    .collections
+                    .remove(name)
+                    .ok_or_else(|| Error::not_found(format!("Collection `{name}` doesn't exist!")))?;
+                Ok(Applied::CollectionDeleted {
+                    uid: meta.uid,
+                    shards: meta.shards.keys().copied().collect(),
+                })
+            }
+            Command::CreateShardKey {
+                collection,
+                key,
+                shards,
+            } => {
+                let meta = self.collections.get_mut(collection).ok_or_else(|| {
+                    Error::not_found(format!("Collection `{collection}` doesn't exist!"))
+                })?;
+                if meta.params.sharding_method != ShardingMethod::Custom {
+                    return Err(Error::bad_request(format!(
+                        "Shard keys can only be created in a collection with sharding_method custom; `{collection}` uses auto"
+                    )));
+                }
+                if let ShardKey::Str(s) = key {
+                    validate_name("shard key", s)?;
+                }
+                if meta.shard_keys.contains_key(key) {
+                    return Err(Error::already_exists(format!(
+                        "Shard key {key} already exists"
+                    )));
+                }
+                if shards.is_empty() || shards.len() > MAX_SHARDS_PER_KEY as usize {
+                    return Err(Error::bad_request(format!(
+                        "a shard key needs 1 to {MAX_SHARDS_PER_KEY} shards"
+                    )));
+                }
+                add_shards(meta, Some(key.clone()), shards)?;
+                Ok(Applied::ShardsCreated {
+                    uid: meta.uid,
+                    shards: shards.iter().map(|s| s.id).collect(),
+                })
+            }
+            Command::DeleteShardKey { collection, key } => {
+                let meta = self.collections.get_mut(collection).ok_or_else(|| {
+                    Error::not_found(format!("Collection `{collection}` doesn't exist!"))
+                })?;
+                let ids = meta
+                    .shard_keys
+                    .remove(key)
+                    .ok_or_else(|| Error::not_found(format!("Shard key {key} not found")))?;
+                for id in &ids {
+                    meta.shards.remove(id);
+                }
+                Ok(Applied::ShardsDeleted {
+                    uid: meta.uid,
+                    shards: ids,
+                })
+            }
+            Command::CreatePayloadIndex {
+                collection,
+                field,
+                index,
+            } => {
+                let meta = self.collections.get_mut(collection).ok_or_else(|| {
+                    Error::not_found(format!("Collection `{collection}` doesn't exist!"))
+                })?;
+                if field.is_empty() || field.len() > MAX_NAME_LEN {
+                    return Err(Error::bad_request("field_name must be 1 to 255 bytes long"));
+                }
+                meta.payload_indexes.insert(field.clone(), index.clone());
+                Ok(Applied::Nothing)
+            }
+            Command::DeletePayloadIndex { collection, field } => {
+                let meta = self.collections.get_mut(collection).ok_or_else(|| {
+                    Error::not_found(format!("Collection `{collection}` doesn't exist!"))
+                })?;
+                meta.payload_indexes.remove(field);
+                Ok(Applied::Nothing)
+            }
+        }
+    }
+}
+
+fn add_shards(
+    meta: &mut CollectionMeta,
+    key: Option<ShardKey>,
+    shards: &[ShardPlacement],
+) -> Result<()> {
+    let mut next = meta.next_shard_id;
+    for s in shards {
+        if s.id < next || meta.shards.contains_key(&s.id) {
+            return Err(Error::internal(format!(
+                "shard id {} proposed twice in collection {}",
+                s.id, meta.name
+            )));
+        }
+        if s.nodes.is_empty() {
+            return Err(Error::internal("shard proposed without replicas"));
+        }
+        next = s.id + 1;
+    }
+    for s in shards {
+        meta.shards.insert(
+            s.id,
+            ShardMeta {
+                id: s.id,
+                key: key.clone(),
+                replicas: s
+                    .nodes
+                    .iter()
+                    .map(|n| Replica {
+                        node: *n,
+                        state: ReplicaState::Active,
+                    })
+                    .collect(),
+            },
+        );
+    }
+    if let Some(k) = key {
+        meta.shard_keys
+            .insert(k, shards.iter().map(|s| s.id).collect());
+    }
+    meta.next_shard_id = next;
+    Ok(())
+}
+
+/// Picks `replicas` distinct nodes for each of `count` new shards, least loaded first (ties by
+/// lower node id), counting the shards placed so far in this call. `load` is the number of
+/// replicas each candidate node already holds.
+pub fn place(
+    load: &BTreeMap<NodeId, usize>,
+    first_id: ShardId,
+    count: u32,
+    replicas: u32,
+) -> Result<Vec<ShardPlacement>> {
+    if (replicas as usize) > load.len() {
+        return Err(Error::bad_request(format!(
+            "replication_factor {replicas} is more than the {} nodes of the cluster",
+            load.len()
+        )));
+    }
+    let mut load = load.clone();
+    let mut out = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let mut nodes: Vec<(usize, NodeId)> = load.iter().map(|(n, l)| (*l, *n)).collect();
+        nodes.sort_unstable();
+        let chosen: Vec<NodeId> = nodes
+            .iter()
+            .take(replicas as usize)
+            .map(|(_, n)| *n)
+            .collect();
+        for n in &chosen {
+            *load.entry(*n).or_default() += 1;
+        }
+        out.push(ShardPlacement {
+            id: first_id + i,
+            nodes: chosen,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(method: ShardingMethod) -> CollectionParams {
+        CollectionParams {
+            dim: 4,
+            distance: Distance::Cosine,
+            sharding_method: method,
+            shard_number: 2,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            hnsw: HnswParams::default(),
+            on_disk_payload: false,
+        }
+    }
+
+    #[test]
+    fn shard_key_lifecycle() {
+        let mut st = MetadataState::default();
+        st.apply(
+            1,
+            &Command::CreateCollection {
+                name: "c".into(),
+                uid: 10,
+                params: params(ShardingMethod::Custom),
+                shards: vec![],
+            },
+        )
+        .expect("create");
+        let key = ShardKey::Str("acme".into());
+        let placed = place(&BTreeMap::from([(1, 0)]), 0, 2, 1).expect("place");
+        let applied = st
+            .apply(
+                2,
+                &Command::CreateShardKey {
+                    collection: "c".into(),
+                    key: key.clone(),
+                    shards: placed.clone(),
+                },
+            )
+            .expect("key");
+        assert_eq!(
+            applied,
+            Applied::ShardsCreated {
+                uid: 10,
+                shards: vec![0, 1]
+            }
+        );
+        // the same key again is refused and changes nothing
+        let before = st.clone();
+        let again = st.apply(
+            3,
+            &Command::CreateShardKey {
+                collection: "c".into(),
+                key: key.clone(),
+                shards: vec![ShardPlacement {
+                    id: 2,
+                    nodes: vec![1],
+                }],
+            },
+        );
+        assert!(again.is_err());
+        assert_eq!(before.collections, st.collections);
+        // reused shard ids are refused
+        let reuse = st.apply(
+            4,
+            &Command::CreateShardKey {
+                collection: "c".into(),
+                key: ShardKey::Num(5),
+                shards: placed,
+            },
+        );
+        assert!(reuse.is_err());
+        let del = st
+            .apply(
+                5,
+                &Command::DeleteShardKey {
+                    collection: "c".into(),
+                    key,
+                },
+            )
+            .expect("delete");
+        assert_eq!(
+            del,
+            Applied::ShardsDeleted {
+                uid: 10,
+                shards: vec![0, 1]
+            }
+        );
+        assert!(st.collections["c"].shards.is_empty());
+    }
+
+    #[test]
+    fn shard_keys_only_in_custom_collections() {
+        let mut st = MetadataState::default();
+        st.apply(
+            1,
+            &Command::CreateCollection {
+                name: "a".into(),
+                uid: 1,
+                params: params(ShardingMethod::Auto),
+                shards: place(&BTreeMap::from([(1, 0)]), 0, 2, 1).expect("place"),
+            },
+        )
+        .expect("create");
+        let err = st
+            .apply(
+                2,
+                &Command::CreateShardKey {
+                    collection: "a".into(),
+                    key: ShardKey::Num(1),
+                    shards: vec![ShardPlacement {
+                        id: 2,
+                        nodes: vec![1],
+                    }],
+                },
+            )
+            .expect_err("auto");
+        assert_eq!(err.kind, crate::ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn placement_spreads_and_keeps_replicas_distinct() {
+        let load = BTreeMap::from([(1, 3), (2, 0), (3, 1)]);
+        let p = place(&load, 7, 4, 2).expect("place");
+        for s in &p {
+            assert_eq!(s.nodes.len(), 2);
+            assert_ne!(s.nodes[0], s.nodes[1]);
+        }
+        assert_eq!(p[0].nodes, vec![2, 3]);
+        assert_eq!(p.iter().map(|s| s.id).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+        let mut count = BTreeMap::new();
+        for s in &p {
+            for n in &s.nodes {
+                *count.entry(*n).or_insert(0) += 1;
+            }
+        }
+        // final loads are as even as possible: 3+1, 0+?, 1+?
+        let total: Vec<usize> = load.iter().map(|(n, l)| l + count.get(n).copied().unwrap_or(0)).collect();
+        assert!(total.iter().max().copied().unwrap_or(0) - total.iter().min().copied().unwrap_or(0) <= 1);
+        assert!(place(&load, 0, 1, 4).is_err());
+    }
+}

@@ -1,0 +1,821 @@
+//! The HTTP API: a compatible subset of Qdrant's REST API (same paths, bodies, envelopes, error
+//! body and status codes) plus health and metrics.
+
+pub mod json;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router as Http;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{Map, Value, json};
+use tessera_cluster::meta::{CollectionParams, HnswParams, ShardingMethod};
+use tessera_cluster::{Error, ErrorKind, Result};
+use tessera_shard::actor::{NewPoint, Selector, WriteOp};
+use tessera_shard::store::SearchParams;
+
+use self::json::*;
+use crate::catalog::{Catalog, LOCAL_NODE};
+use crate::router::{KeySelector, Router};
+
+/// The Qdrant REST API level tessera implements.
+pub const QDRANT_API_VERSION: &str = "1.19.0";
+/// Default search ef when the request names none.
+pub const DEFAULT_EF: usize = tessera_shard::DEFAULT_EF;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Arc<Catalog>,
+    pub router: Arc<Router>,
+    pub prom: Option<PrometheusHandle>,
+}
+
+pub fn http(state: AppState) -> Http {
+    let limit = state.catalog.config.max_body_bytes;
+    Http::new()
+        .route("/", get(root))
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/cluster", get(cluster))
+        .route("/collections", get(list_collections))
+        .route(
+            "/collections/{c}",
+            put(create_collection).get(get_collection).delete(delete_collection).patch(update_collection),
+        )
+        .route("/collections/{c}/exists", get(collection_exists))
+        .route("/collections/{c}/cluster", get(collection_cluster))
+        .route("/collections/{c}/shards", put(create_shard_key).get(list_shard_keys))
+        .route("/collections/{c}/shards/delete", post(delete_shard_key))
+        .route("/collections/{c}/index", put(create_index))
+        .route("/collections/{c}/index/{field}", axum::routing::delete(delete_index))
+        .route("/collections/{c}/points", put(upsert).post(retrieve))
+        .route("/collections/{c}/points/{id}", get(get_point))
+        .route("/collections/{c}/points/delete", post(delete_points))
+        .route("/collections/{c}/points/scroll", post(scroll))
+        .route("/collections/{c}/points/count", post(count))
+        .route("/collections/{c}/points/query", post(query))
+        .route("/collections/{c}/points/search", post(search))
+        .route("/collections/{c}/points/payload", post(set_payload).put(overwrite_payload))
+        .route("/collections/{c}/points/payload/delete", post(delete_payload))
+        .route("/collections/{c}/points/payload/clear", post(clear_payload))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+// ---------- envelopes and errors ----------
+
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_of(self.0.kind);
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        let body = json!({"status": {"error": self.0.message}, "time": 0.0});
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let ErrorKind::TooManyRequests { retry_after_ms } = self.0.kind {
+            let secs = retry_after_ms.div_ceil(1000).max(1).to_string();
+            if let Ok(v) = secs.parse() {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+type Reply = std::result::Result<Response, ApiError>;
+
+fn ok(result: Value, started: Instant) -> Reply {
+    Ok(axum::Json(json!({
+        "result": result,
+        "status": "ok",
+        "time": started.elapsed().as_secs_f64(),
+    }))
+    .into_response())
+}
+
+fn body_json(body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::new(ErrorKind::PayloadTooLarge, "Payload too large: request body is over the configured limit")
+        } else {
+            bad(format!("Format error in JSON body: {}", r.body_text()))
+        }
+    })?;
+    if bytes.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("Format error in JSON body: {e}")))
+}
+
+fn query_flag(q: &Option<String>, name: &str) -> Result<bool> {
+    let Some(q) = q else { return Ok(false) };
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+        if k == name {
+            return match v {
+                "true" | "1" | "" => Ok(true),
+                "false" | "0" => Ok(false),
+                other => Err(bad(format!("Bad query parameter {name}={other}"))),
+            };
+        }
+    }
+    Ok(false)
+}
+
+fn update_result(seq: u64, wait: bool, started: Instant) -> Reply {
+    ok(
+        json!({"operation_id": seq, "status": if wait { "completed" } else { "acknowledged" }}),
+        started,
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::not_found("Not found"))
+}
+
+// ---------- service ----------
+
+async fn root() -> Response {
+    axum::Json(json!({
+        "title": "tessera - multi-tenant vector search",
+        "version": QDRANT_API_VERSION,
+        "commit": option_env!("TESSERA_COMMIT").unwrap_or("unknown"),
+        "tessera_version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+async fn health() -> &'static str {
+    "healthz check passed"
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    match &s.prom {
+        Some(p) => p.render().into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
+    }
+}
+
+async fn cluster(State(s): State<AppState>) -> Reply {
+    let t = Instant::now();
+    let applied = s.catalog.meta.read().applied;
+    ok(
+        json!({
+            "status": "enabled",
+            "peer_id": LOCAL_NODE,
+            "peers": {LOCAL_NODE.to_string(): {"uri": format!("http://{}/", s.catalog.config.http_addr)}},
+            "raft_info": {"term": 1, "commit": applied, "pending_operations": 0, "leader": LOCAL_NODE, "role": "Leader", "is_voter": true},
+            "consensus_thread_status": {"consensus_thread_status": "working", "last_update": "1970-01-01T00:00:00Z"},
+            "message_send_failures": {},
+        }),
+        t,
+    )
+}
+
+// ---------- collections ----------
+
+async fn list_collections(State(s): State<AppState>) -> Reply {
+    let t = Instant::now();
+    let names: Vec<Value> = s
+        .catalog
+        .collection_names()
+        .into_iter()
+        .map(|n| json!({"name": n}))
+        .collect();
+    ok(json!({"collections": names}), t)
+}
+
+async fn create_collection(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let vectors = field(o, "vectors").ok_or_else(|| bad("Format error in JSON body: vectors is required"))?;
+    let vo = obj(vectors, "vectors")?;
+    let (size, dist) = if vo.contains_key("size") {
+        (vo.get("size"), vo.get("distance"))
+    } else if vo.len() == 1 && vo.contains_key("") {
+        let inner = obj(&vo[""], "vectors")?;
+        (inner.get("size"), inner.get("distance"))
+    } else {
+        return Err(bad("Wrong input: named vectors are not supported; give vectors {size, distance}").into());
+    };
+    let dim = size
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("Format error in JSON body: vectors.size must be a positive integer"))?;
+    let distance = distance(dist.ok_or_else(|| bad("Format error in JSON body: vectors.distance is required"))?)?;
+    let sharding_method = match field(o, "sharding_method").and_then(Value::as_str) {
+        None | Some("auto") => ShardingMethod::Auto,
+        Some("custom") => ShardingMethod::Custom,
+        Some(other) => return Err(bad(format!("Wrong input: unknown sharding_method {other}")).into()),
+    };
+    let u32_field = |k: &str, d: u32| -> Result<u32> {
+        Ok(usize_field(o, k)?.map(|n| n.min(u32::MAX as usize) as u32).unwrap_or(d))
+    };
+    let mut hnsw = HnswParams::default();
+    if let Some(h) = field(o, "hnsw_config") {
+        let h = obj(h, "hnsw_config")?;
+        if let Some(m) = usize_field(h, "m")? {
+            hnsw.m = m;
+        }
+        if let Some(e) = usize_field(h, "ef_construct")? {
+            hnsw.ef_construct = e;
+        }
+        hnsw.payload_m = usize_field(h, "payload_m")?;
+        if let Some(f) = usize_field(h, "full_scan_threshold")? {
+            hnsw.full_scan_threshold = f;
+        }
+    }
+    let params = CollectionParams {
+        dim: dim as usize,
+        distance,
+        sharding_method,
+        shard_number: u32_field("shard_number", 1)?,
+        replication_factor: u32_field("replication_factor", 1)?,
+        write_consistency_factor: u32_field("write_consistency_factor", 1)?,
+        hnsw,
+        on_disk_payload: field(o, "on_disk_payload").and_then(Value::as_bool).unwrap_or(false),
+    };
+    s.catalog.create_collection(name, params).await?;
+    ok(json!(true), t)
+}
+
+async fn update_collection(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    obj(&v, "body")?;
+    s.catalog.collection(&name)?;
+    // accepted and ignored: tessera tunes optimizers itself
+    ok(json!(true), t)
+}
+
+async fn get_collection(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+    let t = Instant::now();
+    let c = s.catalog.collection(&name)?;
+    let (mut points, mut indexed, mut segments) = (0usize, 0usize, 0usize);
+    for id in c.shards.keys() {
+        if let Some(d) = s.catalog.shards.data((c.uid, *id)) {
+            let st = d.stats();
+            points += st.points;
+            indexed += st.indexed_points;
+            segments += st.segments;
+        }
+    }
+    let schema: Map<String, Value> = c
+        .payload_indexes
+        .iter()
+        .map(|(k, ix)| {
+            let mut params = json!({"type": schema_name(ix.schema)});
+            if ix.is_tenant {
+                params["is_tenant"] = json!(true);
+            }
+            (k.clone(), json!({"data_type": schema_name(ix.schema), "params": params, "points": points}))
+        })
+        .collect();
+    ok(
+        json!({
+            "status": "green",
+            "optimizer_status": "ok",
+            "indexed_vectors_count": indexed,
+            "points_count": points,
+            "segments_count": segments,
+            "config": collection_config(&c),
+            "payload_schema": schema,
+        }),
+        t,
+    )
+}
+
+async fn delete_collection(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+    let t = Instant::now();
+    let existed = match s.catalog.delete_collection(name).await {
+        Ok(()) => true,
+        Err(e) if e.kind == ErrorKind::NotFound => false,
+        Err(e) => return Err(e.into()),
+    };
+    ok(json!(existed), t)
+}
+
+async fn collection_exists(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+    let t = Instant::now();
+    ok(json!({"exists": s.catalog.collection(&name).is_ok()}), t)
+}
+
+async fn collection_cluster(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+    let t = Instant::now();
+    let c = s.catalog.collection(&name)?;
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    for sh in c.shards.values() {
+        for r in &sh.replicas {
+            let mut e = json!({
+                "shard_id": sh.id,
+                "shard_key": sh.key.as_ref().map(shard_key_json),
+                "state": format!("{:?}", r.state),
+            });
+            if r.node == LOCAL_NODE {
+                let points = s.catalog.shards.data((c.uid, sh.id)).map(|d| d.stats().points).unwrap_or(0);
+                e["points_count"] = json!(points);
+                local.push(e);
+            } else {
+                e["peer_id"] = json!(r.node);
+                remote.push(e);
+            }
+        }
+    }
+    ok(
+        json!({
+            "peer_id": LOCAL_NODE,
+            "shard_count": c.shards.len(),
+            "local_shards": local,
+            "remote_shards": remote,
+            "shard_transfers": [],
+        }),
+        t,
+    )
+}
+
+async fn create_shard_key(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let key = shard_key(field(o, "shard_key").ok_or_else(|| bad("Format error in JSON body: shard_key is required"))?)?;
+    let shards_number = usize_field(o, "shards_number")?.map(|n| n.min(u32::MAX as usize) as u32);
+    let rf = usize_field(o, "replication_factor")?.map(|n| n.min(u32::MAX as usize) as u32);
+    let placement = match field(o, "placement") {
+        None => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|x| x.as_u64().ok_or_else(|| bad("Format error in JSON body: placement must list peer ids")))
+                .collect::<Result<Vec<u64>>>()?,
+        ),
+        Some(_) => return Err(bad("Format error in JSON body: placement must list peer ids").into()),
+    };
+    s.catalog.create_shard_key(name, key, shards_number, rf, placement).await?;
+    ok(json!(true), t)
+}
+
+async fn delete_shard_key(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let key = shard_key(field(o, "shard_key").ok_or_else(|| bad("Format error in JSON body: shard_key is required"))?)?;
+    s.catalog.delete_shard_key(name, key).await?;
+    ok(json!(true), t)
+}
+
+async fn list_shard_keys(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+    let t = Instant::now();
+    let c = s.catalog.collection(&name)?;
+    let keys: Vec<Value> = c.shard_keys.keys().map(|k| json!({"key": shard_key_json(k)})).collect();
+    ok(json!({"shard_keys": keys}), t)
+}
+
+async fn create_index(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let (field_name, index) = payload_index(obj(&v, "body")?)?;
+    let seq = s.catalog.create_payload_index(name, field_name, index).await?;
+    update_result(seq, query_flag(&q, "wait")?, t)
+}
+
+async fn delete_index(
+    State(s): State<AppState>,
+    Path((name, field_name)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let t = Instant::now();
+    let seq = s.catalog.delete_payload_index(name, field_name).await?;
+    update_result(seq, query_flag(&q, "wait")?, t)
+}
+
+// ---------- points ----------
+
+fn dim_of(s: &AppState, c: &str) -> Result<usize> {
+    Ok(s.catalog.collection(c)?.params.dim)
+}
+
+async fn upsert(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let wait = query_flag(&q, "wait")?;
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let dim = dim_of(&s, &name)?;
+    let sel = key_selector(o)?;
+    let mut points = Vec::new();
+    if let Some(list) = field(o, "points") {
+        let list = list.as_array().ok_or_else(|| bad("Format error in JSON body: points must be a list"))?;
+        for p in list {
+            let po = obj(p, "point")?;
+            let id = point_id(po.get("id").ok_or_else(|| bad("Format error in JSON body: point id is required"))?)?;
+            let vector = vector(po.get("vector").ok_or_else(|| bad("Format error in JSON body: point vector is required"))?)?;
+            check_dim(&vector, dim)?;
+            points.push(NewPoint { id, vector, payload: payload(po.get("payload"))? });
+        }
+    } else if let Some(b) = field(o, "batch") {
+        let bo = obj(b, "batch")?;
+        let ids = bo.get("ids").and_then(Value::as_array).ok_or_else(|| bad("Format error in JSON body: batch.ids must be a list"))?;
+        let vectors = bo.get("vectors").and_then(Value::as_array).ok_or_else(|| bad("Format error in JSON body: batch.vectors must be a list"))?;
+        let payloads = field(bo, "payloads").map(|p| p.as_array().ok_or_else(|| bad("Format error in JSON body: batch.payloads must be a list"))).transpose()?;
+        if vectors.len() != ids.len() || payloads.is_some_and(|p| p.len() != ids.len()) {
+            return Err(bad("Wrong input: batch ids, vectors and payloads must have the same length").into());
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let vector = vector(&vectors[i])?;
+            check_dim(&vector, dim)?;
+            points.push(NewPoint {
+                id: point_id(id)?,
+                vector,
+                payload: payload(payloads.and_then(|p| p.get(i)))?,
+            });
+        }
+    } else {
+        return Err(bad("Format error in JSON body: points or batch is required").into());
+    }
+    let max = s.catalog.config.max_batch_points;
+    if points.len() > max {
+        return Err(bad(format!("Bad request: a batch may carry at most {max} points, got {}", points.len())).into());
+    }
+    let seq = s.router.upsert(&name, &sel, points).await?;
+    update_result(seq, wait, t)
+}
+
+/// `points` (ids) or `filter` of a points selector body.
+fn selector(o: &Map<String, Value>) -> Result<Selector> {
+    if let Some(p) = field(o, "points") {
+        let ids = p
+            .as_array()
+            .ok_or_else(|| bad("Format error in JSON body: points must be a list of ids"))?
+            .iter()
+            .map(point_id)
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Selector::Ids(ids));
+    }
+    if let Some(f) = filter(o)? {
+        return Ok(Selector::Filter(f));
+    }
+    Err(bad("Format error in JSON body: points or filter is required"))
+}
+
+async fn delete_points(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let sel = key_selector(o)?;
+    let seq = s.router.write_selected(&name, &sel, selector(o)?, WriteOp::Delete).await?;
+    update_result(seq, query_flag(&q, "wait")?, t)
+}
+
+async fn set_payload(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let sel = key_selector(o)?;
+    let p = payload(Some(field(o, "payload").ok_or_else(|| bad("Format error in JSON body: payload is required"))?))?;
+    let key = field(o, "key").map(|k| k.as_str().map(str::to_string).ok_or_else(|| bad("Format error in JSON body: key must be a string"))).transpose()?;
+    let seq = s
+        .router
+        .write_selected(&name, &sel, selector(o)?, |selector| WriteOp::SetPayload { selector, payload: p.clone(), key: key.clone() })
+        .await?;
+    update_result(seq, query_flag(&q, "wait")?, t)
+}
+
+async fn overwrite_payload(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let sel = key_selector(o)?;
+    let p = payload(Some(field(o, "payload").ok_or_else(|| bad("Format error in JSON body: payload is required"))?))?;
+    let seq = s
+        .router
+        .write_selected(&name, &sel, selector(o)?, |selector| WriteOp::OverwritePayload { selector, payload: p.clone() })
+        .await?;
+    update_result(seq, query_flag(&q, "wait")?, t)
+}
+
+async fn delete_payload(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let sel = key_selector(o)?;
+    let keys: Vec<String> = field(o, "keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("Format error in JSON body: keys must be a list of strings"))?
+        .iter()
+        .map(|k| k.as_str().map(str::to_string).ok_or_else(|| bad("Format error in JSON body: keys must be a list of strings")))
+        .collect::<Result<_>>()?;
+    let seq = s
+        .router
+        .write_selected(&name, &sel, selector(o)?, |selector| WriteOp::DeletePayload { selector, keys: keys.clone() })
+        .await?;
+    update_result(seq, query_flag(&q, "wait")?, t)
+}
+
+async fn clear_payload(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let sel = key_selector(o)?;
+    let seq = s.router.write_selected(&name, &sel, selector(o)?, WriteOp::ClearPayload).await?;
+    update_result(seq, query_flag(&q, "wait")?, t)
+}
+
+async fn retrieve(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let sel = key_selector(o)?;
+    let ids = field(o, "ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("Format error in JSON body: ids must be a list"))?
+        .iter()
+        .map(point_id)
+        .collect::<Result<Vec<_>>>()?;
+    if ids.len() > s.catalog.config.max_limit {
+        return Err(bad(format!("Bad request: at most {} ids per request", s.catalog.config.max_limit)).into());
+    }
+    let recs = s
+        .router
+        .retrieve(&name, &sel, ids, with_payload(field(o, "with_payload"), true)?, with_vector(field(o, "with_vector"))?)
+        .await?;
+    ok(Value::Array(recs.into_iter().map(record_json).collect()), t)
+}
+
+async fn get_point(State(s): State<AppState>, Path((name, id)): Path<(String, String)>) -> Reply {
+    let t = Instant::now();
+    let pid = match id.parse::<u64>() {
+        Ok(n) => tessera_shard::point::PointId::Num(n),
+        Err(_) => tessera_shard::point::PointId::from_string(&id),
+    };
+    let recs = s
+        .router
+        .retrieve(&name, &KeySelector::All, vec![pid], tessera_shard::store::PayloadSelector::All, true)
+        .await?;
+    let rec = recs.into_iter().next().ok_or_else(|| Error::not_found(format!("No point with id {id} found")))?;
+    ok(record_json(rec), t)
+}
+
+async fn scroll(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let sel = key_selector(o)?;
+    if field(o, "order_by").is_some() {
+        return Err(bad("Wrong input: order_by is not supported; scroll pages by point id").into());
+    }
+    let lim = limit(o, 10, s.catalog.config.max_limit)?;
+    let offset = field(o, "offset").map(point_id).transpose()?;
+    let (recs, next) = s
+        .router
+        .scroll(
+            &name,
+            &sel,
+            offset,
+            lim,
+            filter(o)?,
+            with_payload(field(o, "with_payload"), true)?,
+            with_vector(field(o, "with_vector"))?,
+        )
+        .await?;
+    ok(
+        json!({
+            "points": recs.into_iter().map(record_json).collect::<Vec<_>>(),
+            "next_page_offset": next.as_ref().map(point_id_json),
+        }),
+        t,
+    )
+}
+
+async fn count(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let sel = key_selector(o)?;
+    let n = s.router.count(&name, &sel, filter(o)?).await?;
+    ok(json!({"count": n}), t)
+}
+
+/// The shared part of query and search: runs a nearest-neighbour search and renders scored points.
+async fn nearest(s: &AppState, name: &str, o: &Map<String, Value>, query: &Value) -> Result<Vec<Value>> {
+    let sel = key_selector(o)?;
+    let c = s.catalog.collection(name)?;
+    let max = s.catalog.config.max_limit;
+    let lim = limit(o, 10, max)?;
+    let offset = usize_field(o, "offset")?.unwrap_or(0);
+    if offset > max {
+        return Err(bad(format!("Bad request: offset {offset} is over the maximum of {max}")));
+    }
+    let (vector, exclude) = match query {
+        Value::Array(_) => (vector(query)?, None),
+        Value::Number(_) | Value::String(_) => {
+            let id = point_id(query)?;
+            (s.router.vector_of(name, &sel, id.clone()).await?, Some(id))
+        }
+        _ => return Err(bad("Wrong input: query must be a vector, a point id or {\"nearest\": ...}")),
+    };
+    check_dim(&vector, c.params.dim)?;
+    let params = field(o, "params").map(|p| obj(p, "params")).transpose()?;
+    let ef = params.map(|p| usize_field(p, "hnsw_ef")).transpose()?.flatten().unwrap_or(DEFAULT_EF);
+    let exact = params.and_then(|p| p.get("exact")).and_then(Value::as_bool).unwrap_or(false);
+    let threshold = field(o, "score_threshold")
+        .map(|v| v.as_f64().ok_or_else(|| bad("Format error in JSON body: score_threshold must be a number")))
+        .transpose()?;
+    let metric = crate::catalog::metric_of(c.params.distance);
+    let hits = s
+        .router
+        .search(
+            name,
+            &sel,
+            SearchParams {
+                vector,
+                filter: filter(o)?,
+                k: lim + offset,
+                ef: ef.clamp(1, 100_000),
+                exact,
+                with_payload: with_payload(field(o, "with_payload"), false)?,
+                with_vector: with_vector(field(o, "with_vector"))?,
+                exclude,
+            },
+            offset,
+        )
+        .await?;
+    let higher_better = metric != tessera_shard::Metric::Euclid;
+    Ok(hits
+        .into_iter()
+        .map(|h| (tessera_shard::score_from_distance(metric, h.1.distance), h))
+        .filter(|(score, _)| match threshold {
+            None => true,
+            Some(th) if higher_better => f64::from(*score) >= th,
+            Some(th) => f64::from(*score) <= th,
+        })
+        .map(|(score, (key, h))| {
+            let version = h.record.version;
+            let mut r = record_json((key, h.record));
+            let m = r.as_object_mut().expect("record_json builds an object");
+            m.insert("score".into(), json!(score));
+            m.insert("version".into(), json!(version));
+            r
+        })
+        .collect())
+}
+
+async fn query(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    if field(o, "prefetch").is_some() {
+        return Err(bad("Wrong input: prefetch is not supported").into());
+    }
+    let q = match field(o, "query") {
+        None => {
+            // no query: Qdrant returns points in id order (a scroll)
+            let lim = limit(o, 10, s.catalog.config.max_limit)?;
+            let (recs, _) = s
+                .router
+                .scroll(
+                    &name,
+                    &key_selector(o)?,
+                    None,
+                    lim,
+                    filter(o)?,
+                    with_payload(field(o, "with_payload"), false)?,
+                    with_vector(field(o, "with_vector"))?,
+                )
+                .await?;
+            let points: Vec<Value> = recs
+                .into_iter()
+                .map(|r| {
+                    let version = r.1.version;
+                    let mut v = record_json(r);
+                    v["score"] = json!(1.0);
+                    v["version"] = json!(version);
+                    v
+                })
+                .collect();
+            return ok(json!({"points": points}), t);
+        }
+        Some(Value::Object(m)) if m.contains_key("nearest") => m["nearest"].clone(),
+        Some(Value::Object(m)) => {
+            let kind = m.keys().next().cloned().unwrap_or_default();
+            return Err(bad(format!("Wrong input: query type `{kind}` is not supported")).into());
+        }
+        Some(v) => v.clone(),
+    };
+    let points = nearest(&s, &name, o, &q).await?;
+    ok(json!({"points": points}), t)
+}
+
+async fn search(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let q = field(o, "vector").ok_or_else(|| bad("Format error in JSON body: vector is required"))?.clone();
+    if !q.is_array() {
+        return Err(bad("Format error in JSON body: vector must be a list of numbers").into());
+    }
+    let points = nearest(&s, &name, o, &q).await?;
+    ok(Value::Array(points), t)
+}

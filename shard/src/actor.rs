@@ -1,0 +1,255 @@
+//! The shard actor: one per shard replica. It owns the order of writes and the WAL: a write is
+//! validated, resolved to point ids, appended and fsynced, then applied, and only then answered.
+//! It also schedules the replica's background index jobs. Reads never pass through its mailbox:
+//! they use the shared [`ShardData`] on the manager's bounded read pool.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tessera_cluster::record_log::RecordLog;
+use tessera_cluster::{Error, Result};
+use tessera_index::CompactGraph;
+use tokio::sync::Semaphore;
+
+use crate::filter::Filter;
+use crate::point::{Payload, PointId};
+use crate::store::{BuildJob, ShardData, build_graph};
+use crate::wal::{self, WalOp, WalPoint, WalRecord, payload_to_json};
+
+/// A point to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPoint {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    pub payload: Payload,
+}
+
+/// Which points a write touches.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    Ids(Vec<PointId>),
+    Filter(Filter),
+}
+
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    Upsert(Vec<NewPoint>),
+    Delete(Selector),
+    SetPayload {
+        selector: Selector,
+        payload: Payload,
+        key: Option<String>,
+    },
+    OverwritePayload {
+        selector: Selector,
+        payload: Payload,
+    },
+    DeletePayload {
+        selector: Selector,
+        keys: Vec<String>,
+    },
+    ClearPayload(Selector),
+}
+
+pub enum ShardMsg {
+    /// Applies a write durably; answers its sequence number.
+    Write(WriteOp, RpcReplyPort<Result<u64>>),
+    /// A background index job finished.
+    Built(Box<BuildJob>, Result<CompactGraph>),
+    /// A background job found nothing to do after all.
+    Idle,
+}
+
+pub struct ShardActor;
+
+pub struct ShardArgs {
+    pub data: Arc<ShardData>,
+    pub wal: RecordLog,
+    /// Node-wide limit on concurrent index builds.
+    pub builds: Arc<Semaphore>,
+}
+
+pub struct ShardState {
+    data: Arc<ShardData>,
+    wal: Arc<Mutex<RecordLog>>,
+    builds: Arc<Semaphore>,
+    job_running: bool,
+}
+
+impl Actor for ShardActor {
+    type Msg = ShardMsg;
+    type State = ShardState;
+    type Arguments = ShardArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        args: ShardArgs,
+    ) -> Result<ShardState, ActorProcessingErr> {
+        let mut st = ShardState {
+            data: args.data,
+            wal: Arc::new(Mutex::new(args.wal)),
+            builds: args.builds,
+            job_running: false,
+        };
+        schedule_job(&myself, &mut st);
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        msg: ShardMsg,
+        st: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ShardMsg::Write(op, reply) => {
+                let res = write(st, op).await;
+                let _ = reply.send(res);
+                schedule_job(&myself, st);
+            }
+            ShardMsg::Built(job, graph) => {
+                st.job_running = false;
+                let installed = graph.and_then(|g| st.data.install(*job, g));
+                if let Err(e) = installed {
+                    tracing::warn!(
+                        shard = st.data.spec.shard_id,
+                        error = %e,
+                        "index job failed; the segment stays searchable by exact scan"
+                    );
+                } else {
+                    metrics::counter!("tessera_index_builds_total").increment(1);
+                }
+                schedule_job(&myself, st);
+            }
+            ShardMsg::Idle => st.job_running = false,
+        }
+        Ok(())
+    }
+}
+
+/// Starts the next index job in the background if none is running and one is due.
+fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
+    if st.job_running || st.data.due_job().is_none() {
+        return;
+    }
+    st.job_running = true;
+    let data = st.data.clone();
+    let builds = st.builds.clone();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let Ok(_permit) = builds.acquire_owned().await else {
+            return;
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            let job = data.next_job()?;
+            let started = std::time::Instant::now();
+            let graph = build_graph(&data.spec, &job);
+            tracing::debug!(
+                shard = data.spec.shard_id,
+                points = job.ids.len(),
+                sources = job.sources.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "index job built"
+            );
+            Some((job, graph))
+        })
+        .await;
+        let msg = match done {
+            Ok(Some((job, graph))) => ShardMsg::Built(Box::new(job), graph),
+            Ok(None) => ShardMsg::Idle,
+            Err(e) => {
+                tracing::error!(error = %e, "index job panicked");
+                ShardMsg::Idle
+            }
+        };
+        let _ = me.send_message(msg);
+    });
+}
+
+async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64> {
+    let data = st.data.clone();
+    let wal = st.wal.clone();
+    tokio::task::spawn_blocking(move || {
+        let op = resolve(&data, op)?;
+        let seq = data.last_seq() + 1;
+        let rec = WalRecord { seq, op };
+        let body = wal::encode(&rec)?;
+        wal.lock().append(&[&body], true)?;
+        data.apply(&rec)?;
+        metrics::counter!("tessera_wal_records_total").increment(1);
+        Ok(seq)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("write task failed: {e}")))?
+}
+
+/// Validates a write and turns it into the record to log: vectors checked and prepared, filters
+/// resolved to the ids they match now.
+fn resolve(data: &ShardData, op: WriteOp) -> Result<WalOp> {
+    let ids_of = |sel: Selector, must_exist: bool| -> Result<Vec<PointId>> {
+        match sel {
+            Selector::Ids(ids) => {
+                if must_exist {
+                    let found = data.resolve(Some(&ids), None);
+                    if found.len() < ids.len() {
+                        let missing = ids.iter().find(|id| !found.contains(id));
+                        if let Some(m) = missing {
+                            return Err(Error::not_found(format!("No point with id {m} found")));
+                        }
+                    }
+                }
+                Ok(ids)
+            }
+            Selector::Filter(f) => Ok(data.resolve(None, Some(&f))),
+        }
+    };
+    Ok(match op {
+        WriteOp::Upsert(points) => {
+            let mut out = Vec::with_capacity(points.len());
+            for mut p in points {
+                if p.vector.len() != data.spec.dim {
+                    return Err(Error::bad_request(format!(
+                        "Wrong input: Vector dimension error: expected dim: {}, got {}",
+                        data.spec.dim,
+                        p.vector.len()
+                    )));
+                }
+                if p.vector.iter().any(|x| !x.is_finite()) {
+                    return Err(Error::bad_request(
+                        "Wrong input: vector values must be finite numbers",
+                    ));
+                }
+                data.prepare_vector(&mut p.vector);
+                out.push(WalPoint {
+                    id: p.id,
+                    vector: p.vector,
+                    payload_json: payload_to_json(&p.payload),
+                });
+            }
+            WalOp::Upsert(out)
+        }
+        WriteOp::Delete(sel) => WalOp::Delete(ids_of(sel, false)?),
+        WriteOp::SetPayload {
+            selector,
+            payload,
+            key,
+        } => WalOp::SetPayload {
+            ids: ids_of(selector, true)?,
+            payload_json: payload_to_json(&payload),
+            key,
+        },
+        WriteOp::OverwritePayload { selector, payload } => WalOp::OverwritePayload {
+            ids: ids_of(selector, true)?,
+            payload_json: payload_to_json(&payload),
+        },
+        WriteOp::DeletePayload { selector, keys } => WalOp::DeletePayload {
+            ids: ids_of(selector, true)?,
+            keys,
+        },
+        WriteOp::ClearPayload(sel) => WalOp::ClearPayload {
+            ids: ids_of(sel, true)?,
+        },
+    })
+}

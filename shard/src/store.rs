@@ -1,0 +1,676 @@
+//! The in-memory state of one shard replica: its points, payloads and segments, and the pure
+//! functions that apply logged writes to it and search it. The actor (actor.rs) owns the order of
+//! writes and the WAL; readers share the state through a read lock and never wait for the actor.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde_json::Value;
+use tessera_cluster::meta::ShardKey;
+use tessera_cluster::{Error, Result};
+use tessera_index::{CompactGraph, GraphParams, Metric};
+
+use crate::filter::Filter;
+use crate::point::{Payload, PointId};
+use crate::segment::{BitSet, Segment, Vectors};
+use crate::wal::{WalOp, WalRecord, payload_from_json};
+
+/// Everything a replica needs to know about itself; fixed for its lifetime.
+#[derive(Debug, Clone)]
+pub struct ShardSpec {
+    pub collection_uid: u64,
+    pub shard_id: u32,
+    /// The shard key (tenant) this replica belongs to; None in an auto-sharded collection.
+    pub key: Option<ShardKey>,
+    pub dim: usize,
+    pub metric: Metric,
+    pub graph: GraphParams,
+    /// The tail is sealed and indexed when it reaches this many points.
+    pub indexing_threshold: usize,
+    /// A filtered search scans the matches exactly when fewer than this many are expected.
+    pub full_scan_threshold: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loc {
+    pub seg: u64,
+    pub off: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PointRec {
+    pub loc: Loc,
+    pub payload: Arc<Payload>,
+    pub version: u64,
+}
+
+/// Which payload fields to return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadSelector {
+    None,
+    All,
+    Include(Vec<String>),
+    Exclude(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: PointId,
+    pub version: u64,
+    pub payload: Option<Payload>,
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub record: Record,
+    /// Internal distance, lower is better.
+    pub distance: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchParams {
+    pub vector: Vec<f32>,
+    pub filter: Option<Filter>,
+    /// How many to return (the caller's limit + offset).
+    pub k: usize,
+    pub ef: usize,
+    pub exact: bool,
+    pub with_payload: PayloadSelector,
+    pub with_vector: bool,
+    /// A point to leave out (query by point id).
+    pub exclude: Option<PointId>,
+}
+
+/// A graph to build in the background: the vectors are a copy, so no lock is held while building.
+pub struct BuildJob {
+    /// Segments the new one replaces (one for a fresh seal, several for a merge).
+    pub sources: Vec<u64>,
+    pub ids: Vec<PointId>,
+    pub origin: Vec<Loc>,
+    pub vectors: Vec<f32>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShardStats {
+    pub points: usize,
+    pub indexed_points: usize,
+    pub segments: usize,
+    pub deleted: usize,
+    pub memory_bytes: usize,
+    pub last_seq: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    points: BTreeMap<PointId, PointRec>,
+    segments: BTreeMap<u64, Segment>,
+    tail: u64,
+    next_segment: u64,
+    last_seq: u64,
+}
+
+pub struct ShardData {
+    pub spec: ShardSpec,
+    inner: RwLock<Inner>,
+}
+
+/// Segments of one merge tier are merged when there are this many.
+const MERGE_FANIN: usize = 3;
+/// A sealed segment with more than this fraction tombstoned is rebuilt.
+const VACUUM_RATIO: f64 = 0.3;
+
+impl ShardData {
+    pub fn new(spec: ShardSpec) -> ShardData {
+        let tail = Segment::new_tail(0, spec.dim);
+        ShardData {
+            inner: RwLock::new(Inner {
+                points: BTreeMap::new(),
+                segments: BTreeMap::from([(0, tail)]),
+                tail: 0,
+                next_segment: 1,
+                last_seq: 0,
+            }),
+            spec,
+        }
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.inner.read().last_seq
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Refuses a request that names another tenant than the one this replica holds: a routing
+    /// bug must not become a data leak.
+    pub fn check_key(&self, key: Option<&ShardKey>) -> Result<()> {
+        if self.spec.key.as_ref() == key {
+            Ok(())
+        } else {
+            tracing::error!(
+                shard = self.spec.shard_id,
+                owned = ?self.spec.key,
+                asked = ?key,
+                "request for another shard key reached this replica; refused"
+            );
+            Err(Error::not_found("Shard key not found"))
+        }
+    }
+
+    /// Makes a vector ready for storage or search (cosine: unit length).
+    pub fn prepare_vector(&self, v: &mut [f32]) {
+        if self.spec.metric == Metric::Cosine {
+            normalize(v);
+        }
+    }
+
+    /// Applies one logged record. Used for live writes (after the WAL append) and for replay;
+    /// the same input gives the same state.
+    pub fn apply(&self, rec: &WalRecord) -> Result<()> {
+        let mut g = self.inner.write();
+        if rec.seq <= g.last_seq {
+            return Ok(());
+        }
+        let inner = &mut *g;
+        match &rec.op {
+            WalOp::Upsert(points) => {
+                // decode every payload first: a batch is applied whole or not at all
+                let mut decoded = Vec::with_capacity(points.len());
+                for p in points {
+                    if p.vector.len() != self.spec.dim {
+                        return Err(Error::bad_request(format!(
+                            "Wrong input: Vector dimension error: expected dim: {}, got {}",
+                            self.spec.dim,
+                            p.vector.len()
+                        )));
+                    }
+                    decoded.push(payload_from_json(&p.payload_json)?);
+                }
+                for (p, payload) in points.iter().zip(decoded) {
+                    if let Some(old) = inner.points.get(&p.id) {
+                        let loc = old.loc;
+                        tombstone(inner, loc);
+                    }
+                    if inner
+                        .segments
+                        .get(&inner.tail)
+                        .is_none_or(|t| t.len() >= u32::MAX as usize - 1)
+                    {
+                        seal_tail(inner, self.spec.dim);
+                    }
+                    let tail_id = inner.tail;
+                    let tail = inner
+                        .segments
+                        .get_mut(&tail_id)
+                        .ok_or_else(|| Error::internal("tail segment missing"))?;
+                    let off = tail.push(p.id.clone(), &p.vector);
+                    let tail_len = tail.len();
+                    inner.points.insert(
+                        p.id.clone(),
+                        PointRec {
+                            loc: Loc { seg: tail_id, off },
+                            payload: Arc::new(payload),
+                            version: rec.seq,
+                        },
+                    );
+                    if tail_len >= self.spec.indexing_threshold.max(1) {
+                        seal_tail(inner, self.spec.dim);
+                    }
+                }
+            }
+            WalOp::Delete(ids) => {
+                for id in ids {
+                    if let Some(old) = inner.points.remove(id) {
+                        tombstone(inner, old.loc);
+                    }
+                }
+            }
+            WalOp::SetPayload {
+                ids,
+                payload_json,
+                key,
+            } => {
+                let patch = payload_from_json(payload_json)?;
+                for id in ids {
+                    if let Some(rec_) = inner.points.get_mut(id) {
+                        let mut p = (*rec_.payload).clone();
+                        match key {
+                            Some(path) => set_at_path(&mut p, path, &patch),
+                            None => p.extend(patch.clone()),
+                        }
+                        rec_.payload = Arc::new(p);
+                        rec_.version = rec.seq;
+                    }
+                }
+            }
+            WalOp::OverwritePayload { ids, payload_json } => {
+                let payload = Arc::new(payload_from_json(payload_json)?);
+                for id in ids {
+                    if let Some(r) = inner.points.get_mut(id) {
+                        r.payload = payload.clone();
+                        r.version = rec.seq;
+                    }
+                }
+            }
+            WalOp::DeletePayload { ids, keys } => {
+                for id in ids {
+                    if let Some(r) = inner.points.get_mut(id) {
+                        let mut p = (*r.payload).clone();
+                        for k in keys {
+                            remove_at_path(&mut p, k);
+                        }
+                        r.payload = Arc::new(p);
+                        r.version = rec.seq;
+                    }
+                }
+            }
+            WalOp::ClearPayload { ids } => {
+                let empty = Arc::new(Payload::new());
+                for id in ids {
+                    if let Some(r) = inner.points.get_mut(id) {
+                        r.payload = empty.clone();
+                        r.version = rec.seq;
+                    }
+                }
+            }
+        }
+        inner.last_seq = rec.seq;
+        Ok(())
+    }
+
+    /// The ids among `ids` that exist, or all ids matching `filter`.
+    pub fn resolve(&self, ids: Option<&[PointId]>, filter: Option<&Filter>) -> Vec<PointId> {
+        let g = self.inner.read();
+        match (ids, filter) {
+            (Some(ids), _) => ids
+                .iter()
+                .filter(|id| g.points.contains_key(*id))
+                .cloned()
+                .collect(),
+            (None, Some(f)) => g
+                .points
+                .iter()
+                .filter(|(id, r)| f.matches(id, &r.payload))
+                .map(|(id, _)| id.clone())
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    pub fn retrieve(
+        &self,
+        ids: &[PointId],
+        with_payload: &PayloadSelector,
+        with_vector: bool,
+    ) -> Vec<Record> {
+        let g = self.inner.read();
+        ids.iter()
+            .filter_map(|id| {
+                g.points
+                    .get(id)
+                    .map(|r| materialize(&g, id, r, with_payload, with_vector))
+            })
+            .collect()
+    }
+
+    /// Points in id order from `offset` (inclusive) matching `filter`: up to `limit`, and the id
+    /// that would start the next page.
+    pub fn scroll(
+        &self,
+        offset: Option<&PointId>,
+        limit: usize,
+        filter: Option<&Filter>,
+        with_payload: &PayloadSelector,
+        with_vector: bool,
+    ) -> (Vec<Record>, Option<PointId>) {
+        let g = self.inner.read();
+        let start = match offset {
+            Some(o) => Bound::Included(o.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        let mut next = None;
+        for (id, r) in g.points.range((start, Bound::Unbounded)) {
+            if filter.is_some_and(|f| !f.matches(id, &r.payload)) {
+                continue;
+            }
+            if out.len() == limit {
+                next = Some(id.clone());
+                break;
+            }
+            out.push(materialize(&g, id, r, with_payload, with_vector));
+        }
+        (out, next)
+    }
+
+    pub fn count(&self, filter: Option<&Filter>) -> usize {
+        let g = self.inner.read();
+        match filter {
+            None => g.points.len(),
+            Some(f) => g
+                .points
+                .iter()
+                .filter(|(id, r)| f.matches(id, &r.payload))
+                .count(),
+        }
+    }
+
+    pub fn vector_of(&self, id: &PointId) -> Option<Vec<f32>> {
+        let g = self.inner.read();
+        let r = g.points.get(id)?;
+        g.segments
+            .get(&r.loc.seg)
+            .map(|s| s.vector(r.loc.off).to_vec())
+    }
+
+    pub fn search(&self, p: &SearchParams) -> Vec<Hit> {
+        let g = self.inner.read();
+        let metric = self.spec.metric;
+        let mut query = p.vector.clone();
+        self.prepare_vector(&mut query);
+        let k = p.k;
+        let mut found: Vec<(u64, u32, f32)> = Vec::new();
+        for seg in g.segments.values() {
+            if seg.live() == 0 {
+                continue;
+            }
+            let payload_of = |off: u32| {
+                g.points
+                    .get(&seg.ids[off as usize])
+                    .map(|r| r.payload.clone())
+            };
+            let excluded = |off: u32| p.exclude.as_ref() == Some(&seg.ids[off as usize]);
+            let hits = match &p.filter {
+                None => seg.search(metric, &query, k, p.ef, p.exact, &|off| !excluded(off)),
+                Some(f) => {
+                    let accept = |off: u32| {
+                        !excluded(off)
+                            && payload_of(off)
+                                .is_some_and(|pl| f.matches(&seg.ids[off as usize], &pl))
+                    };
+                    if seg.is_indexed() && !p.exact && !self.prefer_scan(seg, &accept) {
+                        // a graph walk that skips non-matching points; widen ef as matches thin out
+                        let ef = p.ef.max(k);
+                        seg.search(metric, &query, k, ef.saturating_mul(2), false, &accept)
+                    } else {
+                        let offs: Vec<u32> = (0..seg.len() as u32)
+                            .filter(|o| !seg.deleted.get(*o) && accept(*o))
+                            .collect();
+                        seg.search_among(metric, &query, k, &offs)
+                    }
+                }
+            };
+            found.extend(hits.into_iter().map(|(off, d)| (seg.id, off, d)));
+        }
+        found.sort_unstable_by(|a, b| a.2.total_cmp(&b.2));
+        found.truncate(k);
+        found
+            .into_iter()
+            .filter_map(|(seg, off, distance)| {
+                let s = g.segments.get(&seg)?;
+                let id = &s.ids[off as usize];
+                let r = g.points.get(id)?;
+                Some(Hit {
+                    record: materialize(&g, id, r, &p.with_payload, p.with_vector),
+                    distance,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a filtered search of an indexed segment should scan the matches exactly: when the
+    /// filter is selective, a graph walk visits most of the graph to find few matches.
+    fn prefer_scan(&self, seg: &Segment, accept: &dyn Fn(u32) -> bool) -> bool {
+        const SAMPLE: usize = 256;
+        let n = seg.len();
+        let step = (n / SAMPLE).max(1);
+        let (mut seen, mut hit) = (0usize, 0usize);
+        let mut off = 0;
+        while off < n {
+            if !seg.deleted.get(off as u32) {
+                seen += 1;
+                if accept(off as u32) {
+                    hit += 1;
+                }
+            }
+            off += step;
+        }
+        if seen == 0 {
+            return true;
+        }
+        let ratio = hit as f64 / seen as f64;
+        let expected = ratio * seg.live() as f64;
+        ratio < 0.05 || expected < self.spec.full_scan_threshold.min(seg.live()) as f64 * 0.2
+    }
+
+    pub fn stats(&self) -> ShardStats {
+        let g = self.inner.read();
+        ShardStats {
+            points: g.points.len(),
+            indexed_points: g
+                .segments
+                .values()
+                .filter(|s| s.is_indexed())
+                .map(|s| s.live())
+                .sum(),
+            segments: g.segments.len(),
+            deleted: g.segments.values().map(|s| s.deleted.count()).sum(),
+            memory_bytes: g.segments.values().map(|s| s.memory_bytes()).sum::<usize>()
+                + g.points.len() * (std::mem::size_of::<PointRec>() + 48),
+            last_seq: g.last_seq,
+        }
+    }
+
+    /// The next background index job, if any: first a sealed segment that has no graph yet, then
+    /// a segment with too many tombstones, then a merge of segments of one size tier.
+    pub fn next_job(&self) -> Option<BuildJob> {
+        let pick = self.due_job()?;
+        let g = self.inner.read();
+        let mut job = BuildJob {
+            sources: pick.clone(),
+            ids: Vec::new(),
+            origin: Vec::new(),
+            vectors: Vec::new(),
+        };
+        for sid in pick {
+            let s = g.segments.get(&sid)?;
+            for off in 0..s.len() as u32 {
+                if !s.deleted.get(off) {
+                    job.ids.push(s.ids[off as usize].clone());
+                    job.origin.push(Loc { seg: sid, off });
+                    job.vectors.extend_from_slice(s.vector(off));
+                }
+            }
+        }
+        Some(job)
+    }
+
+    /// The segments the next background job would rebuild, without copying anything.
+    pub fn due_job(&self) -> Option<Vec<u64>> {
+        let g = self.inner.read();
+        let sealed = || g.segments.values().filter(|s| s.sealed);
+        let pick: Vec<u64> = if let Some(s) = sealed().find(|s| !s.is_indexed()) {
+            vec![s.id]
+        } else if let Some(s) = sealed()
+            .find(|s| s.len() > 0 && s.deleted.count() as f64 / s.len() as f64 > VACUUM_RATIO)
+        {
+            vec![s.id]
+        } else {
+            let base = self.spec.indexing_threshold.max(1) as f64;
+            // tier t holds segments of base * FANIN^t .. base * FANIN^(t+1) live points
+            let mut tiers: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+            for s in sealed() {
+                let tier = ((s.live().max(1) as f64 / base).log(MERGE_FANIN as f64))
+                    .floor()
+                    .max(0.0) as u32;
+                tiers.entry(tier).or_default().push(s.id);
+            }
+            let full = tiers.into_values().find(|v| v.len() >= MERGE_FANIN)?;
+            full.into_iter().take(MERGE_FANIN).collect()
+        };
+        Some(pick)
+    }
+
+    /// Installs a graph built for `job`: a new segment replaces the sources, keeping tombstones
+    /// set while the graph was being built.
+    pub fn install(&self, job: BuildJob, graph: CompactGraph) -> Result<()> {
+        let mut g = self.inner.write();
+        let inner = &mut *g;
+        if job.sources.iter().any(|s| !inner.segments.contains_key(s)) {
+            return Err(Error::internal("a segment of the build job is gone"));
+        }
+        if graph.len() != job.ids.len() {
+            return Err(Error::internal("built graph has the wrong size"));
+        }
+        let new_id = inner.next_segment;
+        inner.next_segment += 1;
+        let mut deleted = BitSet::with_len(job.ids.len());
+        for (i, origin) in job.origin.iter().enumerate() {
+            let gone = inner
+                .segments
+                .get(&origin.seg)
+                .is_none_or(|s| s.deleted.get(origin.off));
+            if gone {
+                deleted.set(i as u32);
+            } else if let Some(r) = inner.points.get_mut(&job.ids[i]) {
+                r.loc = Loc {
+                    seg: new_id,
+                    off: i as u32,
+                };
+            }
+        }
+        for s in &job.sources {
+            inner.segments.remove(s);
+        }
+        inner.segments.insert(
+            new_id,
+            Segment {
+                id: new_id,
+                dim: self.spec.dim,
+                ids: job.ids,
+                vectors: Vectors::Graph(Arc::new(graph)),
+                deleted,
+                sealed: true,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Builds the graph of a job (CPU heavy: call it from a blocking pool).
+pub fn build_graph(spec: &ShardSpec, job: &BuildJob) -> Result<CompactGraph> {
+    CompactGraph::build(&job.vectors, spec.dim, spec.metric, spec.graph)
+        .map_err(|e| Error::internal(format!("index build: {e}")))
+}
+
+fn tombstone(inner: &mut Inner, loc: Loc) {
+    if let Some(s) = inner.segments.get_mut(&loc.seg) {
+        s.deleted.set(loc.off);
+    }
+}
+
+fn seal_tail(inner: &mut Inner, dim: usize) {
+    if let Some(t) = inner.segments.get_mut(&inner.tail) {
+        t.sealed = true;
+    }
+    let id = inner.next_segment;
+    inner.next_segment += 1;
+    inner.segments.insert(id, Segment::new_tail(id, dim));
+    inner.tail = id;
+}
+
+fn materialize(
+    g: &Inner,
+    id: &PointId,
+    r: &PointRec,
+    with_payload: &PayloadSelector,
+    with_vector: bool,
+) -> Record {
+    let payload = match with_payload {
+        PayloadSelector::None => None,
+        PayloadSelector::All => Some((*r.payload).clone()),
+        PayloadSelector::Include(keys) => Some(
+            r.payload
+                .iter()
+                .filter(|(k, _)| keys.iter().any(|want| key_selected(want, k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        PayloadSelector::Exclude(keys) => Some(
+            r.payload
+                .iter()
+                .filter(|(k, _)| !keys.iter().any(|want| key_selected(want, k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+    };
+    let vector = if with_vector {
+        g.segments
+            .get(&r.loc.seg)
+            .map(|s| s.vector(r.loc.off).to_vec())
+    } else {
+        None
+    };
+    Record {
+        id: id.clone(),
+        version: r.version,
+        payload,
+        vector,
+    }
+}
+
+/// Whether selecting `want` (a top-level key or a dotted path) selects top-level key `k`.
+fn key_selected(want: &str, k: &str) -> bool {
+    want == k || want.split(['.', '[']).next() == Some(k)
+}
+
+pub fn normalize(v: &mut [f32]) {
+    let n: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 && n.is_finite() {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+fn set_at_path(p: &mut Payload, path: &str, patch: &Payload) {
+    let mut parts = path.split('.');
+    let Some(first) = parts.next() else { return };
+    let mut cur = p
+        .entry(first.to_string())
+        .or_insert_with(|| Value::Object(Payload::new()));
+    for part in parts {
+        if !cur.is_object() {
+            *cur = Value::Object(Payload::new());
+        }
+        let Value::Object(m) = cur else { return };
+        cur = m
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Payload::new()));
+    }
+    if !cur.is_object() {
+        *cur = Value::Object(Payload::new());
+    }
+    if let Value::Object(m) = cur {
+        m.extend(patch.clone());
+    }
+}
+
+fn remove_at_path(p: &mut Payload, path: &str) {
+    match path.split_once('.') {
+        None => {
+            p.remove(path);
+        }
+        Some((head, rest)) => {
+            if let Some(Value::Object(m)) = p.get_mut(head) {
+                remove_at_path(m, rest);
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! helpers to start real tessera processes

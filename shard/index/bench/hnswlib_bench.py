@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""hnswlib baseline for the HNSW core benchmark (same data, same table as `index-bench`).
+
+usage: hnswlib_bench.py --data DIR [--m 16] [--ef-construct 100] [--k 10]
+                        [--efs 16,32,64,128,256] [--reps 5] [--csv FILE]
+
+DIR holds base.fvecs, query.fvecs, groundtruth.ivecs (vectors L2-normalised, so space 'ip').
+Build uses all cores; search is single-threaded (set_num_threads(1)). Each query is a separate
+knn_query call, as the Rust benchmark calls search once per query; QPS is taken from the fastest of
+`reps` passes over all queries, recall from the first pass.
+"""
+
+import argparse
+import os
+import time
+
+import hnswlib
+import numpy as np
+
+
+def read_vecs(path, dtype):
+    raw = np.fromfile(path, dtype=np.int32)
+    if raw.size == 0:
+        return np.zeros((0, 0), dtype=dtype)
+    dim = int(raw[0])
+    rows = raw.reshape(-1, dim + 1)
+    if not (rows[:, 0] == dim).all():
+        raise SystemExit(f"{path}: mixed dimensions")
+    return np.ascontiguousarray(rows[:, 1:]).view(dtype)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--m", type=int, default=16)
+    ap.add_argument("--ef-construct", type=int, default=100)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--efs", default="16,32,64,128,256")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--csv")
+    a = ap.parse_args()
+    efs = [int(x) for x in a.efs.split(",")]
+
+    base = read_vecs(os.path.join(a.data, "base.fvecs"), np.float32)
+    queries = read_vecs(os.path.join(a.data, "query.fvecs"), np.float32)
+    gt = read_vecs(os.path.join(a.data, "groundtruth.ivecs"), np.int32)
+    n, dim = base.shape
+    print(f"## hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''}: "
+          f"{os.path.basename(os.path.normpath(a.data))} ({n} base x {dim}-d, {len(queries)} queries), "
+          f"space ip, M={a.m}, ef_construction={a.ef_construct}, k={a.k}")
+
+    index = hnswlib.Index(space="ip", dim=dim)
+    t = time.perf_counter()
+    index.init_index(max_elements=n, M=a.m, ef_construction=a.ef_construct, random_seed=100)
+    index.add_items(base, np.arange(n), num_threads=os.cpu_count() or 1)
+    build_s = time.perf_counter() - t
+    print(f"build: {build_s:.2f} s ({build_s * 1e6 / max(n, 1):.1f} ms per 1000 vectors, "
+          f"{os.cpu_count()} threads)")
+
+    index.set_num_threads(1)
+    truth = [set(row[: a.k].tolist()) for row in gt]
+    qrows = [queries[i : i + 1] for i in range(len(queries))]
+    rows = []
+    for ef in efs:
+        index.set_ef(max(ef, a.k))
+        labels_first = None
+        best = float("inf")
+        for rep in range(a.reps):
+            out = []
+            t = time.perf_counter()
+            for q in qrows:
+                labels, _ = index.knn_query(q, k=a.k, num_threads=1)
+                out.append(labels)
+            best = min(best, time.perf_counter() - t)
+            if rep == 0:
+                labels_first = out
+        hits = sum(len(truth[i] & set(l[0].tolist())) for i, l in enumerate(labels_first))
+        recall = hits / (len(queries) * a.k)
+        qps = len(queries) / best
+        rows.append(("hnswlib", ef, recall, qps))
+
+    # Batch call (one knn_query over all queries): hnswlib's best case, without Python per-query cost.
+    for ef in efs:
+        index.set_ef(max(ef, a.k))
+        best = float("inf")
+        for _ in range(a.reps):
+            t = time.perf_counter()
+            labels, _ = index.knn_query(queries, k=a.k, num_threads=1)
+            best = min(best, time.perf_counter() - t)
+        hits = sum(len(truth[i] & set(labels[i].tolist())) for i in range(len(queries)))
+        rows.append(("hnswlib-batch", ef, hits / (len(queries) * a.k), len(queries) / best))
+
+    print()
+    print(f"| engine | ef | recall@{a.k} | QPS (1 thread) | mean latency us |")
+    print("|---|---:|---:|---:|---:|")
+    for engine, ef, recall, qps in rows:
+        print(f"| {engine} | {ef} | {recall:.4f} | {qps:.0f} | {1e6 / qps:.1f} |")
+    if a.csv:
+        with open(a.csv, "w") as f:
+            f.write("engine,ef,recall,qps\n")
+            for engine, ef, recall, qps in rows:
+                f.write(f"{engine},{ef},{recall:.5f},{qps:.1f}\n")
+
+
+if __name__ == "__main__":
+    main()

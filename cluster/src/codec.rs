@@ -55,7 +55,18 @@ mod tests {
         extra.push(0);
         assert!(decode::<(u64, String, Vec<f32>)>(&extra).is_err());
         // a forged huge length prefix for a Vec<u8> is refused without allocating it
-        let forged = [FORMAT_VERSION, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        let forged = [
+            FORMAT_VERSION,
+            0xfd,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0x0f,
+        ];
         assert!(decode::<Vec<u8>>(&forged).is_err());
     }
 }

@@ -223,21 +223,10 @@ pub enum Command {
 /// What applying a command changed, for the shard manager to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    CollectionCreated {
-        uid: u64,
-    },
-    CollectionDeleted {
-        uid: u64,
-        shards: Vec<ShardId>,
-    },
-    ShardsCreated {
-        uid: u64,
-        shards: Vec<ShardId>,
-    },
-    ShardsDeleted {
-        uid: u64,
-        shards: Vec<ShardId>,
-    },
+    CollectionCreated { uid: u64 },
+    CollectionDeleted { uid: u64, shards: Vec<ShardId> },
+    ShardsCreated { uid: u64, shards: Vec<ShardId> },
+    ShardsDeleted { uid: u64, shards: Vec<ShardId> },
     Nothing,
 }
 
@@ -329,10 +318,9 @@ impl MetadataState {
                 Ok(Applied::CollectionCreated { uid: *uid })
             }
             Command::DeleteCollection { name } => {
-                let meta = self
-                    .collections
-                    .remove(name)
-                    .ok_or_else(|| Error::not_found(format!("Collection `{name}` doesn't exist!")))?;
+                let meta = self.collections.remove(name).ok_or_else(|| {
+                    Error::not_found(format!("Collection `{name}` doesn't exist!"))
+                })?;
                 Ok(Applied::CollectionDeleted {
                     uid: meta.uid,
                     shards: meta.shards.keys().copied().collect(),
@@ -621,7 +609,10 @@ mod tests {
             assert_ne!(s.nodes[0], s.nodes[1]);
         }
         assert_eq!(p[0].nodes, vec![2, 3]);
-        assert_eq!(p.iter().map(|s| s.id).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+        assert_eq!(
+            p.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![7, 8, 9, 10]
+        );
         let mut count = BTreeMap::new();
         for s in &p {
             for n in &s.nodes {
@@ -629,8 +620,14 @@ mod tests {
             }
         }
         // final loads are as even as possible: 3+1, 0+?, 1+?
-        let total: Vec<usize> = load.iter().map(|(n, l)| l + count.get(n).copied().unwrap_or(0)).collect();
-        assert!(total.iter().max().copied().unwrap_or(0) - total.iter().min().copied().unwrap_or(0) <= 1);
+        let total: Vec<usize> = load
+            .iter()
+            .map(|(n, l)| l + count.get(n).copied().unwrap_or(0))
+            .collect();
+        assert!(
+            total.iter().max().copied().unwrap_or(0) - total.iter().min().copied().unwrap_or(0)
+                <= 1
+        );
         assert!(place(&load, 0, 1, 4).is_err());
     }
 }

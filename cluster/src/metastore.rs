@@ -131,7 +131,9 @@ mod tests {
             // a refused command is not logged
             assert!(
                 store
-                    .propose(|_, _| Ok(Command::DeleteCollection { name: "nope".into() }))
+                    .propose(|_, _| Ok(Command::DeleteCollection {
+                        name: "nope".into()
+                    }))
                     .is_err()
             );
         }

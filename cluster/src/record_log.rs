@@ -150,13 +150,9 @@ impl RecordLog {
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::io("open log for append", &self.path, e))?;
-        let res = f.write_all(&buf).and_then(|()| {
-            if sync {
-                f.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let res = f
+            .write_all(&buf)
+            .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
         if let Err(e) = res {
             // best effort: cut what may have been written so the log stays a sequence of records
             let _ = f.set_len(self.len);
@@ -200,7 +196,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io("write", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))?;
@@ -263,7 +260,10 @@ mod tests {
         log.append(&[b"one", b"two"], true).expect("append");
         log.append(&[b"three"], false).expect("append");
         let (recs, rep) = collect(&p);
-        assert_eq!(recs, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            recs,
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
         assert_eq!(rep.truncated_bytes, 0);
 
         // every possible torn tail of the last record is detected and cut
@@ -274,7 +274,10 @@ mod tests {
             let (recs, rep) = collect(&p);
             assert_eq!(recs.len(), 2, "cut at {cut}");
             assert_eq!(rep.truncated_bytes as usize, cut - last_start);
-            assert_eq!(std::fs::metadata(&p).expect("meta").len() as usize, last_start);
+            assert_eq!(
+                std::fs::metadata(&p).expect("meta").len() as usize,
+                last_start
+            );
         }
         // a flipped bit in a body ends the log there
         let mut bad = full.clone();

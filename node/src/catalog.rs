@@ -108,7 +108,9 @@ impl Catalog {
 
     async fn propose(
         &self,
-        make: impl FnOnce(&tessera_cluster::meta::MetadataState, u64) -> Result<Command> + Send + 'static,
+        make: impl FnOnce(&tessera_cluster::meta::MetadataState, u64) -> Result<Command>
+        + Send
+        + 'static,
     ) -> Result<Applied> {
         let meta = self.meta.clone();
         tokio::task::spawn_blocking(move || meta.propose(make))
@@ -171,9 +173,12 @@ impl Catalog {
         let applied = self
             .propose(move |_, index| {
                 let shards = match params.sharding_method {
-                    ShardingMethod::Auto => {
-                        place(&load, 0, params.shard_number, params.replication_factor.min(load.len() as u32))?
-                    }
+                    ShardingMethod::Auto => place(
+                        &load,
+                        0,
+                        params.shard_number,
+                        params.replication_factor.min(load.len() as u32),
+                    )?,
                     ShardingMethod::Custom => Vec::new(),
                 };
                 Ok(Command::CreateCollection {
@@ -210,7 +215,9 @@ impl Catalog {
                 return Err(Error::bad_request("placement must name at least one peer"));
             }
             if let Some(unknown) = p.iter().find(|n| !load.contains_key(n)) {
-                return Err(Error::bad_request(format!("placement names unknown peer {unknown}")));
+                return Err(Error::bad_request(format!(
+                    "placement names unknown peer {unknown}"
+                )));
             }
             load.retain(|n, _| p.contains(n));
         }

@@ -95,7 +95,8 @@ impl NodeConfig {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("read config file {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parse config file {}", p.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("parse config file {}", p.display()))?
             }
             None => ConfigFile::default(),
         };
@@ -104,15 +105,19 @@ impl NodeConfig {
         {
             bail!("config file version {v} is not supported (expected 1)");
         }
-        let d = NodeConfig::new(
-            ([127, 0, 0, 1], 6333).into(),
-            Path::new("./data"),
-        );
+        let d = NodeConfig::new(([127, 0, 0, 1], 6333).into(), Path::new("./data"));
         let cfg = NodeConfig {
             http_addr: args.http_addr.or(file.http_addr).unwrap_or(d.http_addr),
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(d.data_dir),
             log: args.log.clone().or(file.log).unwrap_or(d.log),
-            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(d.max_body_bytes),
+            max_body_bytes: args
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(d.max_body_bytes),
             max_limit: args.max_limit.or(file.max_limit).unwrap_or(d.max_limit),
             max_batch_points: args
                 .max_batch_points
@@ -122,8 +127,14 @@ impl NodeConfig {
                 .indexing_threshold
                 .or(file.indexing_threshold)
                 .unwrap_or(d.indexing_threshold),
-            read_threads: args.read_threads.or(file.read_threads).unwrap_or(d.read_threads),
-            build_threads: args.build_threads.or(file.build_threads).unwrap_or(d.build_threads),
+            read_threads: args
+                .read_threads
+                .or(file.read_threads)
+                .unwrap_or(d.read_threads),
+            build_threads: args
+                .build_threads
+                .or(file.build_threads)
+                .unwrap_or(d.build_threads),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -154,8 +165,11 @@ mod tests {
     fn file_fills_what_flags_leave_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("t.toml");
-        std::fs::write(&p, "version = 1\nmax_limit = 77\nhttp_addr = \"127.0.0.1:7000\"\n")
-            .expect("write");
+        std::fs::write(
+            &p,
+            "version = 1\nmax_limit = 77\nhttp_addr = \"127.0.0.1:7000\"\n",
+        )
+        .expect("write");
         let args = ServeArgs {
             config: Some(p.clone()),
             http_addr: Some("127.0.0.1:7001".parse().expect("addr")),

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use tessera_node::config::{NodeConfig, ServeArgs};
 
 #[derive(Parser)]
-#[command(name = "tessera", version, about = "tessera: a multi-tenant vector search cluster with a Qdrant-compatible API")]
+#[command(
+    name = "tessera",
+    version,
+    about = "tessera: a multi-tenant vector search cluster with a Qdrant-compatible API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +29,9 @@ fn main() -> anyhow::Result<()> {
                 .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
                 .with_writer(std::io::stderr)
                 .init();
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let running = tessera_node::start(config, shutdown_signal()).await?;
                 running.serve.await??;

@@ -50,11 +50,7 @@ pub fn targets(c: &CollectionMeta, sel: &KeySelector, write: bool) -> Result<Vec
                     ));
                 }
                 KeySelector::All => {
-                    return Ok(c
-                        .shards
-                        .values()
-                        .map(|s| (s.id, s.key.clone()))
-                        .collect());
+                    return Ok(c.shards.values().map(|s| (s.id, s.key.clone())).collect());
                 }
                 KeySelector::Keys(k) => k.clone(),
                 KeySelector::Fallback { target, fallback } => {
@@ -130,7 +126,12 @@ impl Router {
         }
     }
 
-    pub async fn upsert(&self, collection: &str, sel: &KeySelector, points: Vec<NewPoint>) -> Result<u64> {
+    pub async fn upsert(
+        &self,
+        collection: &str,
+        sel: &KeySelector,
+        points: Vec<NewPoint>,
+    ) -> Result<u64> {
         let c = self.uid(collection)?;
         let t = targets(&c, sel, true)?;
         let mut per_shard: BTreeMap<Target, Vec<NewPoint>> = BTreeMap::new();
@@ -199,7 +200,10 @@ impl Router {
             let cat = self.catalog.clone();
             let f = f.clone();
             set.spawn(async move {
-                let r = cat.shards.read((uid, shard), key.as_ref(), move |d| f(d)).await;
+                let r = cat
+                    .shards
+                    .read((uid, shard), key.as_ref(), move |d| f(d))
+                    .await;
                 r.map(|v| (key, v))
             });
         }
@@ -222,14 +226,19 @@ impl Router {
         let ids = Arc::new(ids);
         let ids2 = ids.clone();
         let parts = self
-            .read_all(&c, sel, move |d| d.retrieve(&ids2, &with_payload, with_vector))
+            .read_all(&c, sel, move |d| {
+                d.retrieve(&ids2, &with_payload, with_vector)
+            })
             .await?;
         // answer in the order asked, once per id (a write to two keys may store it twice)
         // answer in the order asked; the same id under two shard keys is two points
         let mut by_id: BTreeMap<PointId, Vec<Keyed<Record>>> = BTreeMap::new();
         for (key, recs) in parts {
             for r in recs {
-                by_id.entry(r.id.clone()).or_default().push((key.clone(), r));
+                by_id
+                    .entry(r.id.clone())
+                    .or_default()
+                    .push((key.clone(), r));
             }
         }
         let mut out = Vec::new();
@@ -255,7 +264,13 @@ impl Router {
         let c = self.uid(collection)?;
         let parts = self
             .read_all(&c, sel, move |d| {
-                d.scroll(offset.as_ref(), limit, filter.as_ref(), &with_payload, with_vector)
+                d.scroll(
+                    offset.as_ref(),
+                    limit,
+                    filter.as_ref(),
+                    &with_payload,
+                    with_vector,
+                )
             })
             .await?;
         let mut all: Vec<Keyed<Record>> = Vec::new();
@@ -281,14 +296,26 @@ impl Router {
         Ok((all, next))
     }
 
-    pub async fn count(&self, collection: &str, sel: &KeySelector, filter: Option<Filter>) -> Result<usize> {
+    pub async fn count(
+        &self,
+        collection: &str,
+        sel: &KeySelector,
+        filter: Option<Filter>,
+    ) -> Result<usize> {
         let c = self.uid(collection)?;
-        let parts = self.read_all(&c, sel, move |d| d.count(filter.as_ref())).await?;
+        let parts = self
+            .read_all(&c, sel, move |d| d.count(filter.as_ref()))
+            .await?;
         Ok(parts.into_iter().map(|(_, n)| n).sum())
     }
 
     /// The stored vector of a point (for a query by point id).
-    pub async fn vector_of(&self, collection: &str, sel: &KeySelector, id: PointId) -> Result<Vec<f32>> {
+    pub async fn vector_of(
+        &self,
+        collection: &str,
+        sel: &KeySelector,
+        id: PointId,
+    ) -> Result<Vec<f32>> {
         let c = self.uid(collection)?;
         let id2 = id.clone();
         let parts = self.read_all(&c, sel, move |d| d.vector_of(&id2)).await?;
@@ -382,12 +409,22 @@ mod tests {
         assert_eq!(t, vec![(0, Some(a.clone()))]);
         assert!(targets(&c, &KeySelector::All, true).is_err());
         assert_eq!(targets(&c, &KeySelector::All, false).expect("all").len(), 2);
-        let missing = targets(&c, &KeySelector::Keys(vec![ShardKey::Str("zz".into())]), false);
-        assert_eq!(missing.expect_err("missing").kind, tessera_cluster::ErrorKind::NotFound);
+        let missing = targets(
+            &c,
+            &KeySelector::Keys(vec![ShardKey::Str("zz".into())]),
+            false,
+        );
+        assert_eq!(
+            missing.expect_err("missing").kind,
+            tessera_cluster::ErrorKind::NotFound
+        );
         let fb = KeySelector::Fallback {
             target: vec![ShardKey::Str("zz".into())],
             fallback: a.clone(),
         };
-        assert_eq!(targets(&c, &fb, true).expect("fallback"), vec![(0, Some(a))]);
+        assert_eq!(
+            targets(&c, &fb, true).expect("fallback"),
+            vec![(0, Some(a))]
+        );
     }
 }

@@ -63,9 +63,13 @@ pub enum ShardMsg {
 
 pub struct ShardActor;
 
+/// The WAL is folded into a points snapshot when it grows past this.
+pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
+
 pub struct ShardArgs {
     pub data: Arc<ShardData>,
     pub wal: RecordLog,
+    pub snapshot_path: std::path::PathBuf,
     /// Node-wide limit on concurrent index builds.
     pub builds: Arc<Semaphore>,
 }
@@ -73,6 +77,7 @@ pub struct ShardArgs {
 pub struct ShardState {
     data: Arc<ShardData>,
     wal: Arc<Mutex<RecordLog>>,
+    snapshot_path: std::path::PathBuf,
     builds: Arc<Semaphore>,
     job_running: bool,
 }
@@ -90,6 +95,7 @@ impl Actor for ShardActor {
         let mut st = ShardState {
             data: args.data,
             wal: Arc::new(Mutex::new(args.wal)),
+            snapshot_path: args.snapshot_path,
             builds: args.builds,
             job_running: false,
         };
@@ -171,14 +177,34 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
 async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64> {
     let data = st.data.clone();
     let wal = st.wal.clone();
+    let snapshot_path = st.snapshot_path.clone();
     tokio::task::spawn_blocking(move || {
         let op = resolve(&data, op)?;
         let seq = data.last_seq() + 1;
         let rec = WalRecord { seq, op };
         let body = wal::encode(&rec)?;
-        wal.lock().append(&[&body], true)?;
+        let mut wal = wal.lock();
+        wal.append(&[&body], true)?;
         data.apply(&rec)?;
         metrics::counter!("tessera_wal_records_total").increment(1);
+        if wal.len_bytes() > WAL_CHECKPOINT_BYTES {
+            // snapshot first, then truncate: a crash in between replays records the snapshot
+            // already holds, and apply() skips them by sequence number
+            // the write is already durable: a failed checkpoint is logged and retried next time
+            let (last_seq, points) = data.export();
+            let folded =
+                wal::write_snapshot(&snapshot_path, last_seq, points).and_then(|()| wal.clear());
+            match folded {
+                Ok(()) => tracing::debug!(
+                    shard = data.spec.shard_id,
+                    last_seq,
+                    "wal folded into a snapshot"
+                ),
+                Err(e) => {
+                    tracing::warn!(shard = data.spec.shard_id, error = %e, "wal checkpoint failed")
+                }
+            }
+        }
         Ok(seq)
     })
     .await

@@ -114,8 +114,8 @@ pub enum Match {
     Phrase(TextQuery),
     /// `{"any": [..]}`: one of these keywords or integers.
     Any(AnyVariants),
-    /// `{"except": [..]}`: none of these keywords or integers (see [`Match`] evaluation notes in the
-    /// module docs: null never passes, a value of another type always does).
+    /// `{"except": [..]}`: not one of these keywords or integers. A null never passes; a value of a
+    /// type the list cannot hold (a bool, an object, a float against integers) always does.
     Except(AnyVariants),
 }
 
@@ -1569,5 +1569,1572 @@ fn match_to_json(x: &Match) -> Value {
         Match::Phrase(q) => one("phrase", Value::String(q.text.clone())),
         Match::Any(a) => one("any", any_to_json(a)),
         Match::Except(a) => one("except", any_to_json(a)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn obj(v: Value) -> Payload {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("payload must be an object, got {other}"),
+        }
+    }
+
+    fn parsed(j: &Value) -> Filter {
+        parse_filter(j).unwrap_or_else(|e| panic!("{j} should parse: {e}"))
+    }
+
+    fn eval(filter: &Value, id: u64, payload: &Payload) -> bool {
+        parsed(filter).matches(&PointId::Num(id), payload)
+    }
+
+    /// Whether the single condition `c` holds for `payload` (id 1).
+    fn holds(c: &Value, payload: &Value) -> bool {
+        eval(&json!({ "must": [c] }), 1, &obj(payload.clone()))
+    }
+
+    fn run_table(cases: &[(&str, Value, Value, bool)]) {
+        for (name, c, p, want) in cases {
+            assert_eq!(holds(c, p), *want, "case {name}: {c} on {p}");
+        }
+    }
+
+    fn parse_err(j: Value) -> String {
+        match parse_filter(&j) {
+            Ok(f) => panic!("{j} should be refused, got {f:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn match_value_keyword_integer_bool() {
+        let city = json!({"key": "city", "match": {"value": "London"}});
+        let n = json!({"key": "n", "match": {"value": 1}});
+        let b = json!({"key": "b", "match": {"value": true}});
+        run_table(&[
+            (
+                "equal keyword",
+                city.clone(),
+                json!({"city": "London"}),
+                true,
+            ),
+            (
+                "other keyword",
+                city.clone(),
+                json!({"city": "Berlin"}),
+                false,
+            ),
+            (
+                "case matters",
+                city.clone(),
+                json!({"city": "london"}),
+                false,
+            ),
+            (
+                "any array element",
+                city.clone(),
+                json!({"city": ["Berlin", "London"]}),
+                true,
+            ),
+            (
+                "no element",
+                city.clone(),
+                json!({"city": ["Berlin"]}),
+                false,
+            ),
+            ("missing", city.clone(), json!({}), false),
+            ("null", city.clone(), json!({"city": null}), false),
+            (
+                "array in array not flattened",
+                city.clone(),
+                json!({"city": [["London"]]}),
+                false,
+            ),
+            ("integer", n.clone(), json!({"n": 1}), true),
+            ("integer in array", n.clone(), json!({"n": [3, 1]}), true),
+            (
+                "float is not an integer",
+                n.clone(),
+                json!({"n": 1.0}),
+                false,
+            ),
+            (
+                "string is not an integer",
+                n.clone(),
+                json!({"n": "1"}),
+                false,
+            ),
+            ("other integer", n.clone(), json!({"n": 2}), false),
+            ("bool", b.clone(), json!({"b": true}), true),
+            ("other bool", b.clone(), json!({"b": false}), false),
+            ("bool is not 1", b.clone(), json!({"b": 1}), false),
+            ("bool is not a string", b, json!({"b": "true"}), false),
+        ]);
+    }
+
+    #[test]
+    fn match_text_words() {
+        let text = |q: &str| json!({"key": "t", "match": {"text": q}});
+        let any = |q: &str| json!({"key": "t", "match": {"text_any": q}});
+        let phrase = |q: &str| json!({"key": "t", "match": {"phrase": q}});
+        let t = |s: &str| json!({ "t": s });
+        run_table(&[
+            (
+                "all words, any order, any case",
+                text("world HELLO"),
+                t("Hello, world!"),
+                true,
+            ),
+            ("whole words only", text("good"), t("goodness only"), false),
+            (
+                "every word needed",
+                text("good cheap"),
+                t("cheap hardware"),
+                false,
+            ),
+            (
+                "every word present",
+                text("good cheap"),
+                t("cheap hardware good"),
+                true,
+            ),
+            (
+                "punctuation splits",
+                text("with a"),
+                t("something, with:a"),
+                true,
+            ),
+            ("unicode lowercase", text("привет"), t("Привет, мир"), true),
+            ("not a string", text("5"), json!({"t": 5}), false),
+            (
+                "some array element",
+                text("hello"),
+                json!({"t": ["x", "hello there"]}),
+                true,
+            ),
+            ("missing", text("hello"), json!({}), false),
+            (
+                "empty query holds for strings",
+                text(""),
+                t("anything"),
+                true,
+            ),
+            (
+                "one word is enough",
+                any("good cheap"),
+                t("cheap hardware"),
+                true,
+            ),
+            ("no word", any("good cheap"), t("neutral text"), false),
+            ("case-insensitive", any("hello"), t("Hello, world!"), true),
+            ("whole words", any("good"), t("goodness only"), false),
+            ("empty query never holds", any(""), t("anything"), false),
+            (
+                "consecutive in order",
+                phrase("alpha beta"),
+                t("foo Alpha beta bar"),
+                true,
+            ),
+            ("wrong order", phrase("alpha beta"), t("beta alpha"), false),
+            ("not split", phrase("alpha beta"), t("alphabeta"), false),
+            ("gap", phrase("alpha beta"), t("alpha x beta"), false),
+            ("single word", phrase("good"), t("goodness only good"), true),
+        ]);
+    }
+
+    #[test]
+    fn match_any_and_except() {
+        let any = json!({"key": "c", "match": {"any": ["black", "yellow"]}});
+        let any_int = json!({"key": "c", "match": {"any": [1, 2]}});
+        let except = json!({"key": "c", "match": {"except": ["black", "yellow"]}});
+        let except_int = json!({"key": "c", "match": {"except": [1]}});
+        let except_none = json!({"key": "c", "match": {"except": []}});
+        let c = |v: Value| json!({ "c": v });
+        run_table(&[
+            ("any: in list", any.clone(), c(json!("black")), true),
+            (
+                "any: one element in list",
+                any.clone(),
+                c(json!(["black", "green"])),
+                true,
+            ),
+            ("any: not in list", any.clone(), c(json!("green")), false),
+            ("any: missing", any.clone(), json!({}), false),
+            ("any: empty array", any, c(json!([])), false),
+            ("any int", any_int.clone(), c(json!(2)), true),
+            ("any int: float", any_int.clone(), c(json!(2.0)), false),
+            ("any int: string", any_int, c(json!("1")), false),
+            (
+                "any []: nothing",
+                json!({"key": "c", "match": {"any": []}}),
+                c(json!("x")),
+                false,
+            ),
+            (
+                "except: not in list",
+                except.clone(),
+                c(json!("green")),
+                true,
+            ),
+            ("except: in list", except.clone(), c(json!("black")), false),
+            (
+                "except: one element outside",
+                except.clone(),
+                c(json!(["black", "green"])),
+                true,
+            ),
+            (
+                "except: all inside",
+                except.clone(),
+                c(json!(["black", "yellow"])),
+                false,
+            ),
+            ("except: missing", except.clone(), json!({}), false),
+            ("except: null", except.clone(), c(json!(null)), false),
+            ("except: empty array", except.clone(), c(json!([])), false),
+            (
+                "except: array of null",
+                except.clone(),
+                c(json!([null])),
+                false,
+            ),
+            (
+                "except: bool is other",
+                except.clone(),
+                c(json!(true)),
+                true,
+            ),
+            ("except: number is other", except.clone(), c(json!(5)), true),
+            (
+                "except: object is other",
+                except.clone(),
+                c(json!({"o": 1})),
+                true,
+            ),
+            (
+                "except: nested array is other",
+                except,
+                c(json!([["black"]])),
+                true,
+            ),
+            ("except int: in", except_int.clone(), c(json!(1)), false),
+            ("except int: out", except_int.clone(), c(json!(2)), true),
+            (
+                "except int: float is other",
+                except_int.clone(),
+                c(json!(1.5)),
+                true,
+            ),
+            (
+                "except int: string is other",
+                except_int,
+                c(json!("x")),
+                true,
+            ),
+            (
+                "except []: string",
+                except_none.clone(),
+                c(json!("x")),
+                true,
+            ),
+            ("except []: number", except_none.clone(), c(json!(5)), true),
+            (
+                "except []: null",
+                except_none.clone(),
+                c(json!(null)),
+                false,
+            ),
+            ("except []: missing", except_none, json!({}), false),
+        ]);
+    }
+
+    #[test]
+    fn numeric_ranges() {
+        let r = |b: Value| json!({"key": "p", "range": b});
+        let p = |v: Value| json!({ "p": v });
+        run_table(&[
+            ("gte equal", r(json!({"gte": 5})), p(json!(5)), true),
+            ("gt equal", r(json!({"gt": 5})), p(json!(5)), false),
+            ("lt equal", r(json!({"lt": 5})), p(json!(5)), false),
+            ("lte equal", r(json!({"lte": 5})), p(json!(5)), true),
+            (
+                "int vs float bound",
+                r(json!({"gt": 4.5})),
+                p(json!(5)),
+                true,
+            ),
+            (
+                "float vs int bound",
+                r(json!({"lt": 5})),
+                p(json!(4.99)),
+                true,
+            ),
+            ("between", r(json!({"gt": 1, "lt": 3})), p(json!(2)), true),
+            ("outside", r(json!({"gt": 1, "lt": 3})), p(json!(3)), false),
+            ("any element", r(json!({"gt": 5})), p(json!([1, 10])), true),
+            ("no element", r(json!({"gt": 50})), p(json!([1, 10])), false),
+            (
+                "string is not a number",
+                r(json!({"gt": 5})),
+                p(json!("6")),
+                false,
+            ),
+            ("null", r(json!({"gt": 5})), p(json!(null)), false),
+            ("missing", r(json!({"gt": 5})), json!({}), false),
+            ("no bounds: any number", r(json!({})), p(json!(-7)), true),
+            (
+                "no bounds: not a string",
+                r(json!({})),
+                p(json!("x")),
+                false,
+            ),
+            (
+                "null bound is absent",
+                r(json!({"gt": null, "lt": 5})),
+                p(json!(1)),
+                true,
+            ),
+            (
+                "u64 beyond i64",
+                r(json!({"gte": 1e19})),
+                p(json!(u64::MAX)),
+                true,
+            ),
+            ("negative", r(json!({"lt": 0})), p(json!(-1)), true),
+        ]);
+    }
+
+    #[test]
+    fn datetime_ranges() {
+        let feb = json!({"key": "at", "range": {"gte": "2020-02-01T00:00:00Z", "lt": "2020-03-01T00:00:00Z"}});
+        let march = json!({"key": "at", "range": {"gte": "2020-03-01", "lt": "2020-04-01"}});
+        let at = |v: Value| json!({ "at": v });
+        run_table(&[
+            (
+                "inside",
+                feb.clone(),
+                at(json!("2020-02-15T00:00:00Z")),
+                true,
+            ),
+            (
+                "lower bound inclusive",
+                feb.clone(),
+                at(json!("2020-02-01T00:00:00Z")),
+                true,
+            ),
+            (
+                "upper bound exclusive",
+                feb.clone(),
+                at(json!("2020-03-01T00:00:00Z")),
+                false,
+            ),
+            (
+                "offset moves it out",
+                feb.clone(),
+                at(json!("2020-02-29T23:30:00-01:00")),
+                false,
+            ),
+            (
+                "offset moves it in",
+                feb.clone(),
+                at(json!("2020-03-01T00:30:00+01:00")),
+                true,
+            ),
+            (
+                "nanoseconds",
+                feb.clone(),
+                at(json!("2020-02-29T23:59:59.999999999Z")),
+                true,
+            ),
+            (
+                "date only payload",
+                feb.clone(),
+                at(json!("2020-02-15")),
+                true,
+            ),
+            (
+                "space and no zone",
+                feb.clone(),
+                at(json!("2020-02-15 10:00")),
+                true,
+            ),
+            (
+                "number payload",
+                feb.clone(),
+                at(json!(1_581_724_800)),
+                false,
+            ),
+            ("not a datetime", feb.clone(), at(json!("yesterday")), false),
+            (
+                "array element",
+                feb.clone(),
+                at(json!(["x", "2020-02-03T00:00:00Z"])),
+                true,
+            ),
+            ("missing", feb, json!({}), false),
+            (
+                "date-only bounds",
+                march.clone(),
+                at(json!("2020-03-31T23:59:59Z")),
+                true,
+            ),
+            (
+                "date-only bounds, out",
+                march,
+                at(json!("2020-02-29T23:59:59Z")),
+                false,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn values_count() {
+        let vc = |b: Value| json!({"key": "c", "values_count": b});
+        let c = |v: Value| json!({ "c": v });
+        run_table(&[
+            ("gt", vc(json!({"gt": 1})), c(json!(["a", "b"])), true),
+            (
+                "gt equal",
+                vc(json!({"gt": 2})),
+                c(json!(["a", "b"])),
+                false,
+            ),
+            ("gte", vc(json!({"gte": 2})), c(json!(["a", "b"])), true),
+            ("lt", vc(json!({"lt": 2})), c(json!(["a", "b"])), false),
+            (
+                "scalar counts one",
+                vc(json!({"lte": 1, "gte": 1})),
+                c(json!("a")),
+                true,
+            ),
+            (
+                "object counts one",
+                vc(json!({"gte": 1, "lte": 1})),
+                c(json!({"x": 1})),
+                true,
+            ),
+            (
+                "null counts zero",
+                vc(json!({"lt": 1})),
+                c(json!(null)),
+                true,
+            ),
+            (
+                "empty array counts zero",
+                vc(json!({"lt": 1})),
+                c(json!([])),
+                true,
+            ),
+            // Qdrant: a missing field fails values_count, even `lt: 1` (qdrant issue #9065).
+            ("missing fails", vc(json!({"lt": 1})), json!({}), false),
+            (
+                "per selected value",
+                json!({"key": "a[].c", "values_count": {"gt": 1}}),
+                json!({"a": [{"c": [1]}, {"c": [1, 2]}]}),
+                true,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn is_empty_and_is_null() {
+        let empty = |k: &str| json!({"is_empty": {"key": k}});
+        let null = |k: &str| json!({"is_null": {"key": k}});
+        let f_empty = |b: bool| json!({"key": "r", "is_empty": b});
+        let f_null = |b: bool| json!({"key": "r", "is_null": b});
+        let r = |v: Value| json!({ "r": v });
+        let a = json!({"a": [{"b": 1}, {"b": null}, {"d": []}]});
+        run_table(&[
+            ("is_empty: missing", empty("r"), json!({}), true),
+            ("is_empty: null", empty("r"), r(json!(null)), true),
+            ("is_empty: []", empty("r"), r(json!([])), true),
+            ("is_empty: [null]", empty("r"), r(json!([null])), false),
+            ("is_empty: empty string", empty("r"), r(json!("")), false),
+            ("is_empty: zero", empty("r"), r(json!(0)), false),
+            ("is_empty: {}", empty("r"), r(json!({})), false),
+            ("is_empty: some value", empty("a[].b"), a.clone(), false),
+            (
+                "is_empty: only nulls",
+                empty("a[].b"),
+                json!({"a": [{"b": null}, {"d": 1}]}),
+                true,
+            ),
+            (
+                "is_empty: nothing selected",
+                empty("a[].c"),
+                a.clone(),
+                true,
+            ),
+            ("is_null: null", null("r"), r(json!(null)), true),
+            ("is_null: missing", null("r"), json!({}), false),
+            ("is_null: []", null("r"), r(json!([])), false),
+            (
+                "is_null: [null] is an array",
+                null("r"),
+                r(json!([null])),
+                false,
+            ),
+            ("is_null: zero", null("r"), r(json!(0)), false),
+            ("is_null: some null", null("a[].b"), a.clone(), true),
+            ("is_null: no null", null("a[].d"), a, false),
+            ("field is_empty: missing", f_empty(true), json!({}), true),
+            ("field is_empty: null", f_empty(true), r(json!(null)), true),
+            ("field is_empty: []", f_empty(true), r(json!([])), true),
+            (
+                "field is_empty: [null]",
+                f_empty(true),
+                r(json!([null])),
+                false,
+            ),
+            ("field is_empty: value", f_empty(true), r(json!("x")), false),
+            ("field not empty: missing", f_empty(false), json!({}), false),
+            (
+                "field not empty: value",
+                f_empty(false),
+                r(json!("x")),
+                true,
+            ),
+            ("field not empty: []", f_empty(false), r(json!([])), false),
+            ("field is_null: null", f_null(true), r(json!(null)), true),
+            (
+                "field is_null: array with a null",
+                f_null(true),
+                r(json!([null, 1])),
+                true,
+            ),
+            ("field is_null: missing", f_null(true), json!({}), false),
+            ("field is_null: value", f_null(true), r(json!(1)), false),
+            ("field not null: missing", f_null(false), json!({}), true),
+            ("field not null: value", f_null(false), r(json!(1)), true),
+            ("field not null: null", f_null(false), r(json!(null)), false),
+            (
+                "field not null: [null]",
+                f_null(false),
+                r(json!([null])),
+                false,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn has_id_and_has_vector() {
+        let p = Payload::new();
+        let ids = parsed(
+            &json!({"must": [{"has_id": [1, 2, "936DA01F9ABD4d9d80C702AF85C822A8", "t_7"]}]}),
+        );
+        assert!(ids.matches(&PointId::Num(2), &p));
+        assert!(!ids.matches(&PointId::Num(4), &p));
+        assert!(ids.matches(
+            &PointId::from_string("936da01f-9abd-4d9d-80c7-02af85c822a8"),
+            &p
+        ));
+        assert!(ids.matches(&PointId::Str("t_7".into()), &p));
+        assert!(
+            !ids.matches(&PointId::Str("1".into()), &p),
+            "the string \"1\" is not the number 1"
+        );
+        let not = parsed(&json!({"must_not": {"has_id": [1, 2, 3]}}));
+        assert!(!not.matches(&PointId::Num(2), &p));
+        assert!(not.matches(&PointId::Num(10), &p));
+
+        let unnamed = parsed(&json!({"must": [{"has_vector": ""}]}));
+        let image = parsed(&json!({"must": [{"has_vector": "image"}]}));
+        assert!(unnamed.matches(&PointId::Num(1), &p));
+        assert!(!image.matches(&PointId::Num(1), &p));
+        assert!(image.matches_with(&PointId::Num(1), &p, &|n: &str| n == "image"));
+        assert!(!unnamed.matches_with(&PointId::Num(1), &p, &|n: &str| n == "image"));
+    }
+
+    /// The six points of Qdrant's filtering guide; returns the ids `filter` selects.
+    fn cities(filter: Value) -> Vec<u64> {
+        let points = [
+            (1, "London", "green"),
+            (2, "London", "red"),
+            (3, "London", "blue"),
+            (4, "Berlin", "red"),
+            (5, "Moscow", "green"),
+            (6, "Moscow", "blue"),
+        ];
+        let f = parsed(&filter);
+        points
+            .iter()
+            .filter(|(id, city, color)| {
+                f.matches(
+                    &PointId::Num(*id),
+                    &obj(json!({"city": city, "color": color})),
+                )
+            })
+            .map(|(id, _, _)| *id)
+            .collect()
+    }
+
+    #[test]
+    fn clauses_as_in_qdrant_guide() {
+        let london = json!({"key": "city", "match": {"value": "London"}});
+        let red = json!({"key": "color", "match": {"value": "red"}});
+        let blue = json!({"key": "color", "match": {"value": "blue"}});
+        let cases: Vec<(&str, Value, Vec<u64>)> = vec![
+            ("empty filter", json!({}), vec![1, 2, 3, 4, 5, 6]),
+            ("null filter", json!(null), vec![1, 2, 3, 4, 5, 6]),
+            ("must", json!({"must": [london, red]}), vec![2]),
+            ("should", json!({"should": [london, red]}), vec![1, 2, 3, 4]),
+            ("must_not", json!({"must_not": [london, red]}), vec![5, 6]),
+            (
+                "combined",
+                json!({"must": [london], "must_not": [red]}),
+                vec![1, 3],
+            ),
+            (
+                "nested clause",
+                json!({"must_not": [{"must": [london, red]}]}),
+                vec![1, 3, 4, 5, 6],
+            ),
+            (
+                "min_should",
+                json!({"min_should": {"conditions": [london, red, blue], "min_count": 2}}),
+                vec![2, 3],
+            ),
+            (
+                "min_should with must",
+                json!({"must": [red], "min_should": {"conditions": [london, blue], "min_count": 1}}),
+                vec![2],
+            ),
+            (
+                "single object clause",
+                json!({"must": london}),
+                vec![1, 2, 3],
+            ),
+            (
+                "empty should is no constraint",
+                json!({"should": []}),
+                vec![1, 2, 3, 4, 5, 6],
+            ),
+            (
+                "min_should without conditions",
+                json!({"min_should": {"conditions": [], "min_count": 1}}),
+                vec![],
+            ),
+            (
+                "empty condition object holds",
+                json!({"must": [{}]}),
+                vec![1, 2, 3, 4, 5, 6],
+            ),
+            (
+                "must_not of {} holds nowhere",
+                json!({"must_not": [{}]}),
+                vec![],
+            ),
+            (
+                "has_id with should",
+                json!({"must": [{"has_id": [1, 3, 5, 6]}], "should": [london, {"key": "color", "match": {"value": "green"}}]}),
+                vec![1, 3, 5],
+            ),
+        ];
+        for (name, filter, want) in cases {
+            assert_eq!(cities(filter.clone()), want, "case {name}: {filter}");
+        }
+    }
+
+    fn countries() -> [Payload; 2] {
+        [
+            obj(json!({"country": {"name": "Germany", "cities": [
+                {"name": "Berlin", "population": 3.7, "sightseeing": ["Brandenburg Gate", "Reichstag"]},
+                {"name": "Munich", "population": 1.5, "sightseeing": ["Marienplatz", "Olympiapark"]}
+            ]}})),
+            obj(json!({"country": {"name": "Japan", "cities": [
+                {"name": "Tokyo", "population": 9.3, "sightseeing": ["Tokyo Tower", "Tokyo Skytree"]},
+                {"name": "Osaka", "population": 2.7, "sightseeing": ["Osaka Castle", "Universal Studios Japan"]}
+            ]}})),
+        ]
+    }
+
+    #[test]
+    fn key_paths_select_like_qdrant() {
+        let [germany, japan] = countries();
+        let cases: Vec<(&str, Value, bool, bool)> = vec![
+            (
+                "dotted",
+                json!({"key": "country.name", "match": {"value": "Germany"}}),
+                true,
+                false,
+            ),
+            (
+                "projection",
+                json!({"key": "country.cities[].population", "range": {"gte": 9.0}}),
+                false,
+                true,
+            ),
+            (
+                "leaf array",
+                json!({"key": "country.cities[].sightseeing", "match": {"value": "Osaka Castle"}}),
+                false,
+                true,
+            ),
+            (
+                "index",
+                json!({"key": "country.cities[0].name", "match": {"value": "Tokyo"}}),
+                false,
+                true,
+            ),
+            (
+                "index, second",
+                json!({"key": "country.cities[1].name", "match": {"value": "Tokyo"}}),
+                false,
+                false,
+            ),
+            (
+                "index out of range",
+                json!({"key": "country.cities[5].name", "is_empty": true}),
+                true,
+                true,
+            ),
+            (
+                "a key does not look into arrays",
+                json!({"key": "country.cities.name", "match": {"value": "Tokyo"}}),
+                false,
+                false,
+            ),
+        ];
+        for (name, c, want_de, want_jp) in cases {
+            let f = parsed(&json!({ "must": [c] }));
+            assert_eq!(
+                f.matches(&PointId::Num(1), &germany),
+                want_de,
+                "case {name} on Germany"
+            );
+            assert_eq!(
+                f.matches(&PointId::Num(2), &japan),
+                want_jp,
+                "case {name} on Japan"
+            );
+        }
+        let quoted = obj(json!({"a b": {"c.d": 1}}));
+        assert!(
+            parsed(&json!({"must": {"key": "\"a b\".\"c.d\"", "match": {"value": 1}}}))
+                .matches(&PointId::Num(1), &quoted)
+        );
+    }
+
+    fn dinosaurs() -> [Payload; 2] {
+        [
+            obj(json!({"dinosaur": "t-rex", "diet": [
+                {"food": "leaves", "likes": false}, {"food": "meat", "likes": true}]})),
+            obj(json!({"dinosaur": "diplodocus", "diet": [
+                {"food": "leaves", "likes": true}, {"food": "meat", "likes": false}]})),
+        ]
+    }
+
+    #[test]
+    fn nested_objects_are_checked_one_by_one() {
+        let [trex, diplo] = dinosaurs();
+        let meat = json!({"key": "food", "match": {"value": "meat"}});
+        let likes = json!({"key": "likes", "match": {"value": true}});
+        let cases: Vec<(&str, Value, bool, bool)> = vec![
+            (
+                "without nested both match",
+                json!({"must": [
+                    {"key": "diet[].food", "match": {"value": "meat"}},
+                    {"key": "diet[].likes", "match": {"value": true}}]}),
+                true,
+                true,
+            ),
+            (
+                "nested",
+                json!({"must": [{"nested": {"key": "diet", "filter": {"must": [meat, likes]}}}]}),
+                true,
+                false,
+            ),
+            (
+                "nested with []",
+                json!({"must": [{"nested": {"key": "diet[]", "filter": {"must": [meat, likes]}}}]}),
+                true,
+                false,
+            ),
+            (
+                "must_not inside nested is per element",
+                json!({"must": [{"nested": {"key": "diet", "filter": {"must_not": [likes]}}}]}),
+                true,
+                true,
+            ),
+            (
+                "must_not around nested",
+                json!({"must_not": [{"nested": {"key": "diet", "filter": {"must": [meat, likes]}}}]}),
+                false,
+                true,
+            ),
+            (
+                "has_id never holds inside nested",
+                json!({"must": [{"nested": {"key": "diet", "filter": {"must": [{"has_id": [1, 2]}]}}}]}),
+                false,
+                false,
+            ),
+            (
+                "has_vector never holds inside nested",
+                json!({"must": [{"nested": {"key": "diet", "filter": {"must": [{"has_vector": ""}]}}}]}),
+                false,
+                false,
+            ),
+            (
+                "key not an array of objects",
+                json!({"must": [{"nested": {"key": "dinosaur", "filter": {}}}]}),
+                false,
+                false,
+            ),
+            (
+                "empty inner filter needs one object",
+                json!({"must": [{"nested": {"key": "diet", "filter": {}}}]}),
+                true,
+                true,
+            ),
+        ];
+        for (name, f, want_trex, want_diplo) in cases {
+            assert_eq!(eval(&f, 1, &trex), want_trex, "case {name} on t-rex");
+            assert_eq!(eval(&f, 2, &diplo), want_diplo, "case {name} on diplodocus");
+        }
+        let deep = obj(json!({"a": [{"b": [{"c": 1, "d": 2}, {"c": 2, "d": 1}]}]}));
+        let inner = |c: i64, d: i64| {
+            json!({"must": {"nested": {"key": "a", "filter": {"must": {"nested": {"key": "b", "filter": {"must": [
+                {"key": "c", "match": {"value": c}}, {"key": "d", "match": {"value": d}}]}}}}}}})
+        };
+        assert!(eval(&inner(1, 2), 1, &deep));
+        assert!(!eval(&inner(1, 1), 1, &deep));
+    }
+
+    #[test]
+    fn malformed_filters_are_refused_with_a_place_and_a_reason() {
+        let cases: Vec<(Value, &str)> = vec![
+            (json!([]), "filter: expected a filter object, got a list"),
+            (
+                json!({"musts": []}),
+                "filter: unknown field 'musts' in a filter",
+            ),
+            (
+                json!({"must": 5}),
+                "filter.must: expected a condition or a list of conditions, got a number",
+            ),
+            (
+                json!({"must": [5]}),
+                "filter.must[0]: expected a condition object, got a number",
+            ),
+            (
+                json!({"must": [{}, {"key": "a", "range": {"gt": true}}]}),
+                "filter.must[1].range: expected a number for 'gt', got a boolean",
+            ),
+            (
+                json!({"must": [{"key": "a", "range": {"gt": "x"}}]}),
+                "filter.must[0].range: 'x' for 'gt' is not an RFC 3339 datetime",
+            ),
+            (
+                json!({"must": [{"key": "a", "range": {"gt": 1, "lt": "2020-01-01"}}]}),
+                "filter.must[0].range: expected a datetime string for 'gt'",
+            ),
+            (
+                json!({"must": [{"key": "a", "range": {"gt": 1, "eq": 2}}]}),
+                "unknown field 'eq' in range",
+            ),
+            (
+                json!({"must": [{"foo": 1}]}),
+                "filter.must[0]: unknown condition field 'foo'",
+            ),
+            (
+                json!({"should": {"key": "a"}}),
+                "filter.should: the condition on key 'a' has nothing to check",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"value": 1}, "rnage": {}}]}),
+                "unknown field 'rnage' in a field condition",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"value": 1.5}}]}),
+                "filter.must[0].match.value: expected a string",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"value": u64::MAX}}]}),
+                "filter.must[0].match.value: expected a string, a 64-bit integer",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"value": null}}]}),
+                "filter.must[0].match: expected one of",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"value": 1, "text": "x"}}]}),
+                "found both",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"any": [1, "x"]}}]}),
+                "filter.must[0].match.any: expected a list of strings or a list of integers",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"except": "x"}}]}),
+                "filter.must[0].match.except: expected a list",
+            ),
+            (
+                json!({"must": [{"key": "a", "match": {"text": 3}}]}),
+                "filter.must[0].match.text: expected a string",
+            ),
+            (
+                json!({"must": [{"key": "a", "geo_radius": {"center": {"lon": 0, "lat": 0}, "radius": 1}}]}),
+                "filter.must[0].geo_radius: geo conditions are not supported",
+            ),
+            (
+                json!({"must": [{"key": "a..b", "match": {"value": 1}}]}),
+                "filter.must[0].key: invalid key path 'a..b'",
+            ),
+            (
+                json!({"must": [{"key": "", "match": {"value": 1}}]}),
+                "invalid key path '': empty key path",
+            ),
+            (
+                json!({"must": [{"key": 5, "match": {"value": 1}}]}),
+                "filter.must[0].key: expected a key path string, got a number",
+            ),
+            (
+                json!({"must": [{"key": null, "match": {"value": 1}}]}),
+                "filter.must[0].key: expected a key path string, got null",
+            ),
+            (
+                json!({"must": [{"is_empty": {"key": "a"}, "has_id": [1]}]}),
+                "found both",
+            ),
+            (
+                json!({"must": [{"is_empty": {"key": "a"}, "must": []}]}),
+                "found 'is_empty' and filter clauses",
+            ),
+            (
+                json!({"must": [{"is_empty": "a"}]}),
+                "filter.must[0].is_empty: expected an object with 'key', got a string",
+            ),
+            (
+                json!({"must": [{"is_null": {"field": "a"}}]}),
+                "unknown field 'field'",
+            ),
+            (
+                json!({"must": [{"has_id": [-1]}]}),
+                "filter.must[0].has_id[0]: a numeric point id is an unsigned integer",
+            ),
+            (
+                json!({"must": [{"has_id": [1.5]}]}),
+                "filter.must[0].has_id[0]",
+            ),
+            (
+                json!({"must": [{"has_id": 1}]}),
+                "filter.must[0].has_id: expected a list of point ids",
+            ),
+            (
+                json!({"must": [{"has_vector": 1}]}),
+                "filter.must[0].has_vector: expected a vector name",
+            ),
+            (
+                json!({"min_should": {"conditions": [], "min_count": 0}}),
+                "filter.min_should.min_count: expected an integer of at least 1",
+            ),
+            (
+                json!({"min_should": {"conditions": [], "min_count": -1}}),
+                "filter.min_should.min_count",
+            ),
+            (
+                json!({"min_should": {"conditions": {}, "min_count": 1}}),
+                "filter.min_should.conditions: expected a list",
+            ),
+            (
+                json!({"min_should": {"min_count": 1}}),
+                "filter.min_should: missing field 'conditions'",
+            ),
+            (
+                json!({"min_should": {"conditions": []}}),
+                "filter.min_should: missing field 'min_count'",
+            ),
+            (
+                json!({"must": [{"nested": {"key": "a"}}]}),
+                "filter.must[0].nested: missing field 'filter'",
+            ),
+            (
+                json!({"must": [{"nested": {"key": "a", "filter": {"bad": 1}}}]}),
+                "filter.must[0].nested.filter: unknown field 'bad'",
+            ),
+            (
+                json!({"must": [{"key": "a", "values_count": {"gt": -1}}]}),
+                "filter.must[0].values_count: expected a non-negative integer for 'gt'",
+            ),
+            (
+                json!({"must": [{"key": "a", "values_count": {"gt": 1.5}}]}),
+                "expected a non-negative integer for 'gt'",
+            ),
+            (
+                json!({"must": [{"key": "a", "is_empty": "yes"}]}),
+                "filter.must[0].is_empty: expected a boolean, got a string",
+            ),
+            (
+                json!({"must": [{"should": [{"must_not": [{"key": "a", "range": {"lt": []}}]}]}]}),
+                "filter.must[0].should[0].must_not[0].range: expected a number for 'lt', got a list",
+            ),
+        ];
+        for (j, want) in cases {
+            let got = parse_err(j.clone());
+            assert!(
+                got.contains(want),
+                "{j}: got error {got:?}, want it to contain {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn optional_parts_accept_null_and_single_objects() {
+        let f =
+            parsed(&json!({"must": null, "should": null, "must_not": null, "min_should": null}));
+        assert!(f.is_empty());
+        let f = parsed(
+            &json!({"must": {"key": "a", "match": {"value": 1}, "range": null, "values_count": null,
+            "is_empty": null, "is_null": null, "geo_radius": null, "geo_bounding_box": null, "geo_polygon": null}}),
+        );
+        assert_eq!(f.must.len(), 1);
+        assert!(
+            matches!(&f.must[0], Condition::Field(fc) if fc.range.is_none() && fc.r#match.is_some())
+        );
+        let f = parsed(&json!({"must_not": {"has_id": []}, "should": {"is_null": {"key": "x"}}}));
+        assert_eq!((f.must_not.len(), f.should.len()), (1, 1));
+        let f = parsed(&json!({"must": [{"key": "a", "match": {"value": 1, "text": null}}]}));
+        assert!(
+            matches!(&f.must[0], Condition::Field(fc) if fc.r#match == Some(Match::Value(MatchValue::Integer(1))))
+        );
+    }
+
+    /// `{"must": [{"must": [ ... ]}]}` with `levels` filter objects in all.
+    fn nested_filters(levels: usize) -> Value {
+        let mut v = json!({"must": [{"key": "a", "match": {"value": 1}}]});
+        for _ in 1..levels {
+            v = json!({ "must": [v] });
+        }
+        v
+    }
+
+    #[test]
+    fn depth_is_limited() {
+        let p = obj(json!({"a": 1}));
+        assert!(eval(&nested_filters(MAX_FILTER_DEPTH), 1, &p));
+        let e = parse_err(nested_filters(MAX_FILTER_DEPTH + 1));
+        assert!(e.contains("nested more than 16 levels"), "{e}");
+        let mut nested = json!({"key": "a", "match": {"value": 1}});
+        for _ in 0..MAX_FILTER_DEPTH {
+            nested = json!({"nested": {"key": "x", "filter": {"must": [nested]}}});
+        }
+        let e = parse_err(json!({ "must": [nested] }));
+        assert!(e.contains("nested more than 16 levels"), "{e}");
+        // Far deeper than the limit, and than serde_json's parser allows (128), so built by hand;
+        // not deeper still because dropping a `Value` recurses (serde_json's drop, not ours).
+        let mut hostile = json!({});
+        for _ in 0..300 {
+            hostile = json!({ "should": [hostile] });
+        }
+        assert!(parse_err(hostile).contains("nested more than"));
+    }
+
+    #[test]
+    fn condition_count_is_limited() {
+        let c = json!({"key": "a", "match": {"value": 1}});
+        let many = |n: usize| Value::Array(vec![c.clone(); n]);
+        assert!(parse_filter(&json!({ "must": many(MAX_FILTER_CONDITIONS) })).is_ok());
+        let e = parse_err(json!({ "must": many(MAX_FILTER_CONDITIONS + 1) }));
+        assert!(e.contains("at most 1024 conditions"), "{e}");
+        assert!(e.starts_with("filter.must[1024]"), "{e}");
+        // Counted across clauses and levels: two filter conditions (2) with 512 each (1024).
+        let e =
+            parse_err(json!({"must": [{"must": many(512)}], "should": [{"must_not": many(512)}]}));
+        assert!(e.contains("at most 1024 conditions"), "{e}");
+    }
+
+    #[test]
+    fn key_path_syntax() {
+        let ok = [
+            ("a", "a"),
+            ("a.b.c", "a.b.c"),
+            ("a[].b", "a[].b"),
+            ("a[0][12].b-c_d", "a[0][12].b-c_d"),
+            ("\"a b\".c", "\"a b\".c"),
+            ("a.\"x[.]y\"[]", "a.\"x[.]y\"[]"),
+            ("\"plain\"", "plain"),
+            ("Müesli.ключ", "Müesli.ключ"),
+            ("\"\"", "\"\""),
+        ];
+        for (s, shown) in ok {
+            let p = JsonPath::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(p.to_string(), shown, "{s}");
+            assert_eq!(JsonPath::parse(&p.to_string()), Ok(p), "{s} round trip");
+        }
+        let bad = [
+            "",
+            ".a",
+            "a.",
+            "a..b",
+            "[0]",
+            "a[",
+            "a[x]",
+            "a[-1]",
+            "a b",
+            "a.\"b",
+            "a.\"b\\c\"",
+            "a[]b",
+            "a[99999999999999999999999]",
+        ];
+        for s in bad {
+            assert!(JsonPath::parse(s).is_err(), "{s:?} should be refused");
+        }
+        assert_eq!(
+            JsonPath::parse("a[1][]").map(|p| p.rest),
+            Ok(vec![PathItem::Index(1), PathItem::Wildcard])
+        );
+    }
+
+    #[test]
+    fn get_values_follows_qdrant() {
+        let p = obj(json!({
+            "a": {"b": [{"c": 1}, {"c": 2}, {"d": {"e": 3}}]},
+            "g": ["g0", "g1", "g2"],
+            "arr": [{"a": [1, 2, 3]}, {"a": 4}, {"b": 5}],
+            "n": null, "nn": [null, null], "e": []
+        }));
+        let get = |s: &str| -> Vec<Value> {
+            let path = JsonPath::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            get_values(&p, &path).into_iter().cloned().collect()
+        };
+        assert_eq!(get("a.b[].c"), vec![json!(1), json!(2)]);
+        assert_eq!(get("a.b[].d"), vec![json!({"e": 3})]);
+        assert_eq!(get("a.b[1].c"), vec![json!(2)]);
+        assert_eq!(get("a.b[3]"), Vec::<Value>::new());
+        assert_eq!(get("g[2]"), vec![json!("g2")]);
+        assert_eq!(get("g"), vec![json!(["g0", "g1", "g2"])]);
+        assert_eq!(get("arr[].a"), vec![json!([1, 2, 3]), json!(4)]);
+        assert_eq!(get("arr[].a[]"), vec![json!(1), json!(2), json!(3)]);
+        assert_eq!(get("a.b.c"), Vec::<Value>::new());
+        assert_eq!(get("n"), vec![json!(null)]);
+        assert_eq!(get("n[]"), Vec::<Value>::new());
+        assert_eq!(get("nn[]"), vec![json!(null), json!(null)]);
+        assert_eq!(get("e"), vec![json!([])]);
+        assert_eq!(get("e[]"), Vec::<Value>::new());
+        assert_eq!(get("missing[]"), Vec::<Value>::new());
+        let path = JsonPath::parse("arr[].a").unwrap_or_else(|e| panic!("{e}"));
+        let flat: Vec<Value> = get_flat_values(&p, &path).into_iter().cloned().collect();
+        assert_eq!(flat, vec![json!(1), json!(2), json!(3), json!(4)]);
+    }
+
+    #[test]
+    fn datetime_formats() {
+        let z = |s: &str| parse_datetime(s).unwrap_or_else(|| panic!("{s} should parse"));
+        let base = z("2020-03-01T00:00:00Z");
+        let same = [
+            "2020-03-01T00:00:00z",
+            "2020-03-01t00:00:00Z",
+            "2020-03-01 00:00:00Z",
+            "2020-03-01T00:00:00+00:00",
+            "2020-03-01T09:00:00+09:00",
+            "2020-03-01 09:00:00+0900",
+            "2020-03-01T09:00:00+09",
+            "2020-02-29T15:00:00-09:00",
+            "2020-03-01T00:00:00.000",
+            "2020-03-01T00:00:00",
+            "2020-03-01 00:00",
+            "2020-03-01T00:00",
+            "2020-03-01",
+        ];
+        for s in same {
+            assert_eq!(z(s), base, "{s}");
+        }
+        assert_eq!(z("2020-03-01T00:00:00.5Z").0 - base.0, 500_000_000);
+        assert_eq!(
+            z("2020-03-01T00:00:00.123456789123Z").0 - base.0,
+            123_456_789
+        );
+        assert_eq!(z("1970-01-01T00:00:00Z"), Timestamp(0));
+        assert_eq!(z("1969-12-31T23:59:59Z"), Timestamp(-1_000_000_000));
+        assert_eq!(
+            z("2000-02-29").0 - z("2000-02-28").0,
+            86_400 * 1_000_000_000
+        );
+        // Qdrant's own ordering case, offsets with and without colons and minutes.
+        let ordered = [
+            "2000-06-08 00:18:53+0900",
+            "2000-06-07 07:25:34-1100",
+            "2000-07-10T00:18:53+0100",
+            "2000-07-11 00:25:34-01:00",
+            "2000-07-11 00:25:35-01",
+        ];
+        for w in ordered.windows(2) {
+            assert!(z(w[0]) < z(w[1]), "{} < {}", w[0], w[1]);
+        }
+        let bad = [
+            "",
+            "2020",
+            "2020-3-01",
+            "2020-13-01",
+            "2020-02-30",
+            "2019-02-29",
+            "2020-03-01T",
+            "2020-03-01T24:00",
+            "2020-03-01T00:60",
+            "2020-03-01T00:00:60Z",
+            "2020-03-01T00:00Z",
+            "2020-03-01T00:00:00.Z",
+            "2020-03-01T00:00:00+24:00",
+            "2020-03-01T00:00:00+09:0",
+            "2020-03-01T00:00:00BAD",
+            "2020-03-01X00:00:00",
+            "2020-03-01T00:00:00Z ",
+            "+123-01-01",
+        ];
+        for s in bad {
+            assert_eq!(parse_datetime(s), None, "{s:?} should be refused");
+        }
+        for s in [
+            "2020-03-01T01:02:03.000000004Z",
+            "0000-01-01",
+            "9999-12-31T23:59:59.999999999Z",
+            "-0001-06-01",
+            "+10000-01-01",
+        ] {
+            let t = z(s);
+            assert_eq!(parse_datetime(&t.to_string()), Some(t), "{s} -> {t}");
+        }
+    }
+
+    #[test]
+    fn and_is_a_conjunction() {
+        let red = json!({"key": "color", "match": {"value": "red"}});
+        let london = json!({"key": "city", "match": {"value": "London"}});
+        let blue = json!({"key": "color", "match": {"value": "blue"}});
+        let berlin = json!({"key": "city", "match": {"value": "Berlin"}});
+        let a = parsed(&json!({"should": [red, blue]}));
+        let b = parsed(&json!({"should": [london, berlin]}));
+        let both = a.clone().and(b.clone());
+        assert_eq!(cities(both.to_json()), vec![2, 3, 4]);
+        assert_eq!(a.clone().and(Filter::default()), a);
+        assert_eq!(Filter::default().and(b.clone()), b);
+        let tenant = Filter::new_must(Condition::Field(FieldCondition::new_match(
+            JsonPath::key("city"),
+            Match::Value(MatchValue::Keyword("Moscow".into())),
+        )));
+        assert_eq!(cities(a.and(tenant).to_json()), vec![6]);
+    }
+
+    #[test]
+    fn to_json_reads_back() {
+        let f = json!({
+            "must": [
+                {"key": "a.b[].c", "match": {"any": ["y", "x"]}, "range": {"gt": 1.5, "lte": 3}},
+                {"key": "\"odd key\"[0]", "range": {"gte": "2020-01-01T00:00:00+02:00"}},
+                {"has_id": [3, "936DA01F9ABD4d9d80C702AF85C822A8", 1, "t_1"]},
+                {"nested": {"key": "diet", "filter": {"must_not": {"key": "x", "match": {"phrase": "a b"}}}}}
+            ],
+            "should": [{"is_empty": {"key": "e"}}, {"is_null": {"key": "n"}}, {"has_vector": "img"}],
+            "must_not": [{"key": "t", "values_count": {"lt": 2}, "is_empty": false, "is_null": true}],
+            "min_should": {"conditions": [{"key": "x", "match": {"except": [3, 1]}}, {}], "min_count": 2}
+        });
+        let once = parsed(&f);
+        let json = once.to_json();
+        assert_eq!(parsed(&json), once, "{json}");
+        assert_eq!(
+            json.to_string(),
+            once.to_json().to_string(),
+            "canonical output"
+        );
+        assert_eq!(
+            json["must"][2]["has_id"],
+            json!([1, 3, "936da01f-9abd-4d9d-80c7-02af85c822a8", "t_1"])
+        );
+        assert_eq!(
+            json["must"][1]["range"]["gte"],
+            json!("2019-12-31T22:00:00.000000000Z")
+        );
+    }
+
+    // ---- properties -------------------------------------------------------------------------
+
+    fn pick(options: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+        prop::sample::select(options)
+    }
+
+    fn leaf_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-2i64..4).prop_map(Value::from),
+            pick(&["1.5", "-0.5", "2.0"]).prop_map(|s| json!(s.parse::<f64>().unwrap_or(0.0))),
+            pick(&[
+                "red",
+                "Red",
+                "green",
+                "hello world",
+                "",
+                "2020-01-01T00:00:00Z",
+                "2021-06-01"
+            ])
+            .prop_map(Value::from),
+        ]
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        leaf_value().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((pick(&["x", "y"]), inner), 0..3).prop_map(|kv| {
+                    Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    fn payload() -> impl Strategy<Value = Payload> {
+        let objects = prop::collection::vec(
+            prop::collection::vec((pick(&["x", "y"]), any_value()), 0..3).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+            0..4,
+        );
+        (
+            prop::collection::vec((pick(&["a", "b", "arr", "x", "we ird"]), any_value()), 0..5),
+            prop::option::of(objects),
+        )
+            .prop_map(|(kv, arr)| {
+                let mut p: Payload = kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                if let Some(arr) = arr {
+                    p.insert("arr".into(), Value::Array(arr));
+                }
+                p
+            })
+    }
+
+    fn key() -> impl Strategy<Value = &'static str> {
+        pick(&[
+            "a",
+            "b",
+            "x",
+            "a.x",
+            "arr",
+            "arr[]",
+            "arr[].x",
+            "arr[0].x",
+            "\"we ird\".y",
+        ])
+    }
+
+    fn match_json() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            pick(&["red", "green", "hello"]).prop_map(|s| json!({ "value": s })),
+            (-2i64..4).prop_map(|i| json!({ "value": i })),
+            any::<bool>().prop_map(|b| json!({ "value": b })),
+            prop::collection::vec(pick(&["red", "green"]), 0..3).prop_map(|v| json!({ "any": v })),
+            prop::collection::vec(-2i64..4, 0..3).prop_map(|v| json!({ "any": v })),
+            prop::collection::vec(pick(&["red", "green"]), 0..3)
+                .prop_map(|v| json!({ "except": v })),
+            prop::collection::vec(-2i64..4, 0..3).prop_map(|v| json!({ "except": v })),
+            pick(&["hello", "world hello", "RED", ""]).prop_map(|s| json!({ "text": s })),
+            pick(&["hello", "nope red", ""]).prop_map(|s| json!({ "text_any": s })),
+            pick(&["hello world", "world hello", "red"]).prop_map(|s| json!({ "phrase": s })),
+        ]
+    }
+
+    fn bound_json(datetime: bool) -> impl Strategy<Value = Value> {
+        let num = prop_oneof![(-2i64..4).prop_map(|i| json!(i)), Just(json!(0.5))];
+        let dt = pick(&[
+            "2020-01-01",
+            "2020-06-01T00:00:00Z",
+            "2021-01-01T00:00:00+01:00",
+        ])
+        .prop_map(|s| json!(s));
+        let one = if datetime { dt.boxed() } else { num.boxed() };
+        prop::collection::vec((pick(&["gt", "gte", "lt", "lte"]), one), 0..3)
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    }
+
+    fn leaf_condition() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => (key(), match_json()).prop_map(|(k, m)| json!({"key": k, "match": m})),
+            1 => (key(), any::<bool>().prop_flat_map(bound_json)).prop_map(|(k, r)| json!({"key": k, "range": r})),
+            1 => (key(), prop::collection::vec((pick(&["gt", "gte", "lt", "lte"]), 0usize..3), 0..3))
+                .prop_map(|(k, b)| json!({"key": k, "values_count": b.into_iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<Map<_, _>>()})),
+            1 => (key(), any::<bool>()).prop_map(|(k, b)| json!({"key": k, "is_empty": b})),
+            1 => (key(), any::<bool>()).prop_map(|(k, b)| json!({"key": k, "is_null": b})),
+            1 => key().prop_map(|k| json!({"is_empty": {"key": k}})),
+            1 => key().prop_map(|k| json!({"is_null": {"key": k}})),
+            1 => prop::collection::vec(0u64..5, 0..3).prop_map(|ids| json!({ "has_id": ids })),
+            1 => pick(&["", "image"]).prop_map(|n| json!({ "has_vector": n })),
+        ]
+    }
+
+    fn condition() -> impl Strategy<Value = Value> {
+        leaf_condition().prop_recursive(3, 16, 3, |inner| {
+            let list = |n: std::ops::Range<usize>| prop::collection::vec(inner.clone(), n);
+            prop_oneof![
+                (list(0..3), list(0..3), list(0..2))
+                    .prop_map(|(m, s, n)| json!({"must": m, "should": s, "must_not": n})),
+                (list(0..3), 1usize..3)
+                    .prop_map(|(c, k)| json!({"min_should": {"conditions": c, "min_count": k}})),
+                (pick(&["arr", "a", "arr[]"]), list(1..3))
+                    .prop_map(|(k, m)| json!({"nested": {"key": k, "filter": {"must": m}}})),
+            ]
+        })
+    }
+
+    fn filter_json() -> impl Strategy<Value = Value> {
+        (
+            prop::collection::vec(condition(), 0..3),
+            prop::collection::vec(condition(), 0..3),
+            prop::collection::vec(condition(), 0..2),
+        )
+            .prop_map(|(m, s, n)| json!({"must": m, "should": s, "must_not": n}))
+    }
+
+    /// JSON shaped like filters but built from any mix of known and unknown keys and values.
+    fn wild_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            pick(&[
+                "a",
+                "a[]",
+                "a.b",
+                "a..b",
+                "\"x",
+                "",
+                "2020-01-01",
+                "red",
+                "[0]",
+                "a[9999999999999999999999]"
+            ])
+            .prop_map(Value::from),
+            ".{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        pick(&[
+                            "must",
+                            "should",
+                            "must_not",
+                            "min_should",
+                            "conditions",
+                            "min_count",
+                            "key",
+                            "match",
+                            "range",
+                            "values_count",
+                            "value",
+                            "any",
+                            "except",
+                            "text",
+                            "text_any",
+                            "phrase",
+                            "gt",
+                            "gte",
+                            "lt",
+                            "lte",
+                            "is_empty",
+                            "is_null",
+                            "has_id",
+                            "has_vector",
+                            "nested",
+                            "filter",
+                            "geo_radius",
+                            "x",
+                        ]),
+                        inner,
+                    ),
+                    0..4,
+                )
+                .prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn must_not_is_the_negation_of_must(c in condition(), p in payload(), id in 0u64..5) {
+            prop_assert_eq!(
+                eval(&json!({"must_not": [c.clone()]}), id, &p),
+                !eval(&json!({"must": [c]}), id, &p)
+            );
+        }
+
+        #[test]
+        fn clauses_are_and_or_nor(c1 in condition(), c2 in condition(), c3 in condition(), p in payload(), id in 0u64..5) {
+            let e = |c: &Value| eval(&json!({"must": [c]}), id, &p);
+            let (a, b, c) = (e(&c1), e(&c2), e(&c3));
+            prop_assert_eq!(eval(&json!({"must": [c1, c2]}), id, &p), a && b);
+            prop_assert_eq!(eval(&json!({"should": [c1, c2]}), id, &p), a || b);
+            prop_assert_eq!(eval(&json!({"must_not": [c1, c2]}), id, &p), !a && !b);
+            // De Morgan, through nested filter conditions.
+            prop_assert_eq!(
+                eval(&json!({"must_not": [{"should": [c1, c2]}]}), id, &p),
+                eval(&json!({"must": [{"must_not": [c1]}, {"must_not": [c2]}]}), id, &p)
+            );
+            prop_assert_eq!(
+                eval(&json!({"must_not": [{"must": [c1, c2]}]}), id, &p),
+                eval(&json!({"should": [{"must_not": [c1]}, {"must_not": [c2]}]}), id, &p)
+            );
+            prop_assert_eq!(eval(&json!({"must_not": [{"must_not": [c1]}]}), id, &p), a);
+            let trues = [a, b, c].iter().filter(|x| **x).count();
+            for k in 1..=3usize {
+                prop_assert_eq!(
+                    eval(&json!({"min_should": {"conditions": [c1, c2, c3], "min_count": k}}), id, &p),
+                    trues >= k
+                );
+            }
+            prop_assert_eq!(
+                eval(&json!({"min_should": {"conditions": [c1, c2, c3], "min_count": 1}}), id, &p),
+                eval(&json!({"should": [c1, c2, c3]}), id, &p)
+            );
+        }
+
+        #[test]
+        fn and_matches_both(f1 in filter_json(), f2 in filter_json(), p in payload(), id in 0u64..5) {
+            let (a, b) = (parsed(&f1), parsed(&f2));
+            let pid = PointId::Num(id);
+            let both = a.clone().and(b.clone());
+            prop_assert_eq!(both.matches(&pid, &p), a.matches(&pid, &p) && b.matches(&pid, &p));
+        }
+
+        #[test]
+        fn to_json_round_trips(f in filter_json(), p in payload(), id in 0u64..5) {
+            let once = parsed(&f);
+            let again = parsed(&once.to_json());
+            prop_assert_eq!(&again, &once);
+            prop_assert_eq!(again.matches(&PointId::Num(id), &p), once.matches(&PointId::Num(id), &p));
+        }
+
+        #[test]
+        fn wild_json_never_panics(j in wild_json(), p in payload(), id in 0u64..5) {
+            if let Ok(f) = parse_filter(&j) {
+                let _ = f.matches(&PointId::Num(id), &p);
+                prop_assert_eq!(parse_filter(&f.to_json()), Ok(f));
+            }
+            let _ = parse_filter(&json!({ "must": [j.clone()] }));
+            let _ = parse_filter(&json!({"must": [{"key": "a", "match": j.clone()}]}));
+            let _ = parse_filter(&json!({"must": [{"key": "a", "range": j}]}));
+        }
+
+        #[test]
+        fn datetimes_and_paths_never_panic(s in ".{0,40}", t in "[0-9T:+\\-. Zz]{0,30}") {
+            let _ = parse_datetime(&s);
+            if let Some(ts) = parse_datetime(&t) {
+                prop_assert_eq!(parse_datetime(&ts.to_string()), Some(ts));
+            }
+            if let Ok(p) = JsonPath::parse(&s) {
+                prop_assert_eq!(JsonPath::parse(&p.to_string()), Ok(p));
+            }
+        }
     }
 }

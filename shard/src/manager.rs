@@ -67,6 +67,9 @@ impl ShardManager {
         let dir = self.dir(id);
         let (data, log) = tokio::task::spawn_blocking(move || -> Result<_> {
             let data = ShardData::new(spec);
+            if let Some((last_seq, points)) = wal::read_snapshot(&dir.join("points.snap"))? {
+                data.import(last_seq, points)?;
+            }
             let wal_path = dir.join("wal.log");
             let log = if wal_path.exists() {
                 wal::open(&wal_path, |rec| data.apply(&rec))?
@@ -84,6 +87,7 @@ impl ShardManager {
             ShardArgs {
                 data: data.clone(),
                 wal: log,
+                snapshot_path: self.dir(id).join("points.snap"),
                 builds: self.builds.clone(),
             },
         )

@@ -72,3 +72,69 @@ pub fn open(path: &Path, mut apply: impl FnMut(WalRecord) -> Result<()>) -> Resu
 pub fn encode(rec: &WalRecord) -> Result<Vec<u8>> {
     codec::encode(rec)
 }
+
+/// First record of a points snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    pub last_seq: u64,
+    pub points: u64,
+}
+
+/// A chunk of a points snapshot: points with the sequence number of their last change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    pub points: Vec<(WalPoint, u64)>,
+}
+
+/// Points per snapshot record.
+pub const SNAPSHOT_CHUNK: usize = 1024;
+
+/// Writes a snapshot atomically (a temporary file, fsync, rename, directory fsync).
+pub fn write_snapshot(path: &Path, last_seq: u64, points: Vec<(WalPoint, u64)>) -> Result<()> {
+    let tmp = path.with_extension("snap.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let (mut log, _) = RecordLog::open(&tmp, |_| Ok(()))?;
+    let header = codec::encode(&SnapshotHeader {
+        last_seq,
+        points: points.len() as u64,
+    })?;
+    log.append(&[&header], false)?;
+    let mut it = points.into_iter().peekable();
+    while it.peek().is_some() {
+        let chunk: Vec<(WalPoint, u64)> = it.by_ref().take(SNAPSHOT_CHUNK).collect();
+        let body = codec::encode(&SnapshotChunk { points: chunk })?;
+        log.append(&[&body], false)?;
+    }
+    log.append(&[], true)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename snapshot into", path, e))?;
+    tessera_cluster::record_log::sync_parent_dir(path)
+}
+
+/// Reads a snapshot: its last sequence number and its points; None if there is none.
+pub fn read_snapshot(path: &Path) -> Result<Option<(u64, Vec<(WalPoint, u64)>)>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut header: Option<SnapshotHeader> = None;
+    let mut points = Vec::new();
+    RecordLog::open(path, |body| {
+        if header.is_none() {
+            header = Some(codec::decode(body)?);
+        } else {
+            let c: SnapshotChunk = codec::decode(body)?;
+            points.extend(c.points);
+        }
+        Ok(())
+    })?;
+    let h = header
+        .ok_or_else(|| Error::internal(format!("snapshot {} has no header", path.display())))?;
+    if h.points != points.len() as u64 {
+        return Err(Error::internal(format!(
+            "snapshot {} holds {} points, its header says {}",
+            path.display(),
+            points.len(),
+            h.points
+        )));
+    }
+    Ok(Some((h.last_seq, points)))
+}

@@ -17,8 +17,11 @@ pub fn bad(m: impl Into<String>) -> Error {
 }
 
 pub fn obj<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
-    v.as_object()
-        .ok_or_else(|| bad(format!("Format error in JSON body: {what} must be an object")))
+    v.as_object().ok_or_else(|| {
+        bad(format!(
+            "Format error in JSON body: {what} must be an object"
+        ))
+    })
 }
 
 /// A field that may be absent or null.
@@ -34,7 +37,9 @@ pub fn point_id(v: &Value) -> Result<PointId> {
             ))
         }),
         Value::String(s) if !s.is_empty() && s.len() <= 512 => Ok(PointId::from_string(s)),
-        Value::String(_) => Err(bad("Format error in JSON body: point id must be 1 to 512 bytes")),
+        Value::String(_) => Err(bad(
+            "Format error in JSON body: point id must be 1 to 512 bytes",
+        )),
         other => Err(bad(format!(
             "Format error in JSON body: point id must be an unsigned integer or a string, got {other}"
         ))),
@@ -51,10 +56,9 @@ pub fn point_id_json(id: &PointId) -> Value {
 pub fn shard_key(v: &Value) -> Result<ShardKey> {
     match v {
         Value::String(s) => Ok(ShardKey::Str(s.clone())),
-        Value::Number(n) => n
-            .as_u64()
-            .map(ShardKey::Num)
-            .ok_or_else(|| bad("Format error in JSON body: shard key must be a string or an unsigned integer")),
+        Value::Number(n) => n.as_u64().map(ShardKey::Num).ok_or_else(|| {
+            bad("Format error in JSON body: shard key must be a string or an unsigned integer")
+        }),
         _ => Err(bad(
             "Format error in JSON body: shard key must be a string or an unsigned integer",
         )),
@@ -107,7 +111,11 @@ pub fn vector(v: &Value) -> Result<Vec<f32>> {
                 "Wrong input: named vectors are not supported; this collection has one unnamed vector",
             ));
         }
-        _ => return Err(bad("Format error in JSON body: vector must be a list of numbers")),
+        _ => {
+            return Err(bad(
+                "Format error in JSON body: vector must be a list of numbers",
+            ));
+        }
     };
     let mut out = Vec::with_capacity(arr.len());
     for x in arr {
@@ -145,9 +153,9 @@ pub fn with_payload(v: Option<&Value>, default: bool) -> Result<PayloadSelector>
     let strings = |a: &Vec<Value>| -> Result<Vec<String>> {
         a.iter()
             .map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| bad("Format error in JSON body: with_payload keys must be strings"))
+                x.as_str().map(str::to_string).ok_or_else(|| {
+                    bad("Format error in JSON body: with_payload keys must be strings")
+                })
             })
             .collect()
     };
@@ -166,10 +174,14 @@ pub fn with_payload(v: Option<&Value>, default: bool) -> Result<PayloadSelector>
             } else if let Some(Value::Array(a)) = m.get("exclude") {
                 Ok(PayloadSelector::Exclude(strings(a)?))
             } else {
-                Err(bad("Format error in JSON body: with_payload object needs include or exclude"))
+                Err(bad(
+                    "Format error in JSON body: with_payload object needs include or exclude",
+                ))
             }
         }
-        Some(_) => Err(bad("Format error in JSON body: with_payload must be a bool, a list or an object")),
+        Some(_) => Err(bad(
+            "Format error in JSON body: with_payload must be a bool, a list or an object",
+        )),
     }
 }
 
@@ -178,7 +190,9 @@ pub fn with_vector(v: Option<&Value>) -> Result<bool> {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::Array(_)) => Ok(true),
-        Some(_) => Err(bad("Format error in JSON body: with_vector must be a bool or a list")),
+        Some(_) => Err(bad(
+            "Format error in JSON body: with_vector must be a bool or a list",
+        )),
     }
 }
 
@@ -194,10 +208,11 @@ pub fn filter(o: &Map<String, Value>) -> Result<Option<Filter>> {
 pub fn usize_field(o: &Map<String, Value>, k: &str) -> Result<Option<usize>> {
     match field(o, k) {
         None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(|n| Some(n as usize))
-            .ok_or_else(|| bad(format!("Format error in JSON body: {k} must be a non-negative integer"))),
+        Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+            bad(format!(
+                "Format error in JSON body: {k} must be a non-negative integer"
+            ))
+        }),
     }
 }
 
@@ -218,8 +233,14 @@ pub fn record_json((key, r): (Option<ShardKey>, Record)) -> Value {
         "payload".into(),
         r.payload.map(Value::Object).unwrap_or(Value::Null),
     );
-    m.insert("vector".into(), r.vector.map(|v| json!(v)).unwrap_or(Value::Null));
-    m.insert("shard_key".into(), key.as_ref().map(shard_key_json).unwrap_or(Value::Null));
+    m.insert(
+        "vector".into(),
+        r.vector.map(|v| json!(v)).unwrap_or(Value::Null),
+    );
+    m.insert(
+        "shard_key".into(),
+        key.as_ref().map(shard_key_json).unwrap_or(Value::Null),
+    );
     m.insert("order_value".into(), Value::Null);
     Value::Object(m)
 }
@@ -232,7 +253,9 @@ pub fn distance(v: &Value) -> Result<Distance> {
         Some(other) => Err(bad(format!(
             "Wrong input: distance {other} is not supported (Cosine, Dot or Euclid)"
         ))),
-        None => Err(bad("Format error in JSON body: vectors.distance must be a string")),
+        None => Err(bad(
+            "Format error in JSON body: vectors.distance must be a string",
+        )),
     }
 }
 
@@ -279,10 +302,9 @@ pub fn payload_index(o: &Map<String, Value>) -> Result<(String, PayloadIndex)> {
     let (schema, is_tenant) = match field(o, "field_schema") {
         Some(Value::String(s)) => (schema_type(s)?, false),
         Some(Value::Object(m)) => {
-            let t = m
-                .get("type")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("Format error in JSON body: field_schema.type must be a string"))?;
+            let t = m.get("type").and_then(Value::as_str).ok_or_else(|| {
+                bad("Format error in JSON body: field_schema.type must be a string")
+            })?;
             let tenant = m.get("is_tenant").and_then(Value::as_bool).unwrap_or(false);
             (schema_type(t)?, tenant)
         }

@@ -48,14 +48,23 @@ pub fn http(state: AppState) -> Http {
         .route("/collections", get(list_collections))
         .route(
             "/collections/{c}",
-            put(create_collection).get(get_collection).delete(delete_collection).patch(update_collection),
+            put(create_collection)
+                .get(get_collection)
+                .delete(delete_collection)
+                .patch(update_collection),
         )
         .route("/collections/{c}/exists", get(collection_exists))
         .route("/collections/{c}/cluster", get(collection_cluster))
-        .route("/collections/{c}/shards", put(create_shard_key).get(list_shard_keys))
+        .route(
+            "/collections/{c}/shards",
+            put(create_shard_key).get(list_shard_keys),
+        )
         .route("/collections/{c}/shards/delete", post(delete_shard_key))
         .route("/collections/{c}/index", put(create_index))
-        .route("/collections/{c}/index/{field}", axum::routing::delete(delete_index))
+        .route(
+            "/collections/{c}/index/{field}",
+            axum::routing::delete(delete_index),
+        )
         .route("/collections/{c}/points", put(upsert).post(retrieve))
         .route("/collections/{c}/points/{id}", get(get_point))
         .route("/collections/{c}/points/delete", post(delete_points))
@@ -63,8 +72,14 @@ pub fn http(state: AppState) -> Http {
         .route("/collections/{c}/points/count", post(count))
         .route("/collections/{c}/points/query", post(query))
         .route("/collections/{c}/points/search", post(search))
-        .route("/collections/{c}/points/payload", post(set_payload).put(overwrite_payload))
-        .route("/collections/{c}/points/payload/delete", post(delete_payload))
+        .route(
+            "/collections/{c}/points/payload",
+            post(set_payload).put(overwrite_payload),
+        )
+        .route(
+            "/collections/{c}/points/payload/delete",
+            post(delete_payload),
+        )
         .route("/collections/{c}/points/payload/clear", post(clear_payload))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
@@ -129,7 +144,10 @@ fn ok(result: Value, started: Instant) -> Reply {
 fn body_json(body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> {
     let bytes = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::new(ErrorKind::PayloadTooLarge, "Payload too large: request body is over the configured limit")
+            Error::new(
+                ErrorKind::PayloadTooLarge,
+                "Payload too large: request body is over the configured limit",
+            )
         } else {
             bad(format!("Format error in JSON body: {}", r.body_text()))
         }
@@ -226,7 +244,8 @@ async fn create_collection(
     let t = Instant::now();
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
-    let vectors = field(o, "vectors").ok_or_else(|| bad("Format error in JSON body: vectors is required"))?;
+    let vectors =
+        field(o, "vectors").ok_or_else(|| bad("Format error in JSON body: vectors is required"))?;
     let vo = obj(vectors, "vectors")?;
     let (size, dist) = if vo.contains_key("size") {
         (vo.get("size"), vo.get("distance"))
@@ -234,19 +253,28 @@ async fn create_collection(
         let inner = obj(&vo[""], "vectors")?;
         (inner.get("size"), inner.get("distance"))
     } else {
-        return Err(bad("Wrong input: named vectors are not supported; give vectors {size, distance}").into());
+        return Err(bad(
+            "Wrong input: named vectors are not supported; give vectors {size, distance}",
+        )
+        .into());
     };
     let dim = size
         .and_then(Value::as_u64)
         .ok_or_else(|| bad("Format error in JSON body: vectors.size must be a positive integer"))?;
-    let distance = distance(dist.ok_or_else(|| bad("Format error in JSON body: vectors.distance is required"))?)?;
+    let distance = distance(
+        dist.ok_or_else(|| bad("Format error in JSON body: vectors.distance is required"))?,
+    )?;
     let sharding_method = match field(o, "sharding_method").and_then(Value::as_str) {
         None | Some("auto") => ShardingMethod::Auto,
         Some("custom") => ShardingMethod::Custom,
-        Some(other) => return Err(bad(format!("Wrong input: unknown sharding_method {other}")).into()),
+        Some(other) => {
+            return Err(bad(format!("Wrong input: unknown sharding_method {other}")).into());
+        }
     };
     let u32_field = |k: &str, d: u32| -> Result<u32> {
-        Ok(usize_field(o, k)?.map(|n| n.min(u32::MAX as usize) as u32).unwrap_or(d))
+        Ok(usize_field(o, k)?
+            .map(|n| n.min(u32::MAX as usize) as u32)
+            .unwrap_or(d))
     };
     let mut hnsw = HnswParams::default();
     if let Some(h) = field(o, "hnsw_config") {
@@ -270,7 +298,9 @@ async fn create_collection(
         replication_factor: u32_field("replication_factor", 1)?,
         write_consistency_factor: u32_field("write_consistency_factor", 1)?,
         hnsw,
-        on_disk_payload: field(o, "on_disk_payload").and_then(Value::as_bool).unwrap_or(false),
+        on_disk_payload: field(o, "on_disk_payload")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     };
     s.catalog.create_collection(name, params).await?;
     ok(json!(true), t)
@@ -309,7 +339,10 @@ async fn get_collection(State(s): State<AppState>, Path(name): Path<String>) -> 
             if ix.is_tenant {
                 params["is_tenant"] = json!(true);
             }
-            (k.clone(), json!({"data_type": schema_name(ix.schema), "params": params, "points": points}))
+            (
+                k.clone(),
+                json!({"data_type": schema_name(ix.schema), "params": params, "points": points}),
+            )
         })
         .collect();
     ok(
@@ -354,7 +387,12 @@ async fn collection_cluster(State(s): State<AppState>, Path(name): Path<String>)
                 "state": format!("{:?}", r.state),
             });
             if r.node == LOCAL_NODE {
-                let points = s.catalog.shards.data((c.uid, sh.id)).map(|d| d.stats().points).unwrap_or(0);
+                let points = s
+                    .catalog
+                    .shards
+                    .data((c.uid, sh.id))
+                    .map(|d| d.stats().points)
+                    .unwrap_or(0);
                 e["points_count"] = json!(points);
                 local.push(e);
             } else {
@@ -383,19 +421,30 @@ async fn create_shard_key(
     let t = Instant::now();
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
-    let key = shard_key(field(o, "shard_key").ok_or_else(|| bad("Format error in JSON body: shard_key is required"))?)?;
+    let key = shard_key(
+        field(o, "shard_key")
+            .ok_or_else(|| bad("Format error in JSON body: shard_key is required"))?,
+    )?;
     let shards_number = usize_field(o, "shards_number")?.map(|n| n.min(u32::MAX as usize) as u32);
     let rf = usize_field(o, "replication_factor")?.map(|n| n.min(u32::MAX as usize) as u32);
     let placement = match field(o, "placement") {
         None => None,
         Some(Value::Array(a)) => Some(
             a.iter()
-                .map(|x| x.as_u64().ok_or_else(|| bad("Format error in JSON body: placement must list peer ids")))
+                .map(|x| {
+                    x.as_u64().ok_or_else(|| {
+                        bad("Format error in JSON body: placement must list peer ids")
+                    })
+                })
                 .collect::<Result<Vec<u64>>>()?,
         ),
-        Some(_) => return Err(bad("Format error in JSON body: placement must list peer ids").into()),
+        Some(_) => {
+            return Err(bad("Format error in JSON body: placement must list peer ids").into());
+        }
     };
-    s.catalog.create_shard_key(name, key, shards_number, rf, placement).await?;
+    s.catalog
+        .create_shard_key(name, key, shards_number, rf, placement)
+        .await?;
     ok(json!(true), t)
 }
 
@@ -407,7 +456,10 @@ async fn delete_shard_key(
     let t = Instant::now();
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
-    let key = shard_key(field(o, "shard_key").ok_or_else(|| bad("Format error in JSON body: shard_key is required"))?)?;
+    let key = shard_key(
+        field(o, "shard_key")
+            .ok_or_else(|| bad("Format error in JSON body: shard_key is required"))?,
+    )?;
     s.catalog.delete_shard_key(name, key).await?;
     ok(json!(true), t)
 }
@@ -415,7 +467,11 @@ async fn delete_shard_key(
 async fn list_shard_keys(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
     let t = Instant::now();
     let c = s.catalog.collection(&name)?;
-    let keys: Vec<Value> = c.shard_keys.keys().map(|k| json!({"key": shard_key_json(k)})).collect();
+    let keys: Vec<Value> = c
+        .shard_keys
+        .keys()
+        .map(|k| json!({"key": shard_key_json(k)}))
+        .collect();
     ok(json!({"shard_keys": keys}), t)
 }
 
@@ -428,7 +484,10 @@ async fn create_index(
     let t = Instant::now();
     let v = body_json(body)?;
     let (field_name, index) = payload_index(obj(&v, "body")?)?;
-    let seq = s.catalog.create_payload_index(name, field_name, index).await?;
+    let seq = s
+        .catalog
+        .create_payload_index(name, field_name, index)
+        .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
 
@@ -462,21 +521,47 @@ async fn upsert(
     let sel = key_selector(o)?;
     let mut points = Vec::new();
     if let Some(list) = field(o, "points") {
-        let list = list.as_array().ok_or_else(|| bad("Format error in JSON body: points must be a list"))?;
+        let list = list
+            .as_array()
+            .ok_or_else(|| bad("Format error in JSON body: points must be a list"))?;
         for p in list {
             let po = obj(p, "point")?;
-            let id = point_id(po.get("id").ok_or_else(|| bad("Format error in JSON body: point id is required"))?)?;
-            let vector = vector(po.get("vector").ok_or_else(|| bad("Format error in JSON body: point vector is required"))?)?;
+            let id = point_id(
+                po.get("id")
+                    .ok_or_else(|| bad("Format error in JSON body: point id is required"))?,
+            )?;
+            let vector = vector(
+                po.get("vector")
+                    .ok_or_else(|| bad("Format error in JSON body: point vector is required"))?,
+            )?;
             check_dim(&vector, dim)?;
-            points.push(NewPoint { id, vector, payload: payload(po.get("payload"))? });
+            points.push(NewPoint {
+                id,
+                vector,
+                payload: payload(po.get("payload"))?,
+            });
         }
     } else if let Some(b) = field(o, "batch") {
         let bo = obj(b, "batch")?;
-        let ids = bo.get("ids").and_then(Value::as_array).ok_or_else(|| bad("Format error in JSON body: batch.ids must be a list"))?;
-        let vectors = bo.get("vectors").and_then(Value::as_array).ok_or_else(|| bad("Format error in JSON body: batch.vectors must be a list"))?;
-        let payloads = field(bo, "payloads").map(|p| p.as_array().ok_or_else(|| bad("Format error in JSON body: batch.payloads must be a list"))).transpose()?;
+        let ids = bo
+            .get("ids")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("Format error in JSON body: batch.ids must be a list"))?;
+        let vectors = bo
+            .get("vectors")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("Format error in JSON body: batch.vectors must be a list"))?;
+        let payloads = field(bo, "payloads")
+            .map(|p| {
+                p.as_array()
+                    .ok_or_else(|| bad("Format error in JSON body: batch.payloads must be a list"))
+            })
+            .transpose()?;
         if vectors.len() != ids.len() || payloads.is_some_and(|p| p.len() != ids.len()) {
-            return Err(bad("Wrong input: batch ids, vectors and payloads must have the same length").into());
+            return Err(bad(
+                "Wrong input: batch ids, vectors and payloads must have the same length",
+            )
+            .into());
         }
         for (i, id) in ids.iter().enumerate() {
             let vector = vector(&vectors[i])?;
@@ -492,7 +577,11 @@ async fn upsert(
     }
     let max = s.catalog.config.max_batch_points;
     if points.len() > max {
-        return Err(bad(format!("Bad request: a batch may carry at most {max} points, got {}", points.len())).into());
+        return Err(bad(format!(
+            "Bad request: a batch may carry at most {max} points, got {}",
+            points.len()
+        ))
+        .into());
     }
     let seq = s.router.upsert(&name, &sel, points).await?;
     update_result(seq, wait, t)
@@ -512,7 +601,9 @@ fn selector(o: &Map<String, Value>) -> Result<Selector> {
     if let Some(f) = filter(o)? {
         return Ok(Selector::Filter(f));
     }
-    Err(bad("Format error in JSON body: points or filter is required"))
+    Err(bad(
+        "Format error in JSON body: points or filter is required",
+    ))
 }
 
 async fn delete_points(
@@ -525,7 +616,10 @@ async fn delete_points(
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
     let sel = key_selector(o)?;
-    let seq = s.router.write_selected(&name, &sel, selector(o)?, WriteOp::Delete).await?;
+    let seq = s
+        .router
+        .write_selected(&name, &sel, selector(o)?, WriteOp::Delete)
+        .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
 
@@ -539,11 +633,24 @@ async fn set_payload(
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
     let sel = key_selector(o)?;
-    let p = payload(Some(field(o, "payload").ok_or_else(|| bad("Format error in JSON body: payload is required"))?))?;
-    let key = field(o, "key").map(|k| k.as_str().map(str::to_string).ok_or_else(|| bad("Format error in JSON body: key must be a string"))).transpose()?;
+    let p =
+        payload(Some(field(o, "payload").ok_or_else(|| {
+            bad("Format error in JSON body: payload is required")
+        })?))?;
+    let key = field(o, "key")
+        .map(|k| {
+            k.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| bad("Format error in JSON body: key must be a string"))
+        })
+        .transpose()?;
     let seq = s
         .router
-        .write_selected(&name, &sel, selector(o)?, |selector| WriteOp::SetPayload { selector, payload: p.clone(), key: key.clone() })
+        .write_selected(&name, &sel, selector(o)?, |selector| WriteOp::SetPayload {
+            selector,
+            payload: p.clone(),
+            key: key.clone(),
+        })
         .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
@@ -558,10 +665,18 @@ async fn overwrite_payload(
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
     let sel = key_selector(o)?;
-    let p = payload(Some(field(o, "payload").ok_or_else(|| bad("Format error in JSON body: payload is required"))?))?;
+    let p =
+        payload(Some(field(o, "payload").ok_or_else(|| {
+            bad("Format error in JSON body: payload is required")
+        })?))?;
     let seq = s
         .router
-        .write_selected(&name, &sel, selector(o)?, |selector| WriteOp::OverwritePayload { selector, payload: p.clone() })
+        .write_selected(&name, &sel, selector(o)?, |selector| {
+            WriteOp::OverwritePayload {
+                selector,
+                payload: p.clone(),
+            }
+        })
         .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
@@ -580,11 +695,20 @@ async fn delete_payload(
         .and_then(Value::as_array)
         .ok_or_else(|| bad("Format error in JSON body: keys must be a list of strings"))?
         .iter()
-        .map(|k| k.as_str().map(str::to_string).ok_or_else(|| bad("Format error in JSON body: keys must be a list of strings")))
+        .map(|k| {
+            k.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| bad("Format error in JSON body: keys must be a list of strings"))
+        })
         .collect::<Result<_>>()?;
     let seq = s
         .router
-        .write_selected(&name, &sel, selector(o)?, |selector| WriteOp::DeletePayload { selector, keys: keys.clone() })
+        .write_selected(&name, &sel, selector(o)?, |selector| {
+            WriteOp::DeletePayload {
+                selector,
+                keys: keys.clone(),
+            }
+        })
         .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
@@ -599,7 +723,10 @@ async fn clear_payload(
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
     let sel = key_selector(o)?;
-    let seq = s.router.write_selected(&name, &sel, selector(o)?, WriteOp::ClearPayload).await?;
+    let seq = s
+        .router
+        .write_selected(&name, &sel, selector(o)?, WriteOp::ClearPayload)
+        .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
 
@@ -619,11 +746,21 @@ async fn retrieve(
         .map(point_id)
         .collect::<Result<Vec<_>>>()?;
     if ids.len() > s.catalog.config.max_limit {
-        return Err(bad(format!("Bad request: at most {} ids per request", s.catalog.config.max_limit)).into());
+        return Err(bad(format!(
+            "Bad request: at most {} ids per request",
+            s.catalog.config.max_limit
+        ))
+        .into());
     }
     let recs = s
         .router
-        .retrieve(&name, &sel, ids, with_payload(field(o, "with_payload"), true)?, with_vector(field(o, "with_vector"))?)
+        .retrieve(
+            &name,
+            &sel,
+            ids,
+            with_payload(field(o, "with_payload"), true)?,
+            with_vector(field(o, "with_vector"))?,
+        )
         .await?;
     ok(Value::Array(recs.into_iter().map(record_json).collect()), t)
 }
@@ -636,9 +773,18 @@ async fn get_point(State(s): State<AppState>, Path((name, id)): Path<(String, St
     };
     let recs = s
         .router
-        .retrieve(&name, &KeySelector::All, vec![pid], tessera_shard::store::PayloadSelector::All, true)
+        .retrieve(
+            &name,
+            &KeySelector::All,
+            vec![pid],
+            tessera_shard::store::PayloadSelector::All,
+            true,
+        )
         .await?;
-    let rec = recs.into_iter().next().ok_or_else(|| Error::not_found(format!("No point with id {id} found")))?;
+    let rec = recs
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::not_found(format!("No point with id {id} found")))?;
     ok(record_json(rec), t)
 }
 
@@ -691,14 +837,21 @@ async fn count(
 }
 
 /// The shared part of query and search: runs a nearest-neighbour search and renders scored points.
-async fn nearest(s: &AppState, name: &str, o: &Map<String, Value>, query: &Value) -> Result<Vec<Value>> {
+async fn nearest(
+    s: &AppState,
+    name: &str,
+    o: &Map<String, Value>,
+    query: &Value,
+) -> Result<Vec<Value>> {
     let sel = key_selector(o)?;
     let c = s.catalog.collection(name)?;
     let max = s.catalog.config.max_limit;
     let lim = limit(o, 10, max)?;
     let offset = usize_field(o, "offset")?.unwrap_or(0);
     if offset > max {
-        return Err(bad(format!("Bad request: offset {offset} is over the maximum of {max}")));
+        return Err(bad(format!(
+            "Bad request: offset {offset} is over the maximum of {max}"
+        )));
     }
     let (vector, exclude) = match query {
         Value::Array(_) => (vector(query)?, None),
@@ -706,14 +859,28 @@ async fn nearest(s: &AppState, name: &str, o: &Map<String, Value>, query: &Value
             let id = point_id(query)?;
             (s.router.vector_of(name, &sel, id.clone()).await?, Some(id))
         }
-        _ => return Err(bad("Wrong input: query must be a vector, a point id or {\"nearest\": ...}")),
+        _ => {
+            return Err(bad(
+                "Wrong input: query must be a vector, a point id or {\"nearest\": ...}",
+            ));
+        }
     };
     check_dim(&vector, c.params.dim)?;
     let params = field(o, "params").map(|p| obj(p, "params")).transpose()?;
-    let ef = params.map(|p| usize_field(p, "hnsw_ef")).transpose()?.flatten().unwrap_or(DEFAULT_EF);
-    let exact = params.and_then(|p| p.get("exact")).and_then(Value::as_bool).unwrap_or(false);
+    let ef = params
+        .map(|p| usize_field(p, "hnsw_ef"))
+        .transpose()?
+        .flatten()
+        .unwrap_or(DEFAULT_EF);
+    let exact = params
+        .and_then(|p| p.get("exact"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let threshold = field(o, "score_threshold")
-        .map(|v| v.as_f64().ok_or_else(|| bad("Format error in JSON body: score_threshold must be a number")))
+        .map(|v| {
+            v.as_f64()
+                .ok_or_else(|| bad("Format error in JSON body: score_threshold must be a number"))
+        })
         .transpose()?;
     let metric = crate::catalog::metric_of(c.params.distance);
     let hits = s
@@ -812,7 +979,9 @@ async fn search(
     let t = Instant::now();
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
-    let q = field(o, "vector").ok_or_else(|| bad("Format error in JSON body: vector is required"))?.clone();
+    let q = field(o, "vector")
+        .ok_or_else(|| bad("Format error in JSON body: vector is required"))?
+        .clone();
     if !q.is_array() {
         return Err(bad("Format error in JSON body: vector must be a list of numbers").into());
     }

@@ -134,10 +134,14 @@ impl CompactGraph {
             if nodes.iter().any(|&x| x as usize >= n)
                 || (!below.is_empty() && !is_subset(&nodes, below))
             {
-                return Err(IndexError::Corrupt("upper layer node not on the layer below"));
+                return Err(IndexError::Corrupt(
+                    "upper layer node not on the layer below",
+                ));
             }
             if neighbors.iter().any(|x| nodes.binary_search(x).is_err()) {
-                return Err(IndexError::Corrupt("upper layer neighbour not on its layer"));
+                return Err(IndexError::Corrupt(
+                    "upper layer neighbour not on its layer",
+                ));
             }
             upper.push(UpperLayer {
                 nodes,

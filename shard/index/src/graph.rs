@@ -50,6 +50,16 @@ pub struct CompactGraph {
     pub(crate) upper: Vec<UpperLayer>,
 }
 
+pub static DCOUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+fn prefetch_mode() -> u32 {
+    static M: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *M.get_or_init(|| {
+        std::env::var("PF")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
 /// Internal distance, monomorphised per metric so the search loop has no metric branch.
 trait Kernel {
     fn dist(a: &[f32], b: &[f32]) -> f32;
@@ -159,7 +169,11 @@ impl CompactGraph {
                 + self.l0_offsets.capacity()
                 + self.l0_neighbors.capacity())
             + self.upper.capacity() * std::mem::size_of::<UpperLayer>()
-            + self.upper.iter().map(UpperLayer::memory_bytes).sum::<usize>()
+            + self
+                .upper
+                .iter()
+                .map(UpperLayer::memory_bytes)
+                .sum::<usize>()
     }
 
     /// Top-`k` nearest by internal distance, best first. Only nodes with `accept(local) == true`
@@ -253,7 +267,25 @@ impl CompactGraph {
                     batch.push(nb);
                 }
             }
-            for &nb in &batch {
+            let mode = prefetch_mode();
+            if mode == 1 {
+                for &nb in &batch {
+                    std::hint::black_box(self.vectors[nb as usize * self.dim]);
+                }
+            } else if mode == 2 {
+                for &nb in &batch {
+                    let b = nb as usize * self.dim;
+                    std::hint::black_box(self.vectors[b]);
+                    std::hint::black_box(self.vectors[b + self.dim / 2]);
+                }
+            }
+            for (bi, &nb) in batch.iter().enumerate() {
+                if mode == 3 {
+                    if let Some(&nx) = batch.get(bi + 1) {
+                        std::hint::black_box(self.vectors[nx as usize * self.dim]);
+                    }
+                }
+                DCOUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let d = K::dist(query, self.vector(nb));
                 if d < bound {
                     let e = Scored { d, id: nb };

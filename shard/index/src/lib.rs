@@ -19,7 +19,7 @@ mod search;
 
 pub use brute::brute_force;
 pub use build::BuildStats;
-pub use graph::CompactGraph;
+pub use graph::{CompactGraph, DCOUNT};
 
 /// Default `ef` for layer-0 search. Reaches recall@10 >= 0.95 on the docs-384 benchmark with the
 /// default [`GraphParams`] (see docs/benchmarks.md). Callers use `max(DEFAULT_EF, k)`.

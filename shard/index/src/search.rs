@@ -59,7 +59,6 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-
     /// Starts a new query over a graph of `n` nodes: nothing is visited afterwards.
     pub fn begin(&mut self, n: usize) {
         if self.marks.len() < n {

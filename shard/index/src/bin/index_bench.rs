@@ -29,10 +29,11 @@ struct Args {
     csv: Option<PathBuf>,
     hnsw_rs: bool,
     kernels: bool,
+    graph_cache: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: index-bench --data <dir> [--metric cosine|dot|euclid] [--m 16] \
-[--ef-construct 100] [--k 10] [--efs 16,32,64,128,256] [--reps 5] [--csv <file>] [--hnsw-rs] [--kernels]";
+[--ef-construct 100] [--k 10] [--efs 16,32,64,128,256] [--reps 5] [--csv <file>] [--hnsw-rs] [--kernels] [--graph-cache <file>]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -45,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
         csv: None,
         hnsw_rs: false,
         kernels: false,
+        graph_cache: None,
     };
     let mut have_data = false;
     let mut it = std::env::args().skip(1);
@@ -60,7 +62,9 @@ fn parse_args() -> Result<Args, String> {
         if flag == "-h" || flag == "--help" {
             return Err(USAGE.to_string());
         }
-        let val = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let val = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         let num = |v: &str| {
             v.parse::<usize>()
                 .map_err(|e| format!("bad value {v:?} for {flag}: {e}"))
@@ -89,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--csv" => a.csv = Some(PathBuf::from(&val)),
+            "--graph-cache" => a.graph_cache = Some(PathBuf::from(&val)),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
@@ -185,7 +190,9 @@ fn run(a: Args) -> Result<(), String> {
     }
     println!(
         "## HNSW core: {} ({} base x {}-d, {} queries), metric {:?}, M={}, ef_construct={}, k={}",
-        a.data.file_name().map_or("?".into(), |s| s.to_string_lossy()),
+        a.data
+            .file_name()
+            .map_or("?".into(), |s| s.to_string_lossy()),
         n,
         dim,
         nq,
@@ -203,18 +210,45 @@ fn run(a: Args) -> Result<(), String> {
     if a.kernels {
         kernel_bench(&base, dim);
     }
-    let t = Instant::now();
-    let (g, stats) = CompactGraph::build_with_stats(&base, dim, a.metric, a.params)
-        .map_err(|e| format!("build: {e}"))?;
-    let total = t.elapsed();
-    println!(
-        "build: hnsw_rs insert {:.2} s, extraction {:.3} s, drop hnsw_rs {:.3} s, total {:.2} s ({:.1} ms per 1000 vectors)",
-        stats.hnsw_insert.as_secs_f64(),
-        stats.extract.as_secs_f64(),
-        stats.drop_hnsw.as_secs_f64(),
-        total.as_secs_f64(),
-        total.as_secs_f64() * 1e6 / n.max(1) as f64
-    );
+    let cached = match &a.graph_cache {
+        Some(p) if p.exists() => {
+            let t = Instant::now();
+            let bytes = std::fs::read(p).map_err(|e| format!("read {}: {e}", p.display()))?;
+            let g = CompactGraph::from_bytes(&bytes).map_err(|e| format!("load graph: {e}"))?;
+            if g.len() != n || g.dim() != dim || g.metric() != a.metric {
+                return Err(format!("{} holds a different graph", p.display()));
+            }
+            println!(
+                "graph loaded from cache ({} bytes) in {:.3} s: build time not measured",
+                bytes.len(),
+                t.elapsed().as_secs_f64()
+            );
+            Some(g)
+        }
+        _ => None,
+    };
+    let g = match cached {
+        Some(g) => g,
+        None => {
+            let t = Instant::now();
+            let (g, stats) = CompactGraph::build_with_stats(&base, dim, a.metric, a.params)
+                .map_err(|e| format!("build: {e}"))?;
+            let total = t.elapsed();
+            println!(
+                "build: hnsw_rs insert {:.2} s, extraction {:.3} s, drop hnsw_rs {:.3} s, total {:.2} s ({:.1} ms per 1000 vectors)",
+                stats.hnsw_insert.as_secs_f64(),
+                stats.extract.as_secs_f64(),
+                stats.drop_hnsw.as_secs_f64(),
+                total.as_secs_f64(),
+                total.as_secs_f64() * 1e6 / n.max(1) as f64
+            );
+            if let Some(p) = &a.graph_cache {
+                std::fs::write(p, g.to_bytes())
+                    .map_err(|e| format!("write {}: {e}", p.display()))?;
+            }
+            g
+        }
+    };
     let mem = g.memory_bytes();
     println!(
         "index memory: {} bytes, {:.0} bytes/vector (raw vectors {} bytes/vector); layers above 0: {}; layer-0 links/node {:.1}; reachable from entry {}/{}",
@@ -236,6 +270,10 @@ fn run(a: Args) -> Result<(), String> {
                 .map(|(id, _)| id)
                 .collect()
         });
+        println!(
+            "ef {ef}: {} distances/query",
+            tessera_index::DCOUNT.swap(0, std::sync::atomic::Ordering::Relaxed) / (a.reps * nq)
+        );
         rows.push(Row {
             engine: "tessera",
             ef,
@@ -267,7 +305,10 @@ fn run(a: Args) -> Result<(), String> {
         println!("hnsw_rs (DistDot) build {:.2} s", t.elapsed().as_secs_f64());
         for &ef in &a.efs {
             let (recall, qps) = measure(&queries, dim, &gt, gt_k, a.k, a.reps.min(2), |q| {
-                h.search(q, a.k, ef).into_iter().map(|nb| nb.d_id as u32).collect()
+                h.search(q, a.k, ef)
+                    .into_iter()
+                    .map(|nb| nb.d_id as u32)
+                    .collect()
             });
             rows.push(Row {
                 engine: "hnsw_rs",
@@ -280,7 +321,10 @@ fn run(a: Args) -> Result<(), String> {
     }
 
     println!();
-    println!("| engine | ef | recall@{} | QPS (1 thread) | mean latency us |", a.k);
+    println!(
+        "| engine | ef | recall@{} | QPS (1 thread) | mean latency us |",
+        a.k
+    );
     println!("|---|---:|---:|---:|---:|");
     for r in &rows {
         let ef = if r.engine == "brute" {
@@ -297,7 +341,10 @@ fn run(a: Args) -> Result<(), String> {
     if let Some(path) = &a.csv {
         let mut s = String::from("engine,ef,recall,qps\n");
         for r in &rows {
-            s.push_str(&format!("{},{},{:.5},{:.1}\n", r.engine, r.ef, r.recall, r.qps));
+            s.push_str(&format!(
+                "{},{},{:.5},{:.1}\n",
+                r.engine, r.ef, r.recall, r.qps
+            ));
         }
         std::fs::write(path, s).map_err(|e| format!("write {}: {e}", path.display()))?;
     }
@@ -324,8 +371,12 @@ fn kernel_bench(base: &[f32], dim: usize) {
         }
         println!("kernel {name}: {best:.1} ns per {dim}-d distance");
     };
-    time("tessera dot", &|a, b| tessera_index::distance(Metric::Dot, a, b));
-    time("tessera l2sq", &|a, b| tessera_index::distance(Metric::Euclid, a, b));
+    time("tessera dot", &|a, b| {
+        tessera_index::distance(Metric::Dot, a, b)
+    });
+    time("tessera l2sq", &|a, b| {
+        tessera_index::distance(Metric::Euclid, a, b)
+    });
     time("anndists DistDot (1-dot)", &|a, b| DistDot.eval(a, b));
     time("anndists DistL2 (sqrt)", &|a, b| DistL2.eval(a, b));
 }

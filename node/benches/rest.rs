@@ -1,0 +1,162 @@
+//! End-to-end REST benchmark on one node: upsert throughput (batches of 100, wait=true), then query
+//! p50/p99 and QPS with 1, 8 and 32 concurrent clients, and recall@10 against exact search.
+//! `cargo bench -p tessera-node --bench rest` (env: BENCH_POINTS=100000 BENCH_DIM=384 BENCH_QUERIES=2000).
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+fn main() {
+    let n = env_usize("BENCH_POINTS", 100_000);
+    let dim = env_usize("BENCH_DIM", 384);
+    let queries = env_usize("BENCH_QUERIES", 2000);
+    println!(
+        "rest bench: {n} points, dim {dim}, cosine, one node, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    let data = clustered(n, dim, 64, 7);
+    let qs = clustered(200, dim, 64, 8);
+    let s = Server::start(&[]);
+    s.call(
+        "PUT",
+        "/collections/bench",
+        Some(&json!({"vectors": {"size": dim, "distance": "Cosine"}, "sharding_method": "custom"})),
+    );
+    s.call(
+        "PUT",
+        "/collections/bench/shards",
+        Some(&json!({"shard_key": "tenant"})),
+    );
+
+    let started = Instant::now();
+    let mut lat = Vec::new();
+    for (b, chunk) in data.chunks(100).enumerate() {
+        let points: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| json!({"id": b * 100 + i, "vector": v, "payload": {"group": (b * 100 + i) % 10}}))
+            .collect();
+        let t = Instant::now();
+        s.call(
+            "PUT",
+            "/collections/bench/points?wait=true",
+            Some(&json!({"points": points, "shard_key": "tenant"})),
+        );
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "upsert: {n} points in {secs:.1} s = {:.0} points/s; batch latency p50 {:.2} ms p99 {:.2} ms",
+        n as f64 / secs,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+
+    let t = Instant::now();
+    loop {
+        let info = s.call("GET", "/collections/bench", None);
+        let indexed = info["result"]["indexed_vectors_count"]
+            .as_u64()
+            .unwrap_or(0);
+        if indexed as usize + 5_000 >= n || t.elapsed() > Duration::from_secs(1800) {
+            println!(
+                "indexing: {indexed} of {n} points in graphs after {:.1} s more",
+                t.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // let the merges settle
+    let mut last = 0;
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(600) {
+        std::thread::sleep(Duration::from_secs(2));
+        let seg = s.call("GET", "/collections/bench", None)["result"]["segments_count"]
+            .as_u64()
+            .unwrap_or(0);
+        if seg == last {
+            break;
+        }
+        last = seg;
+    }
+    println!(
+        "segments after indexing: {last}, rss {:.0} MiB",
+        s.rss_bytes() as f64 / 1048576.0
+    );
+
+    // recall@10 against exact search
+    let mut recall = 0.0;
+    for q in qs.iter().take(100) {
+        let body = |exact: bool| json!({"query": q, "limit": 10, "shard_key": "tenant", "params": {"exact": exact}});
+        let ids = |v: serde_json::Value| -> Vec<u64> {
+            v["result"]["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_u64().unwrap())
+                .collect()
+        };
+        let approx = ids(s.call(
+            "POST",
+            "/collections/bench/points/query",
+            Some(&body(false)),
+        ));
+        let exact = ids(s.call("POST", "/collections/bench/points/query", Some(&body(true))));
+        recall += approx.iter().filter(|i| exact.contains(i)).count() as f64 / 10.0;
+    }
+    println!(
+        "recall@10 (default hnsw_ef, vs exact): {:.3}",
+        recall / 100.0
+    );
+
+    let qs = Arc::new(qs);
+    for clients in [1usize, 8, 32] {
+        let per = (queries / clients).max(1);
+        let t = Instant::now();
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let qs = qs.clone();
+                let base = s.base.clone();
+                std::thread::spawn(move || {
+                    let http = reqwest::blocking::Client::new();
+                    let mut lat = Vec::with_capacity(per);
+                    for i in 0..per {
+                        let q = &qs[(c * per + i) % qs.len()];
+                        let t = Instant::now();
+                        let r = http
+                            .post(format!("{base}/collections/bench/points/query"))
+                            .json(&json!({"query": q, "limit": 10, "shard_key": "tenant"}))
+                            .send()
+                            .unwrap();
+                        assert!(r.status().is_success());
+                        let _ = r.bytes();
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut lat: Vec<f64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let secs = t.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "query, {clients:>2} clients: {:.0} QPS, p50 {:.2} ms, p99 {:.2} ms ({} queries)",
+            lat.len() as f64 / secs,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.len()
+        );
+    }
+}

@@ -81,9 +81,33 @@ pub fn http(state: AppState) -> Http {
             post(delete_payload),
         )
         .route("/collections/{c}/points/payload/clear", post(clear_payload))
+        .route_layer(axum::middleware::from_fn(track))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Counts every request by route and status class and records its latency.
+async fn track(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let class = match status.as_u16() {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    let secs = started.elapsed().as_secs_f64();
+    metrics::counter!("tessera_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => class).increment(1);
+    metrics::histogram!("tessera_http_request_seconds", "route" => route.clone(), "method" => method.clone()).record(secs);
+    tracing::debug!(%method, %route, status = status.as_u16(), ms = secs * 1000.0, "http request");
+    resp
 }
 
 // ---------- envelopes and errors ----------

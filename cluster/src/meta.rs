@@ -262,15 +262,17 @@ impl MetadataState {
     }
 
     /// Checks a command against the current state without applying it.
+    /// (Clones the state: for tests and rare paths, not per proposal.)
     pub fn check(&self, cmd: &Command) -> Result<()> {
         self.clone().apply_inner(cmd).map(|_| ())
     }
 
     /// Applies a committed command. Errors are deterministic (every replica of the state gets the
-    /// same one) and leave the state unchanged.
+    /// same one) and leave the state unchanged: every branch validates before it changes anything.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Result<Applied> {
+        let r = self.apply_inner(cmd);
         self.applied = index;
-        self.apply_inner(cmd)
+        r
     }
 
     fn apply_inner(&mut self, cmd: &Command) -> Result<Applied> {

@@ -81,13 +81,31 @@ impl MetaStore {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let index = state.applied + 1;
         let command = make(&state, index)?;
-        state.check(&command)?;
         let body = codec::encode(&Entry {
             index,
             command: command.clone(),
         })?;
-        log.append(&[&body], true)?;
-        let applied = state.apply(index, &command)?;
+        // apply changes nothing when it fails, so a refused command is never logged
+        let before = state.applied;
+        let applied = match state.apply(index, &command) {
+            Ok(a) => a,
+            Err(e) => {
+                state.applied = before;
+                return Err(e);
+            }
+        };
+        if let Err(e) = log.append(&[&body], true) {
+            // not durable: undo by reloading what is on disk
+            tracing::error!(error = %e, "metadata log append failed; reloading the durable state");
+            drop(log);
+            if let Ok(reloaded) = MetaStore::open(&self.dir) {
+                *state = reloaded
+                    .state
+                    .into_inner()
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            return Err(e);
+        }
         if index % SNAPSHOT_EVERY == 0 {
             let snap = codec::encode(&*state)?;
             record_log::write_checksummed(&self.dir.join("meta.snap"), &snap)?;

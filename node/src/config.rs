@@ -162,6 +162,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_config_in_deploy_parses() {
+        let text = include_str!("../../deploy/tessera.toml");
+        let file: ConfigFile =
+            toml::from_str(text).expect("deploy/tessera.toml matches the config keys");
+        assert_eq!(file.version, Some(1));
+    }
+
+    #[test]
     fn file_fills_what_flags_leave_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("t.toml");

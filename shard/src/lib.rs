@@ -4,7 +4,6 @@
 //! Architecture invariant: this crate knows nothing of HTTP, JWT or Raft.
 
 pub mod actor;
-#[path = "filter_stub.rs"]
 pub mod filter;
 pub mod manager;
 pub mod point;

@@ -286,7 +286,19 @@ impl Router {
         }
         all.sort_by(|a, b| a.1.id.cmp(&b.1.id).then_with(|| a.0.cmp(&b.0)));
         if all.len() > limit {
-            let rest = all.split_off(limit);
+            // the same id under several shard keys is one group: a page never splits it, or the
+            // next page (which starts at that id) would repeat the copies already sent
+            let mut cut = limit;
+            if limit > 0 && all[limit].1.id == all[limit - 1].1.id {
+                let id = &all[limit].1.id;
+                let start = all.iter().position(|r| &r.1.id == id).unwrap_or(limit);
+                cut = if start > 0 {
+                    start
+                } else {
+                    all.iter().position(|r| &r.1.id != id).unwrap_or(all.len())
+                };
+            }
+            let rest = all.split_off(cut);
             let first_rest = rest.into_iter().next().map(|r| r.1.id);
             next = match (first_rest, next) {
                 (Some(a), Some(b)) => Some(a.min(b)),

@@ -1,0 +1,156 @@
+"""Collection-level API with the official client: service and cluster info shapes, Qdrant options that
+are accepted and ignored, the three distances, asynchronous writes, payload index lifecycle."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import requests
+from qdrant_client import models
+
+from tessera_helpers import count, expect_status, normalize, random_vectors
+
+DIM = 5
+
+
+def test_root_health_and_version(client, base_url):
+    info = client.info()  # GET /, parsed as VersionInfo
+    assert info.version == "1.19.0"
+    assert info.title
+    body = requests.get(base_url + "/", timeout=10).json()
+    assert "result" not in body, "GET / is a bare object in Qdrant, not an envelope"
+    for path in ("/healthz", "/livez", "/readyz"):
+        assert requests.get(base_url + path, timeout=10).status_code == 200
+
+
+def test_cluster_info_shapes(client, collection_name):
+    status = client.cluster_status()  # GET /cluster
+    assert status is not None
+    client.create_collection(
+        collection_name,
+        vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
+        sharding_method=models.ShardingMethod.CUSTOM,
+    )
+    client.create_shard_key(collection_name, "k1")
+    client.create_shard_key(collection_name, 7)  # integer shard keys exist in Qdrant too
+    client.upsert(collection_name, points=[models.PointStruct(id=1, vector=[1.0] * DIM)], shard_key_selector="k1")
+    info = client.collection_cluster_info(collection_name)  # GET /collections/{c}/cluster
+    assert info.shard_count == 2
+    keys = sorted(str(s.shard_key) for s in info.local_shards + info.remote_shards)
+    assert keys == ["7", "k1"]
+    local = {str(s.shard_key): s for s in info.local_shards}
+    assert local["k1"].points_count == 1
+    shard_keys = sorted(str(k.key) for k in client.list_shard_keys(collection_name).shard_keys)
+    assert shard_keys == ["7", "k1"]
+    client.upsert(collection_name, points=[models.PointStruct(id=2, vector=[1.0] * DIM)], shard_key_selector=7)
+    assert [r.shard_key for r in client.retrieve(collection_name, ids=[2])] == [7]
+
+
+def test_create_collection_accepts_qdrant_options(client, collection_name):
+    assert client.create_collection(
+        collection_name,
+        vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE, on_disk=False),
+        shard_number=2,
+        replication_factor=1,
+        write_consistency_factor=1,
+        on_disk_payload=True,
+        hnsw_config=models.HnswConfigDiff(m=8, ef_construct=64, payload_m=12, full_scan_threshold=500),
+        optimizers_config=models.OptimizersConfigDiff(indexing_threshold=20000, default_segment_number=2),
+        wal_config=models.WalConfigDiff(wal_capacity_mb=16),
+        quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8)),
+        timeout=10,
+    ) is True
+    info = client.get_collection(collection_name)
+    assert info.config.params.shard_number == 2
+    assert info.config.params.on_disk_payload is True
+    assert info.config.hnsw_config.m == 8
+    assert info.config.hnsw_config.ef_construct == 64
+    assert info.config.hnsw_config.payload_m == 12
+    # an auto-sharded collection spreads ids over its shards and still answers every read
+    vecs = random_vectors(np.random.default_rng(0), 40, DIM)
+    client.upsert(collection_name, points=[models.PointStruct(id=i, vector=v.tolist()) for i, v in enumerate(vecs)])
+    assert count(client, collection_name) == 40
+    assert len(client.retrieve(collection_name, ids=list(range(40)))) == 40
+    res = client.query_points(collection_name, query=vecs[11].tolist(), limit=1)
+    assert res.points[0].id == 11
+    # PATCH /collections/{c} is accepted
+    assert client.update_collection(collection_name, optimizers_config=models.OptimizersConfigDiff(indexing_threshold=10000)) is True
+    # creating it again is a conflict, as in Qdrant
+    expect_status(409, client.create_collection, collection_name,
+                  vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+
+
+@pytest.mark.parametrize("distance", [models.Distance.DOT, models.Distance.EUCLID, models.Distance.COSINE])
+def test_distances(client, collection_name, distance):
+    client.create_collection(collection_name, vectors_config=models.VectorParams(size=DIM, distance=distance))
+    rng = np.random.default_rng(42)
+    vecs = random_vectors(rng, 60, DIM)
+    client.upsert(collection_name, points=[models.PointStruct(id=i, vector=v.tolist()) for i, v in enumerate(vecs)])
+    for _ in range(5):
+        q = rng.standard_normal(DIM)
+        if distance == models.Distance.DOT:
+            scores = vecs.astype(np.float64) @ q
+            order = np.argsort(-scores)
+        elif distance == models.Distance.EUCLID:
+            scores = np.linalg.norm(vecs.astype(np.float64) - q, axis=1)
+            order = np.argsort(scores)  # Qdrant reports the distance; smaller is nearer
+        else:
+            scores = normalize(vecs) @ normalize(q)
+            order = np.argsort(-scores)
+        for exact in (True, False):
+            res = client.query_points(collection_name, query=q.tolist(), limit=5, search_params=models.SearchParams(exact=exact))
+            assert [p.id for p in res.points] == [int(i) for i in order[:5]]
+            assert [p.score for p in res.points] == pytest.approx([float(scores[i]) for i in order[:5]], abs=1e-3)
+    # Dot and Euclid keep vectors as given; Cosine normalizes them
+    rec = client.retrieve(collection_name, ids=[0], with_vectors=True)[0]
+    want = normalize(vecs[0]) if distance == models.Distance.COSINE else vecs[0]
+    np.testing.assert_allclose(rec.vector, want, atol=1e-5)
+
+
+def test_nearest_query_object_and_unsupported_queries(client, collection_name):
+    client.create_collection(collection_name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+    vecs = random_vectors(np.random.default_rng(1), 10, DIM)
+    client.upsert(collection_name, points=[models.PointStruct(id=i, vector=v.tolist()) for i, v in enumerate(vecs)])
+    res = client.query_points(collection_name, query=models.NearestQuery(nearest=vecs[4].tolist()), limit=1)
+    assert res.points[0].id == 4
+    res = client.query_points(collection_name, query=models.NearestQuery(nearest=4), limit=1)
+    assert res.points[0].id != 4 and len(res.points) == 1
+
+
+def test_async_write_becomes_visible(client, collection_name):
+    client.create_collection(collection_name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+    res = client.upsert(collection_name, points=[models.PointStruct(id=i, vector=[1.0 + i] + [0.0] * (DIM - 1)) for i in range(5)], wait=False)
+    assert res.status in (models.UpdateStatus.ACKNOWLEDGED, models.UpdateStatus.COMPLETED)
+    deadline = time.monotonic() + 5
+    while count(client, collection_name) != 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert count(client, collection_name) == 5
+
+
+def test_payload_index_lifecycle(client, collection_name):
+    client.create_collection(collection_name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+    for field, schema in [
+        ("kw", models.PayloadSchemaType.KEYWORD),
+        ("i", models.PayloadSchemaType.INTEGER),
+        ("f", models.PayloadSchemaType.FLOAT),
+        ("b", models.PayloadSchemaType.BOOL),
+        ("u", models.PayloadSchemaType.UUID),
+        ("d", models.PayloadSchemaType.DATETIME),
+        ("ip", models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=True, range=True)),
+    ]:
+        res = client.create_payload_index(collection_name, field_name=field, field_schema=schema)
+        assert res.status == models.UpdateStatus.COMPLETED
+    schema = client.get_collection(collection_name).payload_schema
+    assert {k: v.data_type for k, v in schema.items()} == {
+        "kw": models.PayloadSchemaType.KEYWORD,
+        "i": models.PayloadSchemaType.INTEGER,
+        "f": models.PayloadSchemaType.FLOAT,
+        "b": models.PayloadSchemaType.BOOL,
+        "u": models.PayloadSchemaType.UUID,
+        "d": models.PayloadSchemaType.DATETIME,
+        "ip": models.PayloadSchemaType.INTEGER,
+    }
+    client.delete_payload_index(collection_name, field_name="kw")
+    assert "kw" not in client.get_collection(collection_name).payload_schema

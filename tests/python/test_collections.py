@@ -154,3 +154,30 @@ def test_payload_index_lifecycle(client, collection_name):
     }
     client.delete_payload_index(collection_name, field_name="kw")
     assert "kw" not in client.get_collection(collection_name).payload_schema
+
+
+def test_query_batch_points(client, collection_name):
+    """query_batch_points answers each query as query_points would, within its shard key."""
+    client.create_collection(
+        collection_name,
+        vectors_config=models.VectorParams(size=8, distance=models.Distance.EUCLID),
+        sharding_method=models.ShardingMethod.CUSTOM,
+    )
+    vecs = random_vectors(np.random.default_rng(11), 40, 8)
+    for key in ("A", "B"):
+        client.create_shard_key(collection_name, key)
+        client.upsert(
+            collection_name,
+            points=[models.PointStruct(id=i, vector=v.tolist(), payload={"k": key}) for i, v in enumerate(vecs)],
+            shard_key_selector=key,
+            wait=True,
+        )
+    reqs = [
+        models.QueryRequest(query=vecs[i].tolist(), limit=3, with_payload=True, shard_key=key)
+        for i, key in ((0, "A"), (5, "B"), (9, "A"))
+    ]
+    res = client.query_batch_points(collection_name, requests=reqs)
+    assert len(res) == 3
+    for r, (i, key) in zip(res, ((0, "A"), (5, "B"), (9, "A"))):
+        assert r.points[0].id == i and r.points[0].score == pytest.approx(0.0, abs=1e-5)
+        assert all(p.payload["k"] == key for p in r.points)

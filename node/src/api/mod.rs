@@ -71,6 +71,7 @@ pub fn http(state: AppState) -> Http {
         .route("/collections/{c}/points/scroll", post(scroll))
         .route("/collections/{c}/points/count", post(count))
         .route("/collections/{c}/points/query", post(query))
+        .route("/collections/{c}/points/query/batch", post(query_batch))
         .route("/collections/{c}/points/search", post(search))
         .route(
             "/collections/{c}/points/payload",
@@ -953,8 +954,41 @@ async fn query(
     let t = Instant::now();
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
+    let points = query_one(&s, &name, o).await?;
+    ok(json!({"points": points}), t)
+}
+
+/// Most queries one batch request may carry.
+const MAX_BATCH_QUERIES: usize = 256;
+
+async fn query_batch(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    let v = body_json(body)?;
+    let o = obj(&v, "body")?;
+    let searches = field(o, "searches")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("Format error in JSON body: searches must be a list"))?;
+    if searches.len() > MAX_BATCH_QUERIES {
+        return Err(bad(format!(
+            "Bad request: at most {MAX_BATCH_QUERIES} queries per batch"
+        ))
+        .into());
+    }
+    let mut out = Vec::with_capacity(searches.len());
+    for q in searches {
+        let points = query_one(&s, &name, obj(q, "searches[]")?).await?;
+        out.push(json!({"points": points}));
+    }
+    ok(Value::Array(out), t)
+}
+
+async fn query_one(s: &AppState, name: &str, o: &Map<String, Value>) -> Result<Vec<Value>> {
     if field(o, "prefetch").is_some() {
-        return Err(bad("Wrong input: prefetch is not supported").into());
+        return Err(bad("Wrong input: prefetch is not supported"));
     }
     let q = match field(o, "query") {
         None => {
@@ -963,7 +997,7 @@ async fn query(
             let (recs, _) = s
                 .router
                 .scroll(
-                    &name,
+                    name,
                     &key_selector(o)?,
                     None,
                     lim,
@@ -982,17 +1016,18 @@ async fn query(
                     v
                 })
                 .collect();
-            return ok(json!({"points": points}), t);
+            return Ok(points);
         }
         Some(Value::Object(m)) if m.contains_key("nearest") => m["nearest"].clone(),
         Some(Value::Object(m)) => {
             let kind = m.keys().next().cloned().unwrap_or_default();
-            return Err(bad(format!("Wrong input: query type `{kind}` is not supported")).into());
+            return Err(bad(format!(
+                "Wrong input: query type `{kind}` is not supported"
+            )));
         }
         Some(v) => v.clone(),
     };
-    let points = nearest(&s, &name, o, &q).await?;
-    ok(json!({"points": points}), t)
+    nearest(s, name, o, &q).await
 }
 
 async fn search(

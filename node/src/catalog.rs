@@ -97,7 +97,18 @@ impl Catalog {
         }
     }
 
-    /// A copy of one collection's metadata.
+    /// Runs `f` on one collection's metadata under the read lock (no copy: a collection with
+    /// 100,000 shard keys must not be cloned per request).
+    pub fn with_collection<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&CollectionMeta) -> T,
+    ) -> Result<T> {
+        let st = self.meta.read();
+        Ok(f(st.collection(name)?))
+    }
+
+    /// A copy of one collection's metadata (admin paths only).
     pub fn collection(&self, name: &str) -> Result<CollectionMeta> {
         self.meta.read().collection(name).cloned()
     }

@@ -92,13 +92,26 @@ fn shard_for(shards: &[ShardId], id: &PointId) -> ShardId {
     shards[(id.stable_hash() % shards.len() as u64) as usize]
 }
 
+struct Plan {
+    uid: u64,
+    dim: usize,
+    targets: Vec<Target>,
+}
+
 pub struct Router {
     pub catalog: Arc<Catalog>,
 }
 
 impl Router {
-    fn uid(&self, collection: &str) -> Result<CollectionMeta> {
-        self.catalog.collection(collection)
+    /// The collection's uid and vector size, and the shards a request may touch.
+    fn plan(&self, collection: &str, sel: &KeySelector, write: bool) -> Result<Plan> {
+        self.catalog.with_collection(collection, |c| {
+            Ok(Plan {
+                uid: c.uid,
+                dim: c.params.dim,
+                targets: targets(c, sel, write)?,
+            })
+        })?
     }
 
     async fn write_all(&self, uid: u64, jobs: Vec<(Target, WriteOp)>) -> Result<u64> {
@@ -132,8 +145,8 @@ impl Router {
         sel: &KeySelector,
         points: Vec<NewPoint>,
     ) -> Result<u64> {
-        let c = self.uid(collection)?;
-        let t = targets(&c, sel, true)?;
+        let plan = self.plan(collection, sel, true)?;
+        let t = plan.targets;
         let mut per_shard: BTreeMap<Target, Vec<NewPoint>> = BTreeMap::new();
         for (key, shards) in groups(&t) {
             for p in &points {
@@ -147,7 +160,7 @@ impl Router {
             .into_iter()
             .map(|(t, pts)| (t, WriteOp::Upsert(pts)))
             .collect();
-        self.write_all(c.uid, jobs).await
+        self.write_all(plan.uid, jobs).await
     }
 
     /// A write that selects points by ids or filter (delete, payload changes).
@@ -158,8 +171,8 @@ impl Router {
         selector: Selector,
         make: impl Fn(Selector) -> WriteOp,
     ) -> Result<u64> {
-        let c = self.uid(collection)?;
-        let t = targets(&c, sel, true)?;
+        let plan = self.plan(collection, sel, true)?;
+        let t = plan.targets;
         let mut jobs = Vec::new();
         match &selector {
             Selector::Ids(ids) => {
@@ -182,21 +195,19 @@ impl Router {
                 }
             }
         }
-        self.write_all(c.uid, jobs).await
+        self.write_all(plan.uid, jobs).await
     }
 
     /// Runs `f` on every target shard's data, concurrently on the read pool.
     async fn read_all<T: Send + 'static>(
         &self,
-        c: &CollectionMeta,
-        sel: &KeySelector,
+        plan: Plan,
         f: impl Fn(&tessera_shard::store::ShardData) -> T + Send + Sync + 'static,
     ) -> Result<Vec<(Option<ShardKey>, T)>> {
-        let t = targets(c, sel, false)?;
         let f = Arc::new(f);
         let mut set = JoinSet::new();
-        let uid = c.uid;
-        for (shard, key) in t {
+        let uid = plan.uid;
+        for (shard, key) in plan.targets {
             let cat = self.catalog.clone();
             let f = f.clone();
             set.spawn(async move {
@@ -222,13 +233,11 @@ impl Router {
         with_payload: PayloadSelector,
         with_vector: bool,
     ) -> Result<Vec<Keyed<Record>>> {
-        let c = self.uid(collection)?;
+        let plan = self.plan(collection, sel, false)?;
         let ids = Arc::new(ids);
         let ids2 = ids.clone();
         let parts = self
-            .read_all(&c, sel, move |d| {
-                d.retrieve(&ids2, &with_payload, with_vector)
-            })
+            .read_all(plan, move |d| d.retrieve(&ids2, &with_payload, with_vector))
             .await?;
         // answer in the order asked, once per id (a write to two keys may store it twice)
         // answer in the order asked; the same id under two shard keys is two points
@@ -261,9 +270,9 @@ impl Router {
         with_payload: PayloadSelector,
         with_vector: bool,
     ) -> Result<(Vec<Keyed<Record>>, Option<PointId>)> {
-        let c = self.uid(collection)?;
+        let plan = self.plan(collection, sel, false)?;
         let parts = self
-            .read_all(&c, sel, move |d| {
+            .read_all(plan, move |d| {
                 d.scroll(
                     offset.as_ref(),
                     limit,
@@ -314,9 +323,9 @@ impl Router {
         sel: &KeySelector,
         filter: Option<Filter>,
     ) -> Result<usize> {
-        let c = self.uid(collection)?;
+        let plan = self.plan(collection, sel, false)?;
         let parts = self
-            .read_all(&c, sel, move |d| d.count(filter.as_ref()))
+            .read_all(plan, move |d| d.count(filter.as_ref()))
             .await?;
         Ok(parts.into_iter().map(|(_, n)| n).sum())
     }
@@ -328,9 +337,9 @@ impl Router {
         sel: &KeySelector,
         id: PointId,
     ) -> Result<Vec<f32>> {
-        let c = self.uid(collection)?;
+        let plan = self.plan(collection, sel, false)?;
         let id2 = id.clone();
-        let parts = self.read_all(&c, sel, move |d| d.vector_of(&id2)).await?;
+        let parts = self.read_all(plan, move |d| d.vector_of(&id2)).await?;
         parts
             .into_iter()
             .find_map(|(_, v)| v)
@@ -345,16 +354,16 @@ impl Router {
         params: SearchParams,
         offset: usize,
     ) -> Result<Vec<Keyed<Hit>>> {
-        let c = self.uid(collection)?;
-        if params.vector.len() != c.params.dim {
+        let plan = self.plan(collection, sel, false)?;
+        if params.vector.len() != plan.dim {
             return Err(Error::bad_request(format!(
                 "Wrong input: Vector dimension error: expected dim: {}, got {}",
-                c.params.dim,
+                plan.dim,
                 params.vector.len()
             )));
         }
         let k = params.k;
-        let parts = self.read_all(&c, sel, move |d| d.search(&params)).await?;
+        let parts = self.read_all(plan, move |d| d.search(&params)).await?;
         let mut hits: Vec<Keyed<Hit>> = parts
             .into_iter()
             .flat_map(|(key, hs)| hs.into_iter().map(move |h| (key.clone(), h)))

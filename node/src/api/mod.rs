@@ -339,7 +339,7 @@ async fn update_collection(
     let t = Instant::now();
     let v = body_json(body)?;
     obj(&v, "body")?;
-    s.catalog.collection(&name)?;
+    s.catalog.with_collection(&name, |_| ())?;
     // accepted and ignored: tessera tunes optimizers itself
     ok(json!(true), t)
 }
@@ -396,7 +396,10 @@ async fn delete_collection(State(s): State<AppState>, Path(name): Path<String>) 
 
 async fn collection_exists(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
     let t = Instant::now();
-    ok(json!({"exists": s.catalog.collection(&name).is_ok()}), t)
+    ok(
+        json!({"exists": s.catalog.with_collection(&name, |_| ()).is_ok()}),
+        t,
+    )
 }
 
 async fn collection_cluster(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
@@ -529,7 +532,7 @@ async fn delete_index(
 // ---------- points ----------
 
 fn dim_of(s: &AppState, c: &str) -> Result<usize> {
-    Ok(s.catalog.collection(c)?.params.dim)
+    s.catalog.with_collection(c, |c| c.params.dim)
 }
 
 async fn upsert(
@@ -869,7 +872,9 @@ async fn nearest(
     query: &Value,
 ) -> Result<Vec<Value>> {
     let sel = key_selector(o)?;
-    let c = s.catalog.collection(name)?;
+    let (dim, distance) = s
+        .catalog
+        .with_collection(name, |c| (c.params.dim, c.params.distance))?;
     let max = s.catalog.config.max_limit;
     let lim = limit(o, 10, max)?;
     let offset = usize_field(o, "offset")?.unwrap_or(0);
@@ -890,7 +895,7 @@ async fn nearest(
             ));
         }
     };
-    check_dim(&vector, c.params.dim)?;
+    check_dim(&vector, dim)?;
     let params = field(o, "params").map(|p| obj(p, "params")).transpose()?;
     let ef = params
         .map(|p| usize_field(p, "hnsw_ef"))
@@ -907,7 +912,7 @@ async fn nearest(
                 .ok_or_else(|| bad("Format error in JSON body: score_threshold must be a number"))
         })
         .transpose()?;
-    let metric = crate::catalog::metric_of(c.params.distance);
+    let metric = crate::catalog::metric_of(distance);
     let hits = s
         .router
         .search(

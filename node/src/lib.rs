@@ -3,6 +3,7 @@
 //! `main.rs` is thin: it parses the CLI and calls [`start`]; harnesses start nodes the same way.
 
 pub mod api;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod router;

@@ -260,6 +260,10 @@ impl Router {
         Ok(out)
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call per field of Qdrant's scroll request"
+    )]
     pub async fn scroll(
         &self,
         collection: &str,

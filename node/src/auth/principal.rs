@@ -186,7 +186,13 @@ mod tests {
         // (spec, collection, read, write, manage)
         let cases = [
             (AccessSpec::Global(Access::Manage), "x", true, true, true),
-            (AccessSpec::Global(Access::ReadWrite), "x", true, true, false),
+            (
+                AccessSpec::Global(Access::ReadWrite),
+                "x",
+                true,
+                true,
+                false,
+            ),
             (AccessSpec::Global(Access::Read), "x", true, false, false),
             (per.clone(), "ro", true, false, false),
             (per.clone(), "rw", true, true, false),

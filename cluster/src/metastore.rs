@@ -106,7 +106,7 @@ impl MetaStore {
             }
             return Err(e);
         }
-        if index % SNAPSHOT_EVERY == 0 {
+        if index.is_multiple_of(SNAPSHOT_EVERY) {
             let snap = codec::encode(&*state)?;
             record_log::write_checksummed(&self.dir.join("meta.snap"), &snap)?;
             log.clear()?;

@@ -129,7 +129,7 @@ impl Drop for Server {
 pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut gauss = move |rng: &mut rand::rngs::StdRng| -> f32 {
+    let gauss = move |rng: &mut rand::rngs::StdRng| -> f32 {
         // Box-Muller
         let u1: f32 = rng.random_range(1e-7..1.0);
         let u2: f32 = rng.random_range(0.0..1.0);

@@ -75,18 +75,21 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    // let the merges settle
+    // let the merges settle: the segment count unchanged for 20 s
     let mut last = 0;
+    let mut stable_since = Instant::now();
     let settle = Instant::now();
-    while settle.elapsed() < Duration::from_secs(600) {
-        std::thread::sleep(Duration::from_secs(2));
+    while settle.elapsed() < Duration::from_secs(900)
+        && stable_since.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_secs(1));
         let seg = s.call("GET", "/collections/bench", None)["result"]["segments_count"]
             .as_u64()
             .unwrap_or(0);
-        if seg == last {
-            break;
+        if seg != last {
+            last = seg;
+            stable_since = Instant::now();
         }
-        last = seg;
     }
     println!(
         "segments after indexing: {last}, rss {:.0} MiB",

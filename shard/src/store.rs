@@ -119,6 +119,8 @@ pub struct ShardData {
 
 /// Segments of one merge tier are merged when there are this many.
 const MERGE_FANIN: usize = 3;
+/// Most sealed segments a replica keeps before merging beyond its size tiers.
+const MAX_SEALED: usize = 4;
 /// A sealed segment with more than this fraction tombstoned is rebuilt.
 const VACUUM_RATIO: f64 = 0.3;
 
@@ -548,8 +550,18 @@ impl ShardData {
                     .max(0.0) as u32;
                 tiers.entry(tier).or_default().push(s.id);
             }
-            let full = tiers.into_values().find(|v| v.len() >= MERGE_FANIN)?;
-            full.into_iter().take(MERGE_FANIN).collect()
+            if let Some(full) = tiers.values().find(|v| v.len() >= MERGE_FANIN) {
+                full.iter().copied().take(MERGE_FANIN).collect()
+            } else {
+                // every sealed segment costs a graph walk per query: past MAX_SEALED, merge the
+                // smallest ones
+                let mut by_size: Vec<(usize, u64)> = sealed().map(|s| (s.live(), s.id)).collect();
+                if by_size.len() <= MAX_SEALED {
+                    return None;
+                }
+                by_size.sort_unstable();
+                by_size.into_iter().take(MERGE_FANIN).map(|(_, id)| id).collect()
+            }
         };
         Some(pick)
     }

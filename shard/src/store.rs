@@ -560,7 +560,11 @@ impl ShardData {
                     return None;
                 }
                 by_size.sort_unstable();
-                by_size.into_iter().take(MERGE_FANIN).map(|(_, id)| id).collect()
+                by_size
+                    .into_iter()
+                    .take(MERGE_FANIN)
+                    .map(|(_, id)| id)
+                    .collect()
             }
         };
         Some(pick)

@@ -22,24 +22,29 @@ pub struct BuildStats {
 const HNSW_MAX_LAYERS: usize = 16;
 
 /// The build-time distance handed to hnsw_rs. hnsw_rs asserts that distances are `>= 0` (and
-/// panics on NaN), so inner products are shifted by a bound on `|a| * |b|`: `shift - dot` with
-/// `shift = max |x|^2` over the data set is `>= 0` by Cauchy-Schwarz (clamped for rounding).
-/// A constant shift changes neither comparisons between distances to the same point nor the
-/// neighbour-selection heuristic's `dist(e, d) <= dist(e, q)` test, so the graph is the one the
-/// unshifted `-dot` would give. Euclid uses the squared L2 distance, which orders like L2.
+/// panics on NaN), and only ever compares distances with each other, so any monotone transform of
+/// the metric builds the same graph:
+/// * Euclid: the L2 distance (anndists' SIMD kernel when the CPU has AVX2; squared L2 otherwise).
+/// * Cosine: vectors are unit length, so `|a - b|^2 = 2 - 2 a.b` orders like `-dot`: L2 again.
+/// * Dot (vectors of any length): `shift - dot` with `shift = max |x|^2` over the data set, which
+///   is `>= 0` by Cauchy-Schwarz (clamped for rounding). A constant shift changes neither the
+///   comparisons between distances to one point nor the neighbour-selection test
+///   `dist(e, d) <= dist(e, q)`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BuildDistance {
     metric: Metric,
     shift: f32,
+    simd: bool,
 }
 
 impl Distance<f32> for BuildDistance {
     #[inline]
     fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        match self.metric {
-            // `f32::max` also maps a NaN to 0, so hnsw_rs can never see one.
-            Metric::Cosine | Metric::Dot => (self.shift - kernels::dot(va, vb)).max(0.0),
-            Metric::Euclid => kernels::l2_sq(va, vb).max(0.0),
+        // `f32::max` also maps a NaN to 0, so hnsw_rs can never see one.
+        match (self.metric, self.simd) {
+            (Metric::Euclid | Metric::Cosine, true) => kernels::l2_sq_simd(va, vb),
+            (Metric::Euclid, false) => kernels::l2_sq(va, vb).max(0.0),
+            (Metric::Cosine | Metric::Dot, _) => (self.shift - kernels::dot(va, vb)).max(0.0),
         }
     }
 }
@@ -49,7 +54,7 @@ fn validate(vectors: &[f32], dim: usize, params: GraphParams) -> Result<(usize, 
     if dim == 0 {
         return Err(IndexError::ZeroDimension);
     }
-    if vectors.len() % dim != 0 {
+    if !vectors.len().is_multiple_of(dim) {
         return Err(IndexError::RaggedSlab {
             len: vectors.len(),
             dim,
@@ -91,32 +96,50 @@ impl CompactGraph {
     /// Builds an HNSW graph with hnsw_rs over `n = vectors.len() / dim` vectors (row `i` gets local
     /// id `i`), then extracts it into the compact layout and drops the hnsw_rs structure.
     ///
-    /// Insertion runs on rayon (`parallel_insert`): inside `ThreadPool::install` it uses that pool,
-    /// otherwise rayon's global pool (one thread per core).
+    /// The graph stores its own copy of the vectors with tiny components flushed to zero (see
+    /// [`crate::flush_tiny_components`]). Errors: zero `dim`, a slab that is not a multiple of
+    /// `dim`, `m` outside 2..=256, `ef_construct == 0`, non-finite components, or norms so large that
+    /// distances would overflow f32.
+    ///
+    /// Insertion runs on rayon (hnsw_rs's `parallel_insert`): inside `ThreadPool::install` it uses
+    /// that pool, otherwise rayon's global pool (one thread per core), and the calling thread
+    /// blocks until it is done. To bound a build to a known number of cores use
+    /// [`CompactGraph::build_with_stats`] with `threads`.
     pub fn build(
         vectors: &[f32],
         dim: usize,
         metric: Metric,
         params: GraphParams,
     ) -> Result<CompactGraph, IndexError> {
-        Self::build_with_stats(vectors, dim, metric, params).map(|(g, _)| g)
+        Self::build_with_stats(vectors, dim, metric, params, 0).map(|(g, _)| g)
     }
 
-    /// [`CompactGraph::build`], also returning how long each phase took.
+    /// [`CompactGraph::build`] with control over insertion threads, also returning how long each
+    /// phase took. `threads`: 0 = the current rayon pool (as `build`); 1 = serial insertion on the
+    /// calling thread (no rayon; the graph is then the same on every run); n > 1 = a dedicated
+    /// rayon pool of n threads for this build (serial if it cannot be created).
     pub fn build_with_stats(
         vectors: &[f32],
         dim: usize,
         metric: Metric,
         params: GraphParams,
+        threads: usize,
     ) -> Result<(CompactGraph, BuildStats), IndexError> {
         let t0 = Instant::now();
         let (n, max_norm_sq) = validate(vectors, dim, params)?;
         if n == 0 {
             return Ok((CompactGraph::empty(dim, metric), BuildStats::default()));
         }
+        // Flushed copy: the graph's own slab (hnsw_rs keeps another copy until it is dropped).
+        let mut vectors = vectors.to_vec();
+        for row in vectors.chunks_exact_mut(dim) {
+            kernels::flush_tiny(row);
+        }
+        let vectors = vectors;
         let dist = BuildDistance {
             metric,
             shift: max_norm_sq,
+            simd: kernels::simd_l2_available(),
         };
         let hnsw: Hnsw<'static, f32, BuildDistance> =
             Hnsw::new(params.m, n, HNSW_MAX_LAYERS, params.ef_construct, dist);
@@ -125,8 +148,18 @@ impl CompactGraph {
         let rows: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).zip(0..).collect();
         if let Some((first, rest)) = rows.split_first() {
             hnsw.insert_slice(*first);
-            hnsw.parallel_insert_slice(&rest.to_vec());
+            let rest = rest.to_vec();
+            let pool = match threads {
+                0 | 1 => None,
+                t => rayon::ThreadPoolBuilder::new().num_threads(t).build().ok(),
+            };
+            match (threads, pool) {
+                (0, _) => hnsw.parallel_insert_slice(&rest),
+                (_, Some(pool)) => pool.install(|| hnsw.parallel_insert_slice(&rest)),
+                (_, None) => rest.iter().for_each(|r| hnsw.insert_slice(*r)),
+            }
         }
+        drop(rows);
         let t1 = Instant::now();
         let graph = extract(&hnsw, vectors, dim, metric, n)?;
         let t2 = Instant::now();
@@ -143,7 +176,7 @@ impl CompactGraph {
 /// Copies hnsw_rs's graph (all layers) into the compact layout.
 fn extract(
     hnsw: &Hnsw<'static, f32, BuildDistance>,
-    vectors: &[f32],
+    vectors: Vec<f32>,
     dim: usize,
     metric: Metric,
     n: usize,
@@ -154,8 +187,8 @@ fn extract(
     }
     let max_level = usize::from(hnsw.get_max_level_observed());
     let mut level: Vec<u8> = vec![u8::MAX; n];
-    // raw[l][i]: neighbours of node i on layer l (only for l <= level[i])
-    let mut raw: Vec<Vec<Vec<u32>>> = vec![vec![Vec::new(); n]; max_level + 1];
+    // raw[i][l]: neighbours of node i on layer l, for l <= level[i]
+    let mut raw: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
     for point in pi {
         let id = point.get_origin_id();
         let lv = point.get_point_id().0;
@@ -164,17 +197,17 @@ fn extract(
         }
         level[id] = lv;
         // A point can also hold "projection" links above its own level; they are never used.
-        for (l, layer) in point
+        raw[id] = point
             .get_neighborhood_id()
             .into_iter()
-            .enumerate()
             .take(usize::from(lv) + 1)
-        {
-            raw[l][id] = layer
-                .into_iter()
-                .filter_map(|nb| u32::try_from(nb.d_id).ok())
-                .collect();
-        }
+            .map(|layer| {
+                layer
+                    .into_iter()
+                    .filter_map(|nb| u32::try_from(nb.d_id).ok())
+                    .collect()
+            })
+            .collect();
     }
     if level.contains(&u8::MAX) {
         return Err(IndexError::Extraction("a vector is missing from the graph"));
@@ -204,39 +237,38 @@ fn extract(
         out
     };
 
+    let list = |i: usize, l: usize| -> &[u32] { raw[i].get(l).map_or(&[], Vec::as_slice) };
     let mut l0_offsets = Vec::with_capacity(n + 1);
-    let mut l0_neighbors = Vec::with_capacity(raw[0].iter().map(Vec::len).sum());
+    let mut l0_neighbors = Vec::with_capacity((0..n).map(|i| list(i, 0).len()).sum());
     l0_offsets.push(0u32);
-    for (i, list) in raw[0].iter().enumerate() {
-        l0_neighbors.extend(clean(0, i, list));
+    for i in 0..n {
+        l0_neighbors.extend(clean(0, i, list(i, 0)));
         l0_offsets.push(offset(l0_neighbors.len())?);
     }
     let mut upper = Vec::with_capacity(max_level);
-    for (l, lists) in raw.iter().enumerate().skip(1) {
+    for l in 1..=max_level {
         let mut layer = UpperLayer {
             nodes: Vec::new(),
             offsets: vec![0],
             neighbors: Vec::new(),
         };
-        for (i, list) in lists.iter().enumerate() {
-            if usize::from(level[i]) >= l {
-                layer.nodes.push(offset(i)?);
-                layer.neighbors.extend(clean(l, i, list));
-                layer.offsets.push(offset(layer.neighbors.len())?);
-            }
+        for i in (0..n).filter(|&i| usize::from(level[i]) >= l) {
+            layer.nodes.push(offset(i)?);
+            layer.neighbors.extend(clean(l, i, list(i, l)));
+            layer.offsets.push(offset(layer.neighbors.len())?);
         }
         upper.push(layer);
     }
-    Ok(CompactGraph {
+    drop(raw);
+    Ok(CompactGraph::from_parts(
         dim,
         metric,
-        n,
-        vectors: vectors.to_vec(),
+        vectors,
         entry,
         l0_offsets,
         l0_neighbors,
         upper,
-    })
+    ))
 }
 
 fn offset(x: usize) -> Result<u32, IndexError> {

@@ -14,7 +14,7 @@
 //! graph invariants, so corrupt or truncated input is an `Err`, never a panic or a huge allocation.
 
 use crate::graph::{CompactGraph, UpperLayer};
-use crate::{IndexError, Metric};
+use crate::{IndexError, Metric, kernels};
 
 const MAGIC: &[u8; 8] = b"TSXGRAPH";
 const VERSION: u8 = 1;
@@ -109,6 +109,18 @@ impl CompactGraph {
             .checked_mul(dim)
             .ok_or(IndexError::Corrupt("size out of range"))?;
         let vectors = r.f32s(n_floats)?;
+        // The same bound `build` enforces: distance kernels (anndists' asserts included) never see
+        // a NaN or an overflow.
+        let mut max_norm_sq = 0f32;
+        for row in vectors.chunks_exact(dim) {
+            if !row.iter().all(|x| x.is_finite()) {
+                return Err(IndexError::Corrupt("non-finite vector component"));
+            }
+            max_norm_sq = max_norm_sq.max(kernels::dot(row, row));
+        }
+        if !(4.0 * max_norm_sq).is_finite() {
+            return Err(IndexError::Corrupt("vector norm out of range"));
+        }
         let l0_offsets = r.u32s(n + 1)?;
         let l0_len = r.len_u64()?;
         let l0_neighbors = r.u32s(l0_len)?;
@@ -165,16 +177,15 @@ impl CompactGraph {
                 return Err(IndexError::Corrupt("entry point not on the top layer"));
             }
         }
-        Ok(CompactGraph {
+        Ok(CompactGraph::from_parts(
             dim,
             metric,
-            n,
             vectors,
             entry,
             l0_offsets,
             l0_neighbors,
             upper,
-        })
+        ))
     }
 }
 

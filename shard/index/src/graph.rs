@@ -1,6 +1,8 @@
 //! The compact, read-only HNSW layout and its search.
 
-use crate::search::{Near, Scored, Scratch, with_scratch};
+use std::cmp::Reverse;
+
+use crate::search::{Scored, Scratch, with_scratch};
 use crate::{Metric, kernels};
 
 /// One layer above layer 0: only the nodes whose level reaches it, sorted by id, with their
@@ -48,34 +50,58 @@ pub struct CompactGraph {
     pub(crate) l0_neighbors: Vec<u32>,
     /// `upper[i]` is layer `i + 1`
     pub(crate) upper: Vec<UpperLayer>,
+    /// squared norm of each vector (Cosine / Dot only; derived, not persisted)
+    pub(crate) norms_sq: Vec<f32>,
 }
 
-pub static DCOUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-fn prefetch_mode() -> u32 {
-    static M: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *M.get_or_init(|| {
-        std::env::var("PF")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    })
+/// Ordering key of a node for the current query, lower is better. Monomorphised per metric and
+/// kernel so the search loop has no branch on either.
+trait Scorer {
+    /// True when keys are exact internal distances (no rescoring of the results needed).
+    const EXACT: bool;
+    fn key(&self, v: &[f32], id: u32) -> f32;
 }
-/// Internal distance, monomorphised per metric so the search loop has no metric branch.
-trait Kernel {
-    fn dist(a: &[f32], b: &[f32]) -> f32;
-}
-struct NegDot;
-impl Kernel for NegDot {
+
+/// `-dot`, portable kernel.
+struct ExactDot<'a>(&'a [f32]);
+impl Scorer for ExactDot<'_> {
+    const EXACT: bool = true;
     #[inline(always)]
-    fn dist(a: &[f32], b: &[f32]) -> f32 {
-        -kernels::dot(a, b)
+    fn key(&self, v: &[f32], _: u32) -> f32 {
+        -kernels::dot(self.0, v)
     }
 }
-struct L2Sq;
-impl Kernel for L2Sq {
+
+/// Squared L2, portable kernel.
+struct ExactL2<'a>(&'a [f32]);
+impl Scorer for ExactL2<'_> {
+    const EXACT: bool = true;
     #[inline(always)]
-    fn dist(a: &[f32], b: &[f32]) -> f32 {
-        kernels::l2_sq(a, b)
+    fn key(&self, v: &[f32], _: u32) -> f32 {
+        kernels::l2_sq(self.0, v)
+    }
+}
+
+/// `|q - v|^2 - |v|^2 = |q|^2 - 2 q.v`: orders like `-dot`, computed with the SIMD L2 kernel.
+struct SimdDot<'a> {
+    q: &'a [f32],
+    norms_sq: &'a [f32],
+}
+impl Scorer for SimdDot<'_> {
+    const EXACT: bool = false;
+    #[inline(always)]
+    fn key(&self, v: &[f32], id: u32) -> f32 {
+        kernels::l2_sq_simd(self.q, v) - self.norms_sq[id as usize]
+    }
+}
+
+/// Squared L2 with the SIMD kernel (within a few ulp of the exact one).
+struct SimdL2<'a>(&'a [f32]);
+impl Scorer for SimdL2<'_> {
+    const EXACT: bool = false;
+    #[inline(always)]
+    fn key(&self, v: &[f32], _: u32) -> f32 {
+        kernels::l2_sq_simd(self.0, v)
     }
 }
 
@@ -91,7 +117,54 @@ impl CompactGraph {
             l0_offsets: vec![0],
             l0_neighbors: Vec::new(),
             upper: Vec::new(),
+            norms_sq: Vec::new(),
         }
+    }
+
+    /// Assembles a graph from validated parts: derives the norms and trims capacity.
+    pub(crate) fn from_parts(
+        dim: usize,
+        metric: Metric,
+        vectors: Vec<f32>,
+        entry: u32,
+        l0_offsets: Vec<u32>,
+        l0_neighbors: Vec<u32>,
+        upper: Vec<UpperLayer>,
+    ) -> CompactGraph {
+        let n = vectors.len() / dim.max(1);
+        let norms_sq = match metric {
+            Metric::Cosine | Metric::Dot => vectors
+                .chunks_exact(dim.max(1))
+                .map(|v| kernels::dot(v, v))
+                .collect(),
+            Metric::Euclid => Vec::new(),
+        };
+        let mut g = CompactGraph {
+            dim,
+            metric,
+            n,
+            vectors,
+            entry,
+            l0_offsets,
+            l0_neighbors,
+            upper,
+            norms_sq,
+        };
+        g.shrink_to_fit();
+        g
+    }
+
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.vectors.shrink_to_fit();
+        self.l0_offsets.shrink_to_fit();
+        self.l0_neighbors.shrink_to_fit();
+        for l in &mut self.upper {
+            l.nodes.shrink_to_fit();
+            l.offsets.shrink_to_fit();
+            l.neighbors.shrink_to_fit();
+        }
+        self.upper.shrink_to_fit();
+        self.norms_sq.shrink_to_fit();
     }
 
     /// Number of vectors.
@@ -167,7 +240,8 @@ impl CompactGraph {
         std::mem::size_of::<Self>()
             + 4 * (self.vectors.capacity()
                 + self.l0_offsets.capacity()
-                + self.l0_neighbors.capacity())
+                + self.l0_neighbors.capacity()
+                + self.norms_sq.capacity())
             + self.upper.capacity() * std::mem::size_of::<UpperLayer>()
             + self
                 .upper
@@ -195,15 +269,39 @@ impl CompactGraph {
             return Vec::new();
         }
         let ef = ef.max(k);
-        with_scratch(|s| match self.metric {
-            Metric::Cosine | Metric::Dot => self.search_with::<NegDot>(s, query, k, ef, accept),
-            Metric::Euclid => self.search_with::<L2Sq>(s, query, k, ef, accept),
+        with_scratch(|s| {
+            let mut q = std::mem::take(&mut s.query);
+            q.clear();
+            q.extend_from_slice(query);
+            kernels::flush_tiny(&mut q);
+            // Same bound as for stored vectors (build / from_bytes): no distance can overflow.
+            let out = if (4.0 * kernels::dot(&q, &q)).is_finite() {
+                match (self.metric, kernels::simd_l2_available()) {
+                    (Metric::Cosine | Metric::Dot, true) => {
+                        let sc = SimdDot {
+                            q: &q,
+                            norms_sq: &self.norms_sq,
+                        };
+                        self.search_with(s, &sc, &q, k, ef, accept)
+                    }
+                    (Metric::Cosine | Metric::Dot, false) => {
+                        self.search_with(s, &ExactDot(&q), &q, k, ef, accept)
+                    }
+                    (Metric::Euclid, true) => self.search_with(s, &SimdL2(&q), &q, k, ef, accept),
+                    (Metric::Euclid, false) => self.search_with(s, &ExactL2(&q), &q, k, ef, accept),
+                }
+            } else {
+                Vec::new()
+            };
+            s.query = q;
+            out
         })
     }
 
-    fn search_with<K: Kernel>(
+    fn search_with<S: Scorer>(
         &self,
         s: &mut Scratch,
+        sc: &S,
         query: &[f32],
         k: usize,
         ef: usize,
@@ -211,13 +309,13 @@ impl CompactGraph {
     ) -> Vec<(u32, f32)> {
         // Greedy descent through the upper layers (filters do not apply there).
         let mut cur = self.entry;
-        let mut cur_d = K::dist(query, self.vector(cur));
+        let mut cur_d = sc.key(self.vector(cur), cur);
         for layer in self.upper.iter().rev() {
             let mut changed = true;
             while changed {
                 changed = false;
                 for &nb in layer.neighbors_of(cur) {
-                    let d = K::dist(query, self.vector(nb));
+                    let d = sc.key(self.vector(nb), nb);
                     if d < cur_d {
                         cur_d = d;
                         cur = nb;
@@ -226,77 +324,71 @@ impl CompactGraph {
                 }
             }
         }
-        self.search_layer0::<K>(s, query, ef, accept, Scored { d: cur_d, id: cur });
-        let mut out: Vec<(u32, f32)> = Vec::with_capacity(k.min(s.top.len()));
-        let mut all: Vec<Scored> = s.top.drain().collect();
-        all.sort_unstable();
-        out.extend(all.into_iter().take(k).map(|c| (c.id, c.d)));
+        self.search_layer0(s, sc, ef, accept, Scored::new(cur_d, cur));
+        let mut best = std::mem::take(&mut s.best);
+        best.clear();
+        best.extend(s.top.drain());
+        best.sort_unstable();
+        best.truncate(k);
+        if !S::EXACT {
+            // Keys came from the SIMD L2 kernel: report exact internal distances (and order by
+            // them) for the k results.
+            for e in &mut best {
+                let id = e.id();
+                *e = Scored::new(crate::distance(self.metric, query, self.vector(id)), id);
+            }
+            best.sort_unstable();
+        }
+        let out = best.iter().map(|c| (c.id(), c.d())).collect();
+        s.best = best;
         out
     }
 
     /// hnswlib's `searchBaseLayerST`: expand the closest candidate until it is farther than the
     /// worst of `ef` accepted results.
-    fn search_layer0<K: Kernel>(
+    fn search_layer0<S: Scorer>(
         &self,
         s: &mut Scratch,
-        query: &[f32],
+        sc: &S,
         ef: usize,
         accept: &dyn Fn(u32) -> bool,
         start: Scored,
     ) {
         s.begin(self.n);
-        s.first_visit(start.id);
-        s.cand.push(Near(start));
-        if accept(start.id) {
+        s.first_visit(start.id());
+        s.cand.push(Reverse(start));
+        if accept(start.id()) {
             s.top.push(start);
         }
         let mut bound = if s.top.len() >= ef {
-            start.d
+            start.d()
         } else {
             f32::INFINITY
         };
-        while let Some(Near(c)) = s.cand.pop() {
-            if c.d > bound {
+        while let Some(Reverse(c)) = s.cand.pop() {
+            if c.d() > bound {
                 break;
             }
             // Collect unvisited neighbours first, then compute distances in one run.
             let mut batch = std::mem::take(&mut s.batch);
             batch.clear();
-            for &nb in self.neighbors(c.id) {
+            for &nb in self.neighbors(c.id()) {
                 if s.first_visit(nb) {
                     batch.push(nb);
                 }
             }
-            let mode = prefetch_mode();
-            if mode == 1 {
-                for &nb in &batch {
-                    std::hint::black_box(self.vectors[nb as usize * self.dim]);
-                }
-            } else if mode == 2 {
-                for &nb in &batch {
-                    let b = nb as usize * self.dim;
-                    std::hint::black_box(self.vectors[b]);
-                    std::hint::black_box(self.vectors[b + self.dim / 2]);
-                }
-            }
-            for (bi, &nb) in batch.iter().enumerate() {
-                if mode == 3 {
-                    if let Some(&nx) = batch.get(bi + 1) {
-                        std::hint::black_box(self.vectors[nx as usize * self.dim]);
-                    }
-                }
-                DCOUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let d = K::dist(query, self.vector(nb));
+            for &nb in &batch {
+                let d = sc.key(self.vector(nb), nb);
                 if d < bound {
-                    let e = Scored { d, id: nb };
-                    s.cand.push(Near(e));
+                    let e = Scored::new(d, nb);
+                    s.cand.push(Reverse(e));
                     if accept(nb) {
                         s.top.push(e);
                         if s.top.len() > ef {
                             s.top.pop();
                         }
                         if s.top.len() >= ef {
-                            bound = s.top.peek().map_or(f32::INFINITY, |w| w.d);
+                            bound = s.top.peek().map_or(f32::INFINITY, |w| w.d());
                         }
                     }
                 }

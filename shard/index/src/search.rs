@@ -2,49 +2,47 @@
 //! queries (and across graphs: the visited array grows to the largest graph searched on the thread).
 
 use std::cell::Cell;
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// A node with its internal distance to the query. Ordered by distance (total order, so NaN
-/// cannot break a heap), then by id, so results are deterministic.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Scored {
-    pub d: f32,
-    pub id: u32,
-}
+/// A node with its internal distance to the query, packed into one `u64` so heap comparisons are
+/// a single integer compare: the distance's bits mapped to an order-preserving `u32` (the order of
+/// `f32::total_cmp`, so even a NaN cannot break a heap) in the high half, the id in the low half
+/// (ties go to the lower id, so results are deterministic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Scored(u64);
 
-impl PartialEq for Scored {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl Scored {
+    #[inline(always)]
+    pub fn new(d: f32, id: u32) -> Scored {
+        let b = d.to_bits();
+        let ordered = if b & 0x8000_0000 != 0 {
+            !b
+        } else {
+            b | 0x8000_0000
+        };
+        Scored((u64::from(ordered) << 32) | u64::from(id))
     }
-}
-impl Eq for Scored {}
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+    #[inline(always)]
+    pub fn d(self) -> f32 {
+        let ordered = (self.0 >> 32) as u32;
+        let b = if ordered & 0x8000_0000 != 0 {
+            ordered & 0x7fff_ffff
+        } else {
+            !ordered
+        };
+        f32::from_bits(b)
     }
-}
-impl Ord for Scored {
-    #[inline]
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.d.total_cmp(&other.d).then(self.id.cmp(&other.id))
+
+    #[inline(always)]
+    pub fn id(self) -> u32 {
+        self.0 as u32
     }
 }
 
 /// Min-heap adapter: `BinaryHeap<Near>` pops the closest node first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Near(pub Scored);
-impl PartialOrd for Near {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Near {
-    #[inline]
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.0.cmp(&self.0)
-    }
-}
+pub(crate) type Near = Reverse<Scored>;
 
 #[derive(Default)]
 pub(crate) struct Scratch {
@@ -56,6 +54,10 @@ pub(crate) struct Scratch {
     pub top: BinaryHeap<Scored>,
     /// unvisited neighbours of the node being expanded
     pub batch: Vec<u32>,
+    /// the query, with tiny components flushed
+    pub query: Vec<f32>,
+    /// final results before conversion
+    pub best: Vec<Scored>,
 }
 
 impl Scratch {
@@ -141,14 +143,38 @@ mod tests {
     }
 
     #[test]
+    fn packed_scores_round_trip_and_order_like_total_cmp() {
+        let ds = [
+            f32::NEG_INFINITY,
+            -3.5,
+            -1e-30,
+            -0.0,
+            0.0,
+            1e-38,
+            2.0,
+            f32::MAX,
+            f32::INFINITY,
+        ];
+        for (i, &a) in ds.iter().enumerate() {
+            let s = Scored::new(a, 7);
+            assert_eq!(s.d().to_bits(), a.to_bits());
+            assert_eq!(s.id(), 7);
+            for &b in &ds[i + 1..] {
+                assert!(Scored::new(a, 9) < Scored::new(b, 1), "{a} < {b}");
+            }
+        }
+        assert!(Scored::new(1.0, 1) < Scored::new(1.0, 2));
+    }
+
+    #[test]
     fn heaps_order_as_intended() {
         let mut near = BinaryHeap::new();
         let mut far = BinaryHeap::new();
         for (d, id) in [(0.5f32, 1u32), (-1.0, 2), (3.0, 3)] {
-            near.push(Near(Scored { d, id }));
-            far.push(Scored { d, id });
+            near.push(Reverse(Scored::new(d, id)));
+            far.push(Scored::new(d, id));
         }
-        assert_eq!(near.pop().map(|n| n.0.id), Some(2));
-        assert_eq!(far.pop().map(|s| s.id), Some(3));
+        assert_eq!(near.pop().map(|n| n.0.id()), Some(2));
+        assert_eq!(far.pop().map(|s| s.id()), Some(3));
     }
 }

@@ -4,11 +4,19 @@
 //! ```text
 //! cargo run --release -p tessera-index --bin index-bench -- --data <dir> \
 //!     [--metric cosine|dot|euclid] [--m 16] [--ef-construct 100] [--k 10] \
-//!     [--efs 16,32,64,128,256] [--reps 5] [--csv <file>] [--hnsw-rs]
+//!     [--efs 16,32,64,128,256] [--reps 5] [--csv <file>] [--graph-cache <file>] \
+//!     [--hnsw-rs] [--kernels]
 //! ```
-//! `<dir>` holds base.fvecs, query.fvecs and groundtruth.ivecs. `--csv` writes
-//! `engine,ef,recall,qps` rows for bench/run.sh; `--hnsw-rs` also times hnsw_rs's own search on a
-//! second graph built with hnsw_rs's `DistDot` (cosine data only).
+//! `<dir>` holds base.fvecs, query.fvecs and groundtruth.ivecs (ground truth by the metric).
+//! QPS is queries over the fastest of `--reps` passes over all queries, by thread CPU time (and by
+//! wall time in the last column); recall comes from the first pass.
+//! * `--csv` writes `engine,ef,recall,qps,qps_wall` rows (bench/run.sh reads them);
+//! * `--graph-cache` loads the graph from the file if it exists (through `from_bytes`), else
+//!   builds it and saves it there (`to_bytes`);
+//! * `--hnsw-rs` also times hnsw_rs's own search, on a second graph built with its `DistDot`
+//!   (unit-length data only);
+//! * `--kernels` times the distance kernels on data in cache;
+//! * environment `INDEX_BENCH_NO_BRUTE=1` skips brute force.
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashSet;
@@ -16,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use cpu_time::ThreadTime;
 use hnsw_rs::prelude::{DistDot, Hnsw};
 use tessera_index::{CompactGraph, DEFAULT_EF, GraphParams, Metric, brute_force};
 
@@ -146,11 +155,21 @@ struct Row {
     engine: &'static str,
     ef: usize,
     recall: f64,
+    /// from thread CPU time (robust to other processes on the machine)
     qps: f64,
-    mean_us: f64,
+    /// from wall-clock time
+    qps_wall: f64,
 }
 
-/// Runs `search` over all queries `reps` times; recall from the first pass, QPS from the fastest.
+/// Best (fastest) pass of a measurement, in CPU time and in wall time.
+struct Timing {
+    recall: f64,
+    qps: f64,
+    qps_wall: f64,
+}
+
+/// Runs `search` over all queries `reps` times; recall from the first pass, QPS from the fastest
+/// pass (by thread CPU time, and separately by wall time).
 fn measure(
     queries: &[f32],
     dim: usize,
@@ -159,12 +178,14 @@ fn measure(
     k: usize,
     reps: usize,
     mut search: impl FnMut(&[f32]) -> Vec<u32>,
-) -> (f64, f64) {
+) -> Timing {
     let nq = queries.len() / dim;
     let mut hits = 0usize;
     let mut best = Duration::MAX;
+    let mut best_cpu = Duration::MAX;
     for rep in 0..reps {
         let t = Instant::now();
+        let c = ThreadTime::now();
         for (qi, q) in queries.chunks_exact(dim).enumerate() {
             let res = search(q);
             if rep == 0 {
@@ -173,10 +194,14 @@ fn measure(
             }
             std::hint::black_box(&res);
         }
+        best_cpu = best_cpu.min(c.elapsed());
         best = best.min(t.elapsed());
     }
-    let recall = hits as f64 / (nq * k) as f64;
-    (recall, nq as f64 / best.as_secs_f64())
+    Timing {
+        recall: hits as f64 / (nq * k) as f64,
+        qps: nq as f64 / best_cpu.as_secs_f64().max(1e-9),
+        qps_wall: nq as f64 / best.as_secs_f64().max(1e-9),
+    }
 }
 
 fn run(a: Args) -> Result<(), String> {
@@ -231,7 +256,7 @@ fn run(a: Args) -> Result<(), String> {
         Some(g) => g,
         None => {
             let t = Instant::now();
-            let (g, stats) = CompactGraph::build_with_stats(&base, dim, a.metric, a.params)
+            let (g, stats) = CompactGraph::build_with_stats(&base, dim, a.metric, a.params, 0)
                 .map_err(|e| format!("build: {e}"))?;
             let total = t.elapsed();
             println!(
@@ -263,87 +288,89 @@ fn run(a: Args) -> Result<(), String> {
 
     let mut rows = Vec::new();
     let accept_all = |_: u32| true;
+    let mut push = |engine: &'static str, ef: usize, t: Timing| {
+        rows.push(Row {
+            engine,
+            ef,
+            recall: t.recall,
+            qps: t.qps,
+            qps_wall: t.qps_wall,
+        })
+    };
     for &ef in &a.efs {
-        let (recall, qps) = measure(&queries, dim, &gt, gt_k, a.k, a.reps, |q| {
+        let t = measure(&queries, dim, &gt, gt_k, a.k, a.reps, |q| {
             g.search(q, a.k, ef, &accept_all)
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect()
         });
-        println!(
-            "ef {ef}: {} distances/query",
-            tessera_index::DCOUNT.swap(0, std::sync::atomic::Ordering::Relaxed) / (a.reps * nq)
-        );
-        rows.push(Row {
-            engine: "tessera",
-            ef,
-            recall,
-            qps,
-            mean_us: 1e6 / qps,
-        });
+        push("tessera", ef, t);
     }
-    let (recall, qps) = measure(&queries, dim, &gt, gt_k, a.k, a.reps.min(2), |q| {
-        brute_force(&base, dim, a.metric, q, a.k, &accept_all)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect()
-    });
-    rows.push(Row {
-        engine: "brute",
-        ef: 0,
-        recall,
-        qps,
-        mean_us: 1e6 / qps,
-    });
+    if std::env::var_os("INDEX_BENCH_NO_BRUTE").is_none() {
+        let t = measure(&queries, dim, &gt, gt_k, a.k, a.reps.min(2), |q| {
+            brute_force(&base, dim, a.metric, q, a.k, &accept_all)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        });
+        push("brute", 0, t);
+    }
 
     if a.hnsw_rs {
         let t = Instant::now();
         let h: Hnsw<'static, f32, DistDot> =
             Hnsw::new(a.params.m, n, 16, a.params.ef_construct, DistDot);
-        let rows_in: Vec<(&[f32], usize)> = base.chunks_exact(dim).zip(0..).collect();
+        let mut flushed = base.clone();
+        for row in flushed.chunks_exact_mut(dim) {
+            tessera_index::flush_tiny_components(row);
+        }
+        let rows_in: Vec<(&[f32], usize)> = flushed.chunks_exact(dim).zip(0..).collect();
         h.parallel_insert_slice(&rows_in);
         println!("hnsw_rs (DistDot) build {:.2} s", t.elapsed().as_secs_f64());
+        let mut fq = queries.clone();
+        for row in fq.chunks_exact_mut(dim) {
+            tessera_index::flush_tiny_components(row);
+        }
         for &ef in &a.efs {
-            let (recall, qps) = measure(&queries, dim, &gt, gt_k, a.k, a.reps.min(2), |q| {
+            let t = measure(&fq, dim, &gt, gt_k, a.k, a.reps.min(2), |q| {
                 h.search(q, a.k, ef)
                     .into_iter()
                     .map(|nb| nb.d_id as u32)
                     .collect()
             });
-            rows.push(Row {
-                engine: "hnsw_rs",
-                ef,
-                recall,
-                qps,
-                mean_us: 1e6 / qps,
-            });
+            push("hnsw_rs", ef, t);
         }
     }
 
     println!();
     println!(
-        "| engine | ef | recall@{} | QPS (1 thread) | mean latency us |",
+        "| engine | ef | recall@{} | QPS (1 thread, CPU time) | us/query | QPS (wall) |",
         a.k
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     for r in &rows {
-        let ef = if r.engine == "brute" {
+        let ef = if r.engine.starts_with("brute") {
             "-".to_string()
         } else {
             r.ef.to_string()
         };
         println!(
-            "| {} | {} | {:.4} | {:.0} | {:.1} |",
-            r.engine, ef, r.recall, r.qps, r.mean_us
+            "| {} | {} | {:.4} | {:.0} | {:.1} | {:.0} |",
+            r.engine,
+            ef,
+            r.recall,
+            r.qps,
+            1e6 / r.qps,
+            r.qps_wall
         );
     }
     println!("DEFAULT_EF = {DEFAULT_EF}");
     if let Some(path) = &a.csv {
-        let mut s = String::from("engine,ef,recall,qps\n");
+        let mut s = String::from("engine,ef,recall,qps,qps_wall\n");
         for r in &rows {
             s.push_str(&format!(
-                "{},{},{:.5},{:.1}\n",
-                r.engine, r.ef, r.recall, r.qps
+                "{},{},{:.5},{:.1},{:.1}\n",
+                r.engine, r.ef, r.recall, r.qps, r.qps_wall
             ));
         }
         std::fs::write(path, s).map_err(|e| format!("write {}: {e}", path.display()))?;
@@ -354,31 +381,45 @@ fn run(a: Args) -> Result<(), String> {
 /// ns per distance: our kernels against anndists' simdeez-dispatched ones (AVX2 at run time).
 fn kernel_bench(base: &[f32], dim: usize) {
     use hnsw_rs::prelude::{DistL2, Distance};
-    let rows: Vec<&[f32]> = base.chunks_exact(dim).take(4096).collect();
-    let q = rows[0];
-    let time = |name: &str, f: &dyn Fn(&[f32], &[f32]) -> f32| {
+    // 256 rows stay in L2: this measures arithmetic, not memory. Rows are flushed as in a graph
+    // (`raw` variants show the cost of subnormal products on unflushed data).
+    let mut flushed: Vec<f32> = base.iter().take(256 * dim).copied().collect();
+    for row in flushed.chunks_exact_mut(dim) {
+        tessera_index::flush_tiny_components(row);
+    }
+    let raw_rows: Vec<&[f32]> = base.chunks_exact(dim).take(256).collect();
+    let rows: Vec<&[f32]> = flushed.chunks_exact(dim).collect();
+    if rows.is_empty() {
+        return;
+    }
+    let time = |name: &str, rows: &[&[f32]], f: &dyn Fn(&[f32], &[f32]) -> f32| {
+        let q = rows[0];
         let mut best = f64::MAX;
         for _ in 0..5 {
-            let t = Instant::now();
+            let t = ThreadTime::now();
             let mut acc = 0f32;
-            for _ in 0..25 {
-                for r in &rows {
+            for _ in 0..200 {
+                for r in rows {
                     acc += f(std::hint::black_box(q), r);
                 }
             }
             std::hint::black_box(acc);
-            best = best.min(t.elapsed().as_secs_f64() * 1e9 / (25 * rows.len()) as f64);
+            best = best.min(t.elapsed().as_secs_f64() * 1e9 / (200 * rows.len()) as f64);
         }
         println!("kernel {name}: {best:.1} ns per {dim}-d distance");
     };
-    time("tessera dot", &|a, b| {
-        tessera_index::distance(Metric::Dot, a, b)
+    let dot = |a: &[f32], b: &[f32]| tessera_index::distance(Metric::Dot, a, b);
+    let l2 = |a: &[f32], b: &[f32]| tessera_index::distance(Metric::Euclid, a, b);
+    time("tessera dot", &rows, &dot);
+    time("tessera l2sq", &rows, &l2);
+    time("anndists DistDot (1-dot)", &rows, &|a, b| {
+        DistDot.eval(a, b)
     });
-    time("tessera l2sq", &|a, b| {
-        tessera_index::distance(Metric::Euclid, a, b)
+    time("anndists DistL2 (sqrt)", &rows, &|a, b| DistL2.eval(a, b));
+    time("tessera dot, raw rows", &raw_rows, &dot);
+    time("anndists DistDot, raw rows", &raw_rows, &|a, b| {
+        DistDot.eval(a, b)
     });
-    time("anndists DistDot (1-dot)", &|a, b| DistDot.eval(a, b));
-    time("anndists DistL2 (sqrt)", &|a, b| DistL2.eval(a, b));
 }
 
 fn main() -> ExitCode {

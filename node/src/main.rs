@@ -19,13 +19,13 @@ enum Command {
     /// Run a node (a single node with embedded metadata by default; no other service needed)
     Serve(ServeArgs),
     /// Mint or inspect JWTs for tests and operators (HS256, RS256, ES256, EdDSA)
-    Token(tessera_node::auth::cli::TokenArgs),
+    Token(Box<tessera_node::auth::cli::TokenArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Token(args) => tessera_node::auth::cli::run_token(args),
+        Command::Token(args) => tessera_node::auth::cli::run_token(*args),
         Command::Serve(args) => {
             let config = NodeConfig::from_args(&args)?;
             tracing_subscriber::fmt()

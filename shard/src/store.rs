@@ -537,7 +537,7 @@ impl ShardData {
         let pick: Vec<u64> = if let Some(s) = sealed().find(|s| !s.is_indexed()) {
             vec![s.id]
         } else if let Some(s) = sealed()
-            .find(|s| s.len() > 0 && s.deleted.count() as f64 / s.len() as f64 > VACUUM_RATIO)
+            .find(|s| !s.is_empty() && s.deleted.count() as f64 / s.len() as f64 > VACUUM_RATIO)
         {
             vec![s.id]
         } else {

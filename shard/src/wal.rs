@@ -110,8 +110,11 @@ pub fn write_snapshot(path: &Path, last_seq: u64, points: Vec<(WalPoint, u64)>) 
     tessera_cluster::record_log::sync_parent_dir(path)
 }
 
-/// Reads a snapshot: its last sequence number and its points; None if there is none.
-pub fn read_snapshot(path: &Path) -> Result<Option<(u64, Vec<(WalPoint, u64)>)>> {
+/// A snapshot's content: its last sequence number, and each point with its version.
+pub type Snapshot = (u64, Vec<(WalPoint, u64)>);
+
+/// Reads a snapshot; None if there is none.
+pub fn read_snapshot(path: &Path) -> Result<Option<Snapshot>> {
     if !path.exists() {
         return Ok(None);
     }

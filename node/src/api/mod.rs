@@ -634,129 +634,97 @@ fn selector(o: &Map<String, Value>) -> Result<Selector> {
     ))
 }
 
-async fn delete_points(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Reply {
-    let t = Instant::now();
-    let v = body_json(body)?;
-    let o = obj(&v, "body")?;
-    let sel = key_selector(o)?;
-    let seq = s
-        .router
-        .write_selected(&name, &sel, selector(o)?, WriteOp::Delete)
-        .await?;
-    update_result(seq, query_flag(&q, "wait")?, t)
+/// The writes that select points by ids or filter.
+#[derive(Clone, Copy)]
+enum SelectedWrite {
+    Delete,
+    SetPayload,
+    OverwritePayload,
+    DeletePayload,
+    ClearPayload,
 }
 
-async fn set_payload(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+/// Parses a points-selector write body and applies it to the named shard keys.
+async fn selected_write(
+    s: AppState,
+    name: String,
+    q: Option<String>,
     body: std::result::Result<Bytes, BytesRejection>,
+    kind: SelectedWrite,
 ) -> Reply {
     let t = Instant::now();
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
     let sel = key_selector(o)?;
-    let p =
+    let required_payload = || -> Result<_> {
         payload(Some(field(o, "payload").ok_or_else(|| {
             bad("Format error in JSON body: payload is required")
-        })?))?;
-    let key = field(o, "key")
-        .map(|k| {
-            k.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| bad("Format error in JSON body: key must be a string"))
-        })
-        .transpose()?;
-    let seq = s
-        .router
-        .write_selected(&name, &sel, selector(o)?, |selector| WriteOp::SetPayload {
-            selector,
-            payload: p.clone(),
-            key: key.clone(),
-        })
-        .await?;
-    update_result(seq, query_flag(&q, "wait")?, t)
-}
-
-async fn overwrite_payload(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Reply {
-    let t = Instant::now();
-    let v = body_json(body)?;
-    let o = obj(&v, "body")?;
-    let sel = key_selector(o)?;
-    let p =
-        payload(Some(field(o, "payload").ok_or_else(|| {
-            bad("Format error in JSON body: payload is required")
-        })?))?;
-    let seq = s
-        .router
-        .write_selected(&name, &sel, selector(o)?, |selector| {
-            WriteOp::OverwritePayload {
+        })?))
+    };
+    let make: Box<dyn Fn(Selector) -> WriteOp + Send + Sync> = match kind {
+        SelectedWrite::Delete => Box::new(WriteOp::Delete),
+        SelectedWrite::ClearPayload => Box::new(WriteOp::ClearPayload),
+        SelectedWrite::SetPayload => {
+            let payload = required_payload()?;
+            let key = field(o, "key")
+                .map(|k| {
+                    k.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| bad("Format error in JSON body: key must be a string"))
+                })
+                .transpose()?;
+            Box::new(move |selector| WriteOp::SetPayload {
                 selector,
-                payload: p.clone(),
-            }
-        })
-        .await?;
-    update_result(seq, query_flag(&q, "wait")?, t)
-}
-
-async fn delete_payload(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Reply {
-    let t = Instant::now();
-    let v = body_json(body)?;
-    let o = obj(&v, "body")?;
-    let sel = key_selector(o)?;
-    let keys: Vec<String> = field(o, "keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("Format error in JSON body: keys must be a list of strings"))?
-        .iter()
-        .map(|k| {
-            k.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| bad("Format error in JSON body: keys must be a list of strings"))
-        })
-        .collect::<Result<_>>()?;
-    let seq = s
-        .router
-        .write_selected(&name, &sel, selector(o)?, |selector| {
-            WriteOp::DeletePayload {
+                payload: payload.clone(),
+                key: key.clone(),
+            })
+        }
+        SelectedWrite::OverwritePayload => {
+            let payload = required_payload()?;
+            Box::new(move |selector| WriteOp::OverwritePayload {
+                selector,
+                payload: payload.clone(),
+            })
+        }
+        SelectedWrite::DeletePayload => {
+            let not_strings = || bad("Format error in JSON body: keys must be a list of strings");
+            let keys: Vec<String> = field(o, "keys")
+                .and_then(Value::as_array)
+                .ok_or_else(not_strings)?
+                .iter()
+                .map(|k| k.as_str().map(str::to_string).ok_or_else(not_strings))
+                .collect::<Result<_>>()?;
+            Box::new(move |selector| WriteOp::DeletePayload {
                 selector,
                 keys: keys.clone(),
-            }
-        })
+            })
+        }
+    };
+    let seq = s
+        .router
+        .write_selected(&name, &sel, selector(o)?, make)
         .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
 
-async fn clear_payload(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Reply {
-    let t = Instant::now();
-    let v = body_json(body)?;
-    let o = obj(&v, "body")?;
-    let sel = key_selector(o)?;
-    let seq = s
-        .router
-        .write_selected(&name, &sel, selector(o)?, WriteOp::ClearPayload)
-        .await?;
-    update_result(seq, query_flag(&q, "wait")?, t)
+macro_rules! selected_write_handler {
+    ($name:ident, $kind:expr) => {
+        async fn $name(
+            State(s): State<AppState>,
+            Path(name): Path<String>,
+            RawQuery(q): RawQuery,
+            body: std::result::Result<Bytes, BytesRejection>,
+        ) -> Reply {
+            selected_write(s, name, q, body, $kind).await
+        }
+    };
 }
+
+selected_write_handler!(delete_points, SelectedWrite::Delete);
+selected_write_handler!(set_payload, SelectedWrite::SetPayload);
+selected_write_handler!(overwrite_payload, SelectedWrite::OverwritePayload);
+selected_write_handler!(delete_payload, SelectedWrite::DeletePayload);
+selected_write_handler!(clear_payload, SelectedWrite::ClearPayload);
 
 async fn retrieve(
     State(s): State<AppState>,

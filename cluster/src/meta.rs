@@ -261,12 +261,6 @@ impl MetadataState {
             .ok_or_else(|| Error::not_found(format!("Collection `{name}` doesn't exist!")))
     }
 
-    /// Checks a command against the current state without applying it.
-    /// (Clones the state: for tests and rare paths, not per proposal.)
-    pub fn check(&self, cmd: &Command) -> Result<()> {
-        self.clone().apply_inner(cmd).map(|_| ())
-    }
-
     /// Applies a committed command. Errors are deterministic (every replica of the state gets the
     /// same one) and leave the state unchanged: every branch validates before it changes anything.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Result<Applied> {

@@ -8,6 +8,8 @@ pub mod codec;
 pub mod error;
 pub mod meta;
 pub mod metastore;
+pub mod raft;
 pub mod record_log;
+pub mod transport;
 
 pub use error::{Error, ErrorKind, Result};

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod quota;
 pub mod router;
 
 use std::future::Future;

@@ -1,0 +1,1 @@
+//! Raft-replicated metadata (openraft): being built.

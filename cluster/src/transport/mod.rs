@@ -1,0 +1,1 @@
+//! Node-to-node transport (QUIC with mutual TLS): being built.

@@ -1,0 +1,1 @@
+//! Per-tenant quotas, admission and fair scheduling: being built.

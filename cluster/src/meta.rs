@@ -218,6 +218,18 @@ pub enum Command {
         collection: String,
         field: String,
     },
+    /// Suspends a tenant (every request it makes is refused at once) or lifts the suspension.
+    SetTenantSuspended {
+        tenant: String,
+        suspended: bool,
+    },
+}
+
+/// Settings of one tenant (the value of a token's tenant claim; in a custom-sharded collection,
+/// the shard key of the same name). Tenants without settings have the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSettings {
+    pub suspended: bool,
 }
 
 /// What applying a command changed, for the shard manager to act on.
@@ -235,6 +247,8 @@ pub struct MetadataState {
     pub collections: BTreeMap<String, CollectionMeta>,
     /// Index of the last applied command.
     pub applied: u64,
+    /// Tenants with settings other than the defaults.
+    pub tenants: BTreeMap<String, TenantSettings>,
 }
 
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
@@ -391,7 +405,21 @@ impl MetadataState {
                 meta.payload_indexes.remove(field);
                 Ok(Applied::Nothing)
             }
+            Command::SetTenantSuspended { tenant, suspended } => {
+                validate_name("tenant", tenant)?;
+                let settings = self.tenants.entry(tenant.clone()).or_default();
+                settings.suspended = *suspended;
+                if *settings == TenantSettings::default() {
+                    self.tenants.remove(tenant);
+                }
+                Ok(Applied::Nothing)
+            }
         }
+    }
+
+    /// Whether `tenant` is suspended.
+    pub fn is_suspended(&self, tenant: &str) -> bool {
+        self.tenants.get(tenant).is_some_and(|t| t.suspended)
     }
 }
 

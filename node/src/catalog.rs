@@ -289,4 +289,12 @@ impl Catalog {
             .await?;
         Ok(self.meta.read().applied)
     }
+
+    /// Suspends a tenant (every request attributed to it is refused with 403) or resumes it.
+    pub async fn set_tenant_suspended(&self, tenant: String, suspended: bool) -> Result<()> {
+        let _g = self.propose_lock.lock().await;
+        self.propose(move |_, _| Ok(Command::SetTenantSuspended { tenant, suspended }))
+            .await?;
+        Ok(())
+    }
 }

@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::auth::{Access, AuthConfig};
+
 /// Settings of `tessera serve`; each is also a config-file key and a `TESSERA_*` variable.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
@@ -41,6 +43,36 @@ pub struct ServeArgs {
     /// Concurrent background index builds on this node [default: 1]
     #[arg(long, env = "TESSERA_BUILD_THREADS")]
     pub build_threads: Option<usize>,
+    /// Full-manage API key; also the HS256 secret of JWTs. Prefer the env var or the config
+    /// file: flags are visible to other local users [default: none, no authentication]
+    #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Global read-only API key
+    #[arg(long, env = "TESSERA_READ_ONLY_API_KEY", hide_env_values = true)]
+    pub read_only_api_key: Option<String>,
+    /// Accept JWTs (HS256 with the api key; RS256/ES256/EdDSA from the JWKS) [default: false]
+    #[arg(long, env = "TESSERA_JWT_RBAC", num_args = 0..=1, default_missing_value = "true")]
+    pub jwt_rbac: Option<bool>,
+    /// JWKS file with the public keys of asymmetric JWTs, chosen by kid; reloaded on SIGHUP and
+    /// when it changes
+    #[arg(long = "jwks", env = "TESSERA_JWKS")]
+    pub jwks_path: Option<PathBuf>,
+    /// Required `iss` of JWTs [default: not checked]
+    #[arg(long, env = "TESSERA_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of JWTs [default: not checked]
+    #[arg(long, env = "TESSERA_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Claims that carry the tenant, first present wins, comma-separated [default: tenant_id]
+    #[arg(long, env = "TESSERA_TENANT_CLAIMS", value_delimiter = ',')]
+    pub tenant_claims: Option<Vec<String>>,
+    /// What a JWT without `access` (and `roles`) may do: manage (as in Qdrant) or none
+    /// [default: manage]
+    #[arg(long, env = "TESSERA_JWT_ABSENT_ACCESS")]
+    pub jwt_absent_access: Option<String>,
+    /// Audit log: `stdout` or a file path [default: off]
+    #[arg(long, env = "TESSERA_AUDIT_LOG")]
+    pub audit_log: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +89,17 @@ struct ConfigFile {
     indexing_threshold: Option<usize>,
     read_threads: Option<usize>,
     build_threads: Option<usize>,
+    api_key: Option<String>,
+    read_only_api_key: Option<String>,
+    jwt_rbac: Option<bool>,
+    jwks_path: Option<PathBuf>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    tenant_claims: Option<Vec<String>>,
+    jwt_absent_access: Option<String>,
+    /// Role name -> access (`r`, `rw` or `m`) for tokens' `roles` claim.
+    roles: Option<std::collections::BTreeMap<String, String>>,
+    audit_log: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +113,9 @@ pub struct NodeConfig {
     pub indexing_threshold: usize,
     pub read_threads: usize,
     pub build_threads: usize,
+    pub auth: AuthConfig,
+    /// `stdout`, a file path, or None (off).
+    pub audit_log: Option<String>,
 }
 
 impl NodeConfig {
@@ -87,6 +133,8 @@ impl NodeConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             build_threads: 1,
+            auth: AuthConfig::default(),
+            audit_log: None,
         }
     }
 
@@ -106,6 +154,42 @@ impl NodeConfig {
             bail!("config file version {v} is not supported (expected 1)");
         }
         let d = NodeConfig::new(([127, 0, 0, 1], 6333).into(), Path::new("./data"));
+        let mut auth = AuthConfig {
+            api_key: args.api_key.clone().or(file.api_key),
+            read_only_api_key: args.read_only_api_key.clone().or(file.read_only_api_key),
+            jwt_rbac: args.jwt_rbac.or(file.jwt_rbac).unwrap_or(false),
+            jwks_path: args.jwks_path.clone().or(file.jwks_path),
+            issuer: args.jwt_issuer.clone().or(file.jwt_issuer),
+            audience: args.jwt_audience.clone().or(file.jwt_audience),
+            ..AuthConfig::default()
+        };
+        if let Some(claims) = args.tenant_claims.clone().or(file.tenant_claims) {
+            auth.tenant_claims = claims;
+        }
+        match args
+            .jwt_absent_access
+            .clone()
+            .or(file.jwt_absent_access)
+            .as_deref()
+        {
+            None | Some("manage") => auth.absent_access_means_manage = true,
+            Some("none") => auth.absent_access_means_manage = false,
+            Some(other) => bail!("jwt_absent_access must be manage or none, not {other}"),
+        }
+        if let Some(roles) = file.roles {
+            auth.roles = roles
+                .into_iter()
+                .map(|(name, level)| {
+                    let access = match level.as_str() {
+                        "r" => Access::Read,
+                        "rw" => Access::ReadWrite,
+                        "m" => Access::Manage,
+                        other => bail!("role {name}: access must be r, rw or m, not {other}"),
+                    };
+                    Ok((name, access))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
         let cfg = NodeConfig {
             http_addr: args.http_addr.or(file.http_addr).unwrap_or(d.http_addr),
             data_dir: args
@@ -135,6 +219,8 @@ impl NodeConfig {
                 .build_threads
                 .or(file.build_threads)
                 .unwrap_or(d.build_threads),
+            auth,
+            audit_log: args.audit_log.clone().or(file.audit_log),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -152,6 +238,12 @@ impl NodeConfig {
         }
         if self.read_threads == 0 || self.build_threads == 0 {
             bail!("read_threads and build_threads must be positive");
+        }
+        if self.auth.jwt_rbac && self.auth.api_key.is_none() && self.auth.jwks_path.is_none() {
+            bail!("jwt_rbac needs an api_key (HS256) or a jwks file (RS256/ES256/EdDSA)");
+        }
+        if self.auth.tenant_claims.iter().any(|c| c.trim().is_empty()) {
+            bail!("tenant_claims must name claims");
         }
         Ok(())
     }

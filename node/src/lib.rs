@@ -2,11 +2,14 @@
 //!
 //! `main.rs` is thin: it parses the CLI and calls [`start`]; harnesses start nodes the same way.
 
+pub mod access;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod quota;
+pub mod revocation;
 pub mod router;
 
 use std::future::Future;
@@ -17,8 +20,11 @@ use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::api::AppState;
+use crate::audit::{AuditLog, AuditTarget};
+use crate::auth::Authenticator;
 use crate::catalog::Catalog;
 use crate::config::NodeConfig;
+use crate::revocation::Revocations;
 use crate::router::Router;
 
 /// A running node: where it listens, and the task serving it.
@@ -66,13 +72,30 @@ pub async fn start(
             .await
             .map_err(|e| anyhow::anyhow!("open catalog: {e}"))?,
     );
-    let router = Arc::new(Router {
-        catalog: catalog.clone(),
+    let auth = Arc::new(
+        Authenticator::new(config.auth.clone())
+            .map_err(|e| anyhow::anyhow!("authentication settings: {e}"))?,
+    );
+    if !auth.is_enabled() {
+        tracing::warn!("no api_key or jwks configured: every caller has full access");
+    }
+    watch_jwks(auth.clone());
+    let audit = Arc::new(match &config.audit_log {
+        Some(target) => AuditLog::open(&AuditTarget::parse(target))?,
+        None => AuditLog::disabled(),
     });
+    let router = Arc::new(
+        Router::start(catalog.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let app = api::http(AppState {
         catalog: catalog.clone(),
-        router,
+        router: router.clone(),
         prom: metrics_recorder(),
+        auth,
+        audit,
+        revocations: Arc::new(Revocations::default()),
     });
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -84,9 +107,64 @@ pub async fn start(
             .with_graceful_shutdown(shutdown)
             .await
             .context("http server")?;
+        router.stop();
         catalog.shards.shutdown().await;
         tracing::info!("tessera stopped");
         Ok(())
     });
     Ok(Running { http_addr, serve })
+}
+
+/// How often the JWKS file's modification time is checked.
+const JWKS_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reloads the JWKS on SIGHUP and whenever the file changes, without a restart. A file that
+/// fails to load leaves the previous keys in force.
+fn watch_jwks(auth: Arc<Authenticator>) {
+    let Some(path) = auth
+        .config()
+        .jwks_path
+        .clone()
+        .filter(|_| auth.config().jwt_rbac)
+    else {
+        return;
+    };
+    let reload = move |auth: &Authenticator, why: &str| match auth.reload_jwks() {
+        Ok(report) => {
+            tracing::info!(why, kids = ?report.loaded, skipped = report.skipped.len(), "jwks loaded")
+        }
+        Err(e) => tracing::error!(why, error = %e, "jwks reload failed; previous keys stay"),
+    };
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    tokio::spawn(async move {
+        let mut last = mtime(&path);
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let signalled = match hup.as_mut() {
+                Some(h) => tokio::select! {
+                    _ = h.recv() => true,
+                    _ = tokio::time::sleep(JWKS_POLL) => false,
+                },
+                None => {
+                    tokio::time::sleep(JWKS_POLL).await;
+                    false
+                }
+            };
+            #[cfg(not(unix))]
+            let signalled = {
+                tokio::time::sleep(JWKS_POLL).await;
+                false
+            };
+            let now = mtime(&path);
+            if signalled {
+                last = now;
+                reload(&auth, "SIGHUP");
+            } else if now != last {
+                last = now;
+                reload(&auth, "file changed");
+            }
+        }
+    });
 }

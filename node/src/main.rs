@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node (a single node with embedded metadata by default; no other service needed)
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint or inspect JWTs for tests and operators (HS256, RS256, ES256, EdDSA)
     Token(Box<tessera_node::auth::cli::TokenArgs>),
 }

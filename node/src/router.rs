@@ -1,17 +1,31 @@
 //! Routing of data requests: which shards a request may touch, the fan-out to them, and the merge
 //! of their answers. A request names shard keys (tenants); only those keys' shards are called.
+//!
+//! Every data request passes through the router actor ([`RouterActor`]): it takes the caller's
+//! tenant context, refuses suspended tenants, decides the request's [`Scope`] (only the shards
+//! and points the caller may reach, see [`crate::access`]) and hands the fan-out to a task of
+//! its own, so requests never wait for each other in the actor. Credentials are verified before
+//! the actor, on the request's own task (signature checks cost up to ~200 µs and must not
+//! serialise), so the actor's messages carry a verified [`Principal`].
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
 use tessera_cluster::meta::{CollectionMeta, ShardId, ShardKey, ShardingMethod};
-use tessera_cluster::{Error, Result};
+use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::actor::{NewPoint, Selector, WriteOp};
 use tessera_shard::filter::Filter;
-use tessera_shard::point::PointId;
+use tessera_shard::point::{Payload, PointId};
 use tessera_shard::store::{Hit, PayloadSelector, Record, SearchParams};
 use tokio::task::JoinSet;
 
+use crate::access::{self, Need, Scope};
+use crate::audit::AuditNote;
+use crate::auth::Principal;
 use crate::catalog::Catalog;
 
 /// Which shard keys a request names.
@@ -92,172 +106,361 @@ fn shard_for(shards: &[ShardId], id: &PointId) -> ShardId {
     shards[(id.stable_hash() % shards.len() as u64) as usize]
 }
 
-struct Plan {
-    uid: u64,
-    dim: usize,
-    targets: Vec<Target>,
+/// The context of one request: who is calling, and the request's audit record.
+#[derive(Clone)]
+pub struct Ctx {
+    pub principal: Arc<Principal>,
+    pub audit: Arc<AuditNote>,
 }
 
+impl Ctx {
+    /// A full-manage context for the node's own requests (revocation checks, tests).
+    pub fn system() -> Ctx {
+        Ctx {
+            principal: Arc::new(Principal::manage(crate::auth::AuthMethod::Unauthenticated)),
+            audit: Arc::new(AuditNote::default()),
+        }
+    }
+}
+
+/// A points write that selects points by ids or filter.
+#[derive(Debug, Clone)]
+pub enum PointsWrite {
+    Delete,
+    SetPayload {
+        payload: Payload,
+        key: Option<String>,
+    },
+    OverwritePayload(Payload),
+    DeletePayload(Vec<String>),
+    ClearPayload,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Job = Box<dyn FnOnce(Result<Scope>) -> BoxFuture + Send>;
+
+/// One request for the router actor.
+pub struct Route {
+    pub ctx: Ctx,
+    pub collection: String,
+    pub sel: KeySelector,
+    pub need: Need,
+    /// Runs the fan-out with the decided scope (or answers the refusal).
+    job: Job,
+}
+
+pub enum RouterMsg {
+    Route(Box<Route>),
+}
+
+/// The router actor: decides, then lets a task do the work.
+pub struct RouterActor;
+
+impl Actor for RouterActor {
+    type Msg = RouterMsg;
+    type State = Arc<Catalog>;
+    type Arguments = Arc<Catalog>;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        catalog: Arc<Catalog>,
+    ) -> std::result::Result<Self::State, ActorProcessingErr> {
+        Ok(catalog)
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        catalog: &mut Self::State,
+    ) -> std::result::Result<(), ActorProcessingErr> {
+        let RouterMsg::Route(route) = msg;
+        let Route {
+            ctx,
+            collection,
+            sel,
+            need,
+            job,
+        } = *route;
+        let decision = decide(catalog, &ctx, &collection, &sel, need);
+        if let Err(e) = &decision
+            && (ctx.principal.tenant.is_some() || e.kind == ErrorKind::Forbidden)
+            && matches!(e.kind, ErrorKind::NotFound | ErrorKind::Forbidden)
+        {
+            ctx.audit.deny();
+        }
+        tokio::spawn(job(decision));
+        Ok(())
+    }
+}
+
+/// The router actor's decision for one request: the scope it may touch, or the refusal.
+fn decide(
+    catalog: &Catalog,
+    ctx: &Ctx,
+    collection: &str,
+    sel: &KeySelector,
+    need: Need,
+) -> Result<Scope> {
+    let state = catalog.meta.read();
+    let c = state
+        .collections
+        .get(collection)
+        .ok_or_else(|| access::missing_collection(collection))?;
+    let scope = access::scope(&ctx.principal, c, sel, need)?;
+    // The tenant a request is attributed to: the caller's, else the one shard key it reaches.
+    let tenant = match &ctx.principal.tenant {
+        Some(t) => Some(t.clone()),
+        None => {
+            let mut keys = scope.targets.iter().map(|(_, k)| k.as_ref());
+            match keys.next() {
+                Some(Some(first)) if keys.all(|k| k == Some(first)) => Some(first.to_string()),
+                _ => None,
+            }
+        }
+    };
+    if let Some(t) = &tenant
+        && state.is_suspended(t)
+    {
+        return Err(Error::new(ErrorKind::Forbidden, "tenant suspended"));
+    }
+    // Quota admission (per-tenant rates, concurrency) is decided here, before any queue.
+    ctx.audit.set_scope(tenant.as_deref(), &scope);
+    Ok(scope)
+}
+
+/// The condition a tenant's written payload must keep: its partition field may be absent (then
+/// it is stamped) or equal to the tenant's value, never another.
+fn check_stamp(scope: &Scope, payload: &mut Payload, stamp: bool) -> Result<()> {
+    let Some(p) = &scope.partition else {
+        return Ok(());
+    };
+    match payload.get(&p.field) {
+        Some(v) if *v != p.value => Err(Error::bad_request(format!(
+            "Bad request: payload field `{}` holds the tenant and cannot be set to another value",
+            p.field
+        ))),
+        _ => {
+            if stamp {
+                payload.insert(p.field.clone(), p.value.clone());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The router's handle: sends each request through the actor and awaits its answer.
 pub struct Router {
     pub catalog: Arc<Catalog>,
+    actor: ActorRef<RouterMsg>,
 }
 
 impl Router {
-    /// The collection's uid and vector size, and the shards a request may touch.
-    fn plan(&self, collection: &str, sel: &KeySelector, write: bool) -> Result<Plan> {
-        self.catalog.with_collection(collection, |c| {
-            Ok(Plan {
-                uid: c.uid,
-                dim: c.params.dim,
-                targets: targets(c, sel, write)?,
-            })
-        })?
+    /// Spawns the router actor.
+    pub async fn start(catalog: Arc<Catalog>) -> Result<Router> {
+        let (actor, _handle) = Actor::spawn(None, RouterActor, catalog.clone())
+            .await
+            .map_err(|e| Error::internal(format!("start router actor: {e}")))?;
+        Ok(Router { catalog, actor })
     }
 
-    async fn write_all(&self, uid: u64, jobs: Vec<(Target, WriteOp)>) -> Result<u64> {
-        let mut set = JoinSet::new();
-        for ((shard, key), op) in jobs {
-            let cat = self.catalog.clone();
-            set.spawn(async move { cat.shards.write((uid, shard), key.as_ref(), op).await });
-        }
-        let mut seq = 0;
-        let mut first_err = None;
-        while let Some(r) = set.join_next().await {
-            match r {
-                Ok(Ok(s)) => seq = seq.max(s),
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(e) => {
-                    first_err.get_or_insert(Error::internal(format!("write task: {e}")));
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(seq),
-        }
+    /// Stops the router actor (requests after this fail with 503).
+    pub fn stop(&self) {
+        self.actor.stop(None);
+    }
+
+    /// Routes one request: the actor decides its scope, then `f` runs on a task of its own.
+    async fn route<T, F, Fut>(
+        &self,
+        ctx: &Ctx,
+        collection: &str,
+        sel: &KeySelector,
+        need: Need,
+        f: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Catalog>, Scope) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let catalog = self.catalog.clone();
+        let job: Job = Box::new(move |scope: Result<Scope>| -> BoxFuture {
+            Box::pin(async move {
+                let r = match scope {
+                    Ok(scope) => f(catalog, scope).await,
+                    Err(e) => Err(e),
+                };
+                // the caller may be gone (client disconnected); the work is done either way
+                let _ = tx.send(r);
+            })
+        });
+        self.actor
+            .cast(RouterMsg::Route(Box::new(Route {
+                ctx: ctx.clone(),
+                collection: collection.to_owned(),
+                sel: sel.clone(),
+                need,
+                job,
+            })))
+            .map_err(|_| Error::unavailable("the router is stopped"))?;
+        rx.await
+            .map_err(|_| Error::internal("the router dropped the request"))?
     }
 
     pub async fn upsert(
         &self,
+        ctx: &Ctx,
         collection: &str,
         sel: &KeySelector,
-        points: Vec<NewPoint>,
+        mut points: Vec<NewPoint>,
     ) -> Result<u64> {
-        let plan = self.plan(collection, sel, true)?;
-        let t = plan.targets;
-        let mut per_shard: BTreeMap<Target, Vec<NewPoint>> = BTreeMap::new();
-        for (key, shards) in groups(&t) {
-            for p in &points {
-                per_shard
-                    .entry((shard_for(&shards, &p.id), key.clone()))
-                    .or_default()
-                    .push(p.clone());
-            }
-        }
-        let jobs = per_shard
-            .into_iter()
-            .map(|(t, pts)| (t, WriteOp::Upsert(pts)))
-            .collect();
-        self.write_all(plan.uid, jobs).await
+        self.route(
+            ctx,
+            collection,
+            sel,
+            Need::Write,
+            move |cat, scope| async move {
+                for p in &mut points {
+                    check_stamp(&scope, &mut p.payload, true)?;
+                }
+                let mut per_shard: BTreeMap<Target, Vec<NewPoint>> = BTreeMap::new();
+                for (key, shards) in groups(&scope.targets) {
+                    for p in &points {
+                        per_shard
+                            .entry((shard_for(&shards, &p.id), key.clone()))
+                            .or_default()
+                            .push(p.clone());
+                    }
+                }
+                let guard = scope.narrow(None);
+                let jobs = per_shard
+                    .into_iter()
+                    .map(|(t, pts)| {
+                        let op = match &guard {
+                            Some(g) => WriteOp::UpsertWhere(pts, g.clone()),
+                            None => WriteOp::Upsert(pts),
+                        };
+                        (t, op)
+                    })
+                    .collect();
+                write_all(&cat, scope.uid, jobs).await
+            },
+        )
+        .await
     }
 
     /// A write that selects points by ids or filter (delete, payload changes).
     pub async fn write_selected(
         &self,
+        ctx: &Ctx,
         collection: &str,
         sel: &KeySelector,
         selector: Selector,
-        make: impl Fn(Selector) -> WriteOp,
+        write: PointsWrite,
     ) -> Result<u64> {
-        let plan = self.plan(collection, sel, true)?;
-        let t = plan.targets;
-        let mut jobs = Vec::new();
-        match &selector {
-            Selector::Ids(ids) => {
-                let mut per_shard: BTreeMap<Target, Vec<PointId>> = BTreeMap::new();
-                for (key, shards) in groups(&t) {
-                    for id in ids {
-                        per_shard
-                            .entry((shard_for(&shards, id), key.clone()))
-                            .or_default()
-                            .push(id.clone());
+        self.route(
+            ctx,
+            collection,
+            sel,
+            Need::Write,
+            move |cat, scope| async move {
+                let write = scoped_write(&scope, write)?;
+                let make = |selector: Selector| -> WriteOp {
+                    match write.clone() {
+                        PointsWrite::Delete => WriteOp::Delete(selector),
+                        PointsWrite::SetPayload { payload, key } => WriteOp::SetPayload {
+                            selector,
+                            payload,
+                            key,
+                        },
+                        PointsWrite::OverwritePayload(payload) => {
+                            WriteOp::OverwritePayload { selector, payload }
+                        }
+                        PointsWrite::DeletePayload(keys) => {
+                            WriteOp::DeletePayload { selector, keys }
+                        }
+                        PointsWrite::ClearPayload => WriteOp::ClearPayload(selector),
+                    }
+                };
+                let guard = scope.narrow(None);
+                let mut jobs = Vec::new();
+                match selector {
+                    Selector::Ids(ids) | Selector::IdsWhere(ids, _) => {
+                        let mut per_shard: BTreeMap<Target, Vec<PointId>> = BTreeMap::new();
+                        for (key, shards) in groups(&scope.targets) {
+                            for id in &ids {
+                                per_shard
+                                    .entry((shard_for(&shards, id), key.clone()))
+                                    .or_default()
+                                    .push(id.clone());
+                            }
+                        }
+                        for (t, ids) in per_shard {
+                            let selector = match &guard {
+                                Some(g) => Selector::IdsWhere(ids, g.clone()),
+                                None => Selector::Ids(ids),
+                            };
+                            jobs.push((t, make(selector)));
+                        }
+                    }
+                    Selector::Filter(f) => {
+                        let f = scope.narrow(Some(f)).unwrap_or_default();
+                        for target in scope.targets.iter().cloned() {
+                            jobs.push((target, make(Selector::Filter(f.clone()))));
+                        }
                     }
                 }
-                for (t, ids) in per_shard {
-                    jobs.push((t, make(Selector::Ids(ids))));
-                }
-            }
-            Selector::Filter(_) => {
-                for target in t {
-                    jobs.push((target, make(selector.clone())));
-                }
-            }
-        }
-        self.write_all(plan.uid, jobs).await
-    }
-
-    /// Runs `f` on every target shard's data, concurrently on the read pool.
-    async fn read_all<T: Send + 'static>(
-        &self,
-        plan: Plan,
-        f: impl Fn(&tessera_shard::store::ShardData) -> T + Send + Sync + 'static,
-    ) -> Result<Vec<(Option<ShardKey>, T)>> {
-        let f = Arc::new(f);
-        let mut set = JoinSet::new();
-        let uid = plan.uid;
-        for (shard, key) in plan.targets {
-            let cat = self.catalog.clone();
-            let f = f.clone();
-            set.spawn(async move {
-                let r = cat
-                    .shards
-                    .read((uid, shard), key.as_ref(), move |d| f(d))
-                    .await;
-                r.map(|v| (key, v))
-            });
-        }
-        let mut out = Vec::new();
-        while let Some(r) = set.join_next().await {
-            out.push(r.map_err(|e| Error::internal(format!("read task: {e}")))??);
-        }
-        Ok(out)
+                write_all(&cat, scope.uid, jobs).await
+            },
+        )
+        .await
     }
 
     pub async fn retrieve(
         &self,
+        ctx: &Ctx,
         collection: &str,
         sel: &KeySelector,
         ids: Vec<PointId>,
         with_payload: PayloadSelector,
         with_vector: bool,
     ) -> Result<Vec<Keyed<Record>>> {
-        let plan = self.plan(collection, sel, false)?;
-        let ids = Arc::new(ids);
-        let ids2 = ids.clone();
-        let parts = self
-            .read_all(plan, move |d| d.retrieve(&ids2, &with_payload, with_vector))
-            .await?;
-        // answer in the order asked, once per id (a write to two keys may store it twice)
-        // answer in the order asked; the same id under two shard keys is two points
-        let mut by_id: BTreeMap<PointId, Vec<Keyed<Record>>> = BTreeMap::new();
-        for (key, recs) in parts {
-            for r in recs {
-                by_id
-                    .entry(r.id.clone())
-                    .or_default()
-                    .push((key.clone(), r));
-            }
-        }
-        let mut out = Vec::new();
-        for id in ids.iter() {
-            if let Some(mut rs) = by_id.remove(id) {
-                rs.sort_by(|a, b| a.0.cmp(&b.0));
-                out.extend(rs);
-            }
-        }
-        Ok(out)
+        self.route(
+            ctx,
+            collection,
+            sel,
+            Need::Read,
+            move |cat, scope| async move {
+                let ids = Arc::new(ids);
+                let ids2 = ids.clone();
+                let filter = scope.narrow(None);
+                let parts = read_all(&cat, scope, move |d| {
+                    d.retrieve(&ids2, filter.as_ref(), &with_payload, with_vector)
+                })
+                .await?;
+                // answer in the order asked; the same id under two shard keys is two points
+                let mut by_id: BTreeMap<PointId, Vec<Keyed<Record>>> = BTreeMap::new();
+                for (key, recs) in parts {
+                    for r in recs {
+                        by_id
+                            .entry(r.id.clone())
+                            .or_default()
+                            .push((key.clone(), r));
+                    }
+                }
+                let mut out = Vec::new();
+                for id in ids.iter() {
+                    if let Some(mut rs) = by_id.remove(id) {
+                        rs.sort_by(|a, b| a.0.cmp(&b.0));
+                        out.extend(rs);
+                    }
+                }
+                Ok(out)
+            },
+        )
+        .await
     }
 
     #[allow(
@@ -266,6 +469,7 @@ impl Router {
     )]
     pub async fn scroll(
         &self,
+        ctx: &Ctx,
         collection: &str,
         sel: &KeySelector,
         offset: Option<PointId>,
@@ -274,113 +478,256 @@ impl Router {
         with_payload: PayloadSelector,
         with_vector: bool,
     ) -> Result<(Vec<Keyed<Record>>, Option<PointId>)> {
-        let plan = self.plan(collection, sel, false)?;
-        let parts = self
-            .read_all(plan, move |d| {
-                d.scroll(
-                    offset.as_ref(),
-                    limit,
-                    filter.as_ref(),
-                    &with_payload,
-                    with_vector,
-                )
-            })
-            .await?;
-        let mut all: Vec<Keyed<Record>> = Vec::new();
-        let mut next: Option<PointId> = None;
-        for (key, (recs, n)) in parts {
-            all.extend(recs.into_iter().map(|r| (key.clone(), r)));
-            if let Some(n) = n {
-                next = Some(match next {
-                    Some(cur) if cur < n => cur,
-                    _ => n,
-                });
-            }
-        }
-        all.sort_by(|a, b| a.1.id.cmp(&b.1.id).then_with(|| a.0.cmp(&b.0)));
-        if all.len() > limit {
-            // the same id under several shard keys is one group: a page never splits it, or the
-            // next page (which starts at that id) would repeat the copies already sent
-            let mut cut = limit;
-            if limit > 0 && all[limit].1.id == all[limit - 1].1.id {
-                let id = &all[limit].1.id;
-                let start = all.iter().position(|r| &r.1.id == id).unwrap_or(limit);
-                cut = if start > 0 {
-                    start
-                } else {
-                    all.iter().position(|r| &r.1.id != id).unwrap_or(all.len())
-                };
-            }
-            let rest = all.split_off(cut);
-            let first_rest = rest.into_iter().next().map(|r| r.1.id);
-            next = match (first_rest, next) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        Ok((all, next))
+        self.route(
+            ctx,
+            collection,
+            sel,
+            Need::Read,
+            move |cat, scope| async move {
+                let filter = scope.narrow(filter);
+                let parts = read_all(&cat, scope, move |d| {
+                    d.scroll(
+                        offset.as_ref(),
+                        limit,
+                        filter.as_ref(),
+                        &with_payload,
+                        with_vector,
+                    )
+                })
+                .await?;
+                Ok(merge_pages(parts, limit))
+            },
+        )
+        .await
     }
 
     pub async fn count(
         &self,
+        ctx: &Ctx,
         collection: &str,
         sel: &KeySelector,
         filter: Option<Filter>,
     ) -> Result<usize> {
-        let plan = self.plan(collection, sel, false)?;
-        let parts = self
-            .read_all(plan, move |d| d.count(filter.as_ref()))
-            .await?;
-        Ok(parts.into_iter().map(|(_, n)| n).sum())
+        self.route(
+            ctx,
+            collection,
+            sel,
+            Need::Read,
+            move |cat, scope| async move {
+                let filter = scope.narrow(filter);
+                let parts = read_all(&cat, scope, move |d| d.count(filter.as_ref())).await?;
+                Ok(parts.into_iter().map(|(_, n)| n).sum())
+            },
+        )
+        .await
     }
 
     /// The stored vector of a point (for a query by point id).
     pub async fn vector_of(
         &self,
+        ctx: &Ctx,
         collection: &str,
         sel: &KeySelector,
         id: PointId,
     ) -> Result<Vec<f32>> {
-        let plan = self.plan(collection, sel, false)?;
-        let id2 = id.clone();
-        let parts = self.read_all(plan, move |d| d.vector_of(&id2)).await?;
-        parts
-            .into_iter()
-            .find_map(|(_, v)| v)
-            .ok_or_else(|| Error::not_found(format!("No point with id {id} found")))
+        self.route(
+            ctx,
+            collection,
+            sel,
+            Need::Read,
+            move |cat, scope| async move {
+                let id2 = id.clone();
+                let filter = scope.narrow(None);
+                let parts =
+                    read_all(&cat, scope, move |d| d.vector_of(&id2, filter.as_ref())).await?;
+                parts
+                    .into_iter()
+                    .find_map(|(_, v)| v)
+                    .ok_or_else(|| Error::not_found(format!("No point with id {id} found")))
+            },
+        )
+        .await
     }
 
     /// Nearest points over every target shard, merged: `offset` skipped, then `limit` returned.
     pub async fn search(
         &self,
+        ctx: &Ctx,
         collection: &str,
         sel: &KeySelector,
-        params: SearchParams,
+        mut params: SearchParams,
         offset: usize,
     ) -> Result<Vec<Keyed<Hit>>> {
-        let plan = self.plan(collection, sel, false)?;
-        if params.vector.len() != plan.dim {
-            return Err(Error::bad_request(format!(
-                "Wrong input: Vector dimension error: expected dim: {}, got {}",
-                plan.dim,
-                params.vector.len()
-            )));
-        }
-        let k = params.k;
-        let parts = self.read_all(plan, move |d| d.search(&params)).await?;
-        let mut hits: Vec<Keyed<Hit>> = parts
-            .into_iter()
-            .flat_map(|(key, hs)| hs.into_iter().map(move |h| (key.clone(), h)))
-            .collect();
-        hits.sort_by(|a, b| {
-            a.1.distance
-                .total_cmp(&b.1.distance)
-                .then_with(|| a.1.record.id.cmp(&b.1.record.id))
-                .then_with(|| a.0.cmp(&b.0))
-        });
-        hits.truncate(k);
-        Ok(hits.into_iter().skip(offset).collect())
+        self.route(
+            ctx,
+            collection,
+            sel,
+            Need::Read,
+            move |cat, scope| async move {
+                if params.vector.len() != scope.dim {
+                    return Err(Error::bad_request(format!(
+                        "Wrong input: Vector dimension error: expected dim: {}, got {}",
+                        scope.dim,
+                        params.vector.len()
+                    )));
+                }
+                params.filter = scope.narrow(params.filter.take());
+                let k = params.k;
+                let parts = read_all(&cat, scope, move |d| d.search(&params)).await?;
+                let mut hits: Vec<Keyed<Hit>> = parts
+                    .into_iter()
+                    .flat_map(|(key, hs)| hs.into_iter().map(move |h| (key.clone(), h)))
+                    .collect();
+                hits.sort_by(|a, b| {
+                    a.1.distance
+                        .total_cmp(&b.1.distance)
+                        .then_with(|| a.1.record.id.cmp(&b.1.record.id))
+                        .then_with(|| a.0.cmp(&b.0))
+                });
+                hits.truncate(k);
+                Ok(hits.into_iter().skip(offset).collect())
+            },
+        )
+        .await
     }
+}
+
+/// A points-selector write as the caller's scope allows it: in a payload-partitioned collection
+/// the tenant's field can be neither changed nor removed, and clearing a payload keeps it.
+fn scoped_write(scope: &Scope, write: PointsWrite) -> Result<PointsWrite> {
+    let Some(p) = &scope.partition else {
+        return Ok(write);
+    };
+    let refuse = || {
+        Error::bad_request(format!(
+            "Bad request: payload field `{}` holds the tenant and cannot be changed or removed",
+            p.field
+        ))
+    };
+    Ok(match write {
+        PointsWrite::Delete => PointsWrite::Delete,
+        PointsWrite::SetPayload { mut payload, key } => {
+            if let Some(k) = &key {
+                let first = k.split(['.', '[']).next().unwrap_or(k);
+                if first == p.field || first.trim_matches('"') == p.field {
+                    return Err(refuse());
+                }
+            } else {
+                check_stamp(scope, &mut payload, false)?;
+            }
+            PointsWrite::SetPayload { payload, key }
+        }
+        PointsWrite::OverwritePayload(mut payload) => {
+            check_stamp(scope, &mut payload, true)?;
+            PointsWrite::OverwritePayload(payload)
+        }
+        PointsWrite::DeletePayload(keys) => {
+            if keys.contains(&p.field) {
+                return Err(refuse());
+            }
+            PointsWrite::DeletePayload(keys)
+        }
+        PointsWrite::ClearPayload => {
+            let mut payload = Payload::new();
+            payload.insert(p.field.clone(), p.value.clone());
+            PointsWrite::OverwritePayload(payload)
+        }
+    })
+}
+
+async fn write_all(cat: &Arc<Catalog>, uid: u64, jobs: Vec<(Target, WriteOp)>) -> Result<u64> {
+    let mut set = JoinSet::new();
+    for ((shard, key), op) in jobs {
+        let cat = cat.clone();
+        set.spawn(async move { cat.shards.write((uid, shard), key.as_ref(), op).await });
+    }
+    let mut seq = 0;
+    let mut first_err = None;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(s)) => seq = seq.max(s),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(Error::internal(format!("write task: {e}")));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(seq),
+    }
+}
+
+/// Runs `f` on every target shard's data, concurrently on the read pool.
+async fn read_all<T: Send + 'static>(
+    cat: &Arc<Catalog>,
+    scope: Scope,
+    f: impl Fn(&tessera_shard::store::ShardData) -> T + Send + Sync + 'static,
+) -> Result<Vec<(Option<ShardKey>, T)>> {
+    let f = Arc::new(f);
+    let mut set = JoinSet::new();
+    let uid = scope.uid;
+    for (shard, key) in scope.targets {
+        let cat = cat.clone();
+        let f = f.clone();
+        set.spawn(async move {
+            let r = cat
+                .shards
+                .read((uid, shard), key.as_ref(), move |d| f(d))
+                .await;
+            r.map(|v| (key, v))
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.map_err(|e| Error::internal(format!("read task: {e}")))??);
+    }
+    Ok(out)
+}
+
+/// Merges the shards' scroll pages into one page of `limit`, and the id that starts the next.
+/// One shard's scroll page and the id that would start its next page.
+type Page = (Vec<Record>, Option<PointId>);
+
+fn merge_pages(
+    parts: Vec<(Option<ShardKey>, Page)>,
+    limit: usize,
+) -> (Vec<Keyed<Record>>, Option<PointId>) {
+    let mut all: Vec<Keyed<Record>> = Vec::new();
+    let mut next: Option<PointId> = None;
+    for (key, (recs, n)) in parts {
+        all.extend(recs.into_iter().map(|r| (key.clone(), r)));
+        if let Some(n) = n {
+            next = Some(match next {
+                Some(cur) if cur < n => cur,
+                _ => n,
+            });
+        }
+    }
+    all.sort_by(|a, b| a.1.id.cmp(&b.1.id).then_with(|| a.0.cmp(&b.0)));
+    if all.len() > limit {
+        // the same id under several shard keys is one group: a page never splits it, or the
+        // next page (which starts at that id) would repeat the copies already sent
+        let mut cut = limit;
+        if limit > 0 && all[limit].1.id == all[limit - 1].1.id {
+            let id = &all[limit].1.id;
+            let start = all.iter().position(|r| &r.1.id == id).unwrap_or(limit);
+            cut = if start > 0 {
+                start
+            } else {
+                all.iter().position(|r| &r.1.id != id).unwrap_or(all.len())
+            };
+        }
+        let rest = all.split_off(cut);
+        let first_rest = rest.into_iter().next().map(|r| r.1.id);
+        next = match (first_rest, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    (all, next)
 }
 
 #[cfg(test)]

@@ -30,11 +30,18 @@ pub struct NewPoint {
 pub enum Selector {
     Ids(Vec<PointId>),
     Filter(Filter),
+    /// These ids, but only those whose point matches the filter (a tenant's scope in a
+    /// payload-partitioned collection): an id outside it is treated exactly as a missing one.
+    IdsWhere(Vec<PointId>, Filter),
 }
 
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     Upsert(Vec<NewPoint>),
+    /// Upsert, except that a point whose id exists and does not match the guard is left as it
+    /// is (Qdrant's `update_filter`): a tenant's write never replaces another tenant's point in a
+    /// payload-partitioned collection. The skipped count is logged and counted.
+    UpsertWhere(Vec<NewPoint>, Filter),
     Delete(Selector),
     SetPayload {
         selector: Selector,
@@ -229,9 +236,37 @@ fn resolve(data: &ShardData, op: WriteOp) -> Result<WalOp> {
                 Ok(ids)
             }
             Selector::Filter(f) => Ok(data.resolve(None, Some(&f))),
+            Selector::IdsWhere(ids, f) => {
+                let found = data.resolve(Some(&ids), Some(&f));
+                if must_exist
+                    && found.len() < ids.len()
+                    && let Some(m) = ids.iter().find(|id| !found.contains(id))
+                {
+                    return Err(Error::not_found(format!("No point with id {m} found")));
+                }
+                Ok(found)
+            }
         }
     };
     Ok(match op {
+        WriteOp::UpsertWhere(points, guard) => {
+            let ids: Vec<PointId> = points.iter().map(|p| p.id.clone()).collect();
+            let foreign = data.existing_not_matching(&ids, &guard);
+            if !foreign.is_empty() {
+                tracing::warn!(
+                    shard = data.spec.shard_id,
+                    skipped = foreign.len(),
+                    "upsert skipped points outside the writer's scope"
+                );
+                metrics::counter!("tessera_scoped_upsert_skipped_total")
+                    .increment(foreign.len() as u64);
+            }
+            let keep: Vec<NewPoint> = points
+                .into_iter()
+                .filter(|p| !foreign.contains(&p.id))
+                .collect();
+            return resolve(data, WriteOp::Upsert(keep));
+        }
         WriteOp::Upsert(points) => {
             let mut out = Vec::with_capacity(points.len());
             for mut p in points {

@@ -188,3 +188,71 @@ impl ShardManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::NewPoint;
+    use crate::store::PayloadSelector;
+    use tessera_cluster::ErrorKind;
+
+    fn spec(key: &str) -> ShardSpec {
+        ShardSpec {
+            collection_uid: 1,
+            shard_id: 0,
+            key: Some(ShardKey::Str(key.into())),
+            dim: 2,
+            metric: crate::Metric::Dot,
+            graph: crate::GraphParams::default(),
+            indexing_threshold: 1000,
+            full_scan_threshold: 1000,
+        }
+    }
+
+    /// Defence in depth, going around the router: a replica refuses any request whose shard
+    /// key (tenant) is not the one it owns, and nothing is written.
+    #[tokio::test]
+    async fn a_replica_refuses_requests_for_another_tenant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = ShardManager::new(dir.path(), 1, 1);
+        m.open(spec("acme")).await.expect("open");
+        let id = (1, 0);
+        let acme = ShardKey::Str("acme".into());
+        let globex = ShardKey::Str("globex".into());
+        let point = || {
+            WriteOp::Upsert(vec![NewPoint {
+                id: crate::point::PointId::Num(1),
+                vector: vec![1.0, 0.0],
+                payload: Default::default(),
+            }])
+        };
+        for key in [Some(&globex), None] {
+            let e = m.write(id, key, point()).await.expect_err("foreign write");
+            assert_eq!(e.kind, ErrorKind::NotFound);
+            let e = m
+                .read(id, key, |d| d.count(None))
+                .await
+                .expect_err("foreign read");
+            assert_eq!(e.kind, ErrorKind::NotFound);
+        }
+        assert_eq!(
+            m.read(id, Some(&acme), |d| d.count(None)).await.ok(),
+            Some(0)
+        );
+        m.write(id, Some(&acme), point()).await.expect("own write");
+        let got = m
+            .read(id, Some(&acme), |d| {
+                d.retrieve(
+                    &[crate::point::PointId::Num(1)],
+                    None,
+                    &PayloadSelector::All,
+                    false,
+                )
+                .len()
+            })
+            .await
+            .expect("own read");
+        assert_eq!(got, 1);
+        m.shutdown().await;
+    }
+}

@@ -323,13 +323,18 @@ impl ShardData {
         Ok(())
     }
 
-    /// The ids among `ids` that exist, or all ids matching `filter`.
+    /// The ids among `ids` that exist (and match `filter` if given), or all ids matching
+    /// `filter`.
     pub fn resolve(&self, ids: Option<&[PointId]>, filter: Option<&Filter>) -> Vec<PointId> {
         let g = self.inner.read();
         match (ids, filter) {
-            (Some(ids), _) => ids
+            (Some(ids), f) => ids
                 .iter()
-                .filter(|id| g.points.contains_key(*id))
+                .filter(|id| {
+                    g.points
+                        .get(*id)
+                        .is_some_and(|r| f.is_none_or(|f| f.matches(id, &r.payload)))
+                })
                 .cloned()
                 .collect(),
             (None, Some(f)) => g
@@ -342,9 +347,28 @@ impl ShardData {
         }
     }
 
+    /// The ids among `ids` whose point exists and does not match `guard`.
+    pub fn existing_not_matching(
+        &self,
+        ids: &[PointId],
+        guard: &Filter,
+    ) -> std::collections::HashSet<PointId> {
+        let g = self.inner.read();
+        ids.iter()
+            .filter(|id| {
+                g.points
+                    .get(*id)
+                    .is_some_and(|r| !guard.matches(id, &r.payload))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The points among `ids` that exist and match `filter` (if given).
     pub fn retrieve(
         &self,
         ids: &[PointId],
+        filter: Option<&Filter>,
         with_payload: &PayloadSelector,
         with_vector: bool,
     ) -> Vec<Record> {
@@ -353,6 +377,7 @@ impl ShardData {
             .filter_map(|id| {
                 g.points
                     .get(id)
+                    .filter(|r| filter.is_none_or(|f| f.matches(id, &r.payload)))
                     .map(|r| materialize(&g, id, r, with_payload, with_vector))
             })
             .collect()
@@ -400,9 +425,13 @@ impl ShardData {
         }
     }
 
-    pub fn vector_of(&self, id: &PointId) -> Option<Vec<f32>> {
+    /// The stored vector of `id`, if the point exists and matches `filter` (if given).
+    pub fn vector_of(&self, id: &PointId, filter: Option<&Filter>) -> Option<Vec<f32>> {
         let g = self.inner.read();
-        let r = g.points.get(id)?;
+        let r = g
+            .points
+            .get(id)
+            .filter(|r| filter.is_none_or(|f| f.matches(id, &r.payload)))?;
         g.segments
             .get(&r.loc.seg)
             .map(|s| s.vector(r.loc.off).to_vec())

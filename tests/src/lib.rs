@@ -77,6 +77,8 @@ pub fn free_port() -> Result<u16> {
 pub struct Api {
     base: String,
     http: reqwest::blocking::Client,
+    /// Sent with every request (credentials, `X-Tenant-Id`).
+    headers: Vec<(String, String)>,
 }
 
 impl Api {
@@ -89,7 +91,20 @@ impl Api {
         Ok(Api {
             base: format!("http://{addr}"),
             http,
+            headers: Vec::new(),
         })
+    }
+
+    /// The same client, sending `name: value` with every request.
+    pub fn with_header(&self, name: &str, value: &str) -> Api {
+        let mut api = self.clone();
+        api.headers.push((name.to_owned(), value.to_owned()));
+        api
+    }
+
+    /// The same client, authenticating with `api-key: credential` (a static key or a JWT).
+    pub fn with_key(&self, credential: &str) -> Api {
+        self.with_header("api-key", credential)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -118,6 +133,9 @@ impl Api {
         body: Option<Vec<u8>>,
     ) -> Result<(u16, String)> {
         let mut req = self.http.request(method.clone(), self.url(path));
+        for (name, value) in &self.headers {
+            req = req.header(name, value);
+        }
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
@@ -277,6 +295,11 @@ impl Node {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The process id of the running child (0 when stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     /// Whether the process is still running (not exited, not reaped).

@@ -9,7 +9,7 @@ use std::time::Instant;
 use axum::Router as Http;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -17,12 +17,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Map, Value, json};
 use tessera_cluster::meta::{CollectionParams, HnswParams, ShardingMethod};
 use tessera_cluster::{Error, ErrorKind, Result};
-use tessera_shard::actor::{NewPoint, Selector, WriteOp};
+use tessera_shard::actor::{NewPoint, Selector};
 use tessera_shard::store::SearchParams;
 
 use self::json::*;
+use crate::access;
+use crate::audit::{AuditEntry, AuditLog, AuditNote};
+use crate::auth::{AuthError, AuthMethod, Authenticator, Credential, Principal};
 use crate::catalog::{Catalog, LOCAL_NODE};
-use crate::router::{KeySelector, Router};
+use crate::router::{Ctx, KeySelector, PointsWrite, Router};
 
 /// The Qdrant REST API level tessera implements.
 pub const QDRANT_API_VERSION: &str = "1.19.0";
@@ -34,15 +37,20 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub router: Arc<Router>,
     pub prom: Option<PrometheusHandle>,
+    pub auth: Arc<Authenticator>,
+    pub audit: Arc<AuditLog>,
+    pub revocations: Arc<crate::revocation::Revocations>,
 }
 
 pub fn http(state: AppState) -> Http {
     let limit = state.catalog.config.max_body_bytes;
-    Http::new()
+    // Health and the service banner answer without credentials, as in Qdrant.
+    let public = Http::new()
         .route("/", get(root))
         .route("/healthz", get(health))
         .route("/livez", get(health))
-        .route("/readyz", get(health))
+        .route("/readyz", get(health));
+    let api = Http::new()
         .route("/metrics", get(metrics_text))
         .route("/cluster", get(cluster))
         .route("/collections", get(list_collections))
@@ -82,6 +90,15 @@ pub fn http(state: AppState) -> Http {
             post(delete_payload),
         )
         .route("/collections/{c}/points/payload/clear", post(clear_payload))
+        .route("/admin/tenants/{t}", get(get_tenant))
+        .route("/admin/tenants/{t}/suspend", post(suspend_tenant))
+        .route("/admin/tenants/{t}/resume", post(resume_tenant))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
+    public
+        .merge(api)
         .route_layer(axum::middleware::from_fn(track))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
@@ -109,6 +126,214 @@ async fn track(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     metrics::histogram!("tessera_http_request_seconds", "route" => route.clone(), "method" => method.clone()).record(secs);
     tracing::debug!(%method, %route, status = status.as_u16(), ms = secs * 1000.0, "http request");
     resp
+}
+
+/// The name of an operation in the audit log.
+fn operation(method: &str, route: &str) -> &'static str {
+    match (method, route) {
+        ("GET", "/metrics") => "metrics",
+        ("GET", "/cluster") => "cluster.info",
+        ("GET", "/collections") => "collections.list",
+        ("PUT", "/collections/{c}") => "collection.create",
+        ("GET", "/collections/{c}") => "collection.info",
+        ("DELETE", "/collections/{c}") => "collection.delete",
+        ("PATCH", "/collections/{c}") => "collection.update",
+        ("GET", "/collections/{c}/exists") => "collection.exists",
+        ("GET", "/collections/{c}/cluster") => "collection.cluster",
+        ("PUT", "/collections/{c}/shards") => "shard_key.create",
+        ("GET", "/collections/{c}/shards") => "shard_key.list",
+        ("POST", "/collections/{c}/shards/delete") => "shard_key.delete",
+        ("PUT", "/collections/{c}/index") => "payload_index.create",
+        ("DELETE", "/collections/{c}/index/{field}") => "payload_index.delete",
+        ("PUT", "/collections/{c}/points") => "points.upsert",
+        ("POST", "/collections/{c}/points") => "points.retrieve",
+        ("GET", "/collections/{c}/points/{id}") => "points.get",
+        ("POST", "/collections/{c}/points/delete") => "points.delete",
+        ("POST", "/collections/{c}/points/scroll") => "points.scroll",
+        ("POST", "/collections/{c}/points/count") => "points.count",
+        ("POST", "/collections/{c}/points/query") => "points.query",
+        ("POST", "/collections/{c}/points/query/batch") => "points.query_batch",
+        ("POST", "/collections/{c}/points/search") => "points.search",
+        ("POST", "/collections/{c}/points/payload") => "payload.set",
+        ("PUT", "/collections/{c}/points/payload") => "payload.overwrite",
+        ("POST", "/collections/{c}/points/payload/delete") => "payload.delete",
+        ("POST", "/collections/{c}/points/payload/clear") => "payload.clear",
+        ("GET", "/admin/tenants/{t}") => "tenant.info",
+        ("POST", "/admin/tenants/{t}/suspend") => "tenant.suspend",
+        ("POST", "/admin/tenants/{t}/resume") => "tenant.resume",
+        _ => "other",
+    }
+}
+
+/// The collection a request path names (`/collections/{c}/...`), percent-decoded.
+fn path_collection(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/collections/")?;
+    let raw = rest.split('/').next().filter(|c| !c.is_empty())?;
+    Some(percent_decode(raw))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn method_name(m: &AuthMethod) -> &'static str {
+    match m {
+        AuthMethod::Unauthenticated => "none",
+        AuthMethod::ApiKey => "api_key",
+        AuthMethod::ReadOnlyApiKey => "read_only_api_key",
+        AuthMethod::Jwt { .. } => "jwt",
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Authenticates every API request (health and `/` excepted): the credential becomes the
+/// request's [`Ctx`], or the request is answered 401 (missing or invalid credential), 404 (a
+/// tenant outside the token's), 400 (a tenant must be chosen) or 403 (tenant suspended). Writes
+/// the request's audit line.
+async fn authenticate(
+    State(s): State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let op = operation(req.method().as_str(), &route);
+    let collection = path_collection(req.uri().path());
+    let principal = authenticate_headers(&s, req.headers(), collection.as_deref()).await;
+    let (principal, ctx) = match principal {
+        Ok(p) => {
+            let p = Arc::new(p);
+            let ctx = Ctx {
+                principal: p.clone(),
+                audit: Arc::new(AuditNote::default()),
+            };
+            (Some(p), Some(ctx))
+        }
+        Err(e) => {
+            let resp = ApiError(e).into_response();
+            if s.audit.enabled() {
+                s.audit.write(&AuditEntry {
+                    time: crate::audit::now_rfc3339(),
+                    tenant: None,
+                    subject: None,
+                    auth: "refused",
+                    operation: op,
+                    collection: collection.as_deref(),
+                    shard_key: None,
+                    outcome: "denied",
+                    status: resp.status().as_u16(),
+                });
+            }
+            return resp;
+        }
+    };
+    let ctx = ctx.unwrap_or_else(Ctx::system);
+    req.extensions_mut().insert(ctx.clone());
+    let resp = next.run(req).await;
+    if s.audit.enabled()
+        && let Some(p) = principal
+    {
+        let status = resp.status();
+        let denied = ctx.audit.denied()
+            || status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::FORBIDDEN;
+        let outcome = if denied {
+            "denied"
+        } else if status.is_success() {
+            "ok"
+        } else {
+            "error"
+        };
+        let tenant = p.tenant.clone().or_else(|| ctx.audit.tenant());
+        let keys = ctx.audit.shard_keys();
+        s.audit.write(&AuditEntry {
+            time: crate::audit::now_rfc3339(),
+            tenant: tenant.as_deref(),
+            subject: p.subject.as_deref(),
+            auth: method_name(&p.method),
+            operation: op,
+            collection: collection.as_deref(),
+            shard_key: keys.as_deref(),
+            outcome,
+            status: status.as_u16(),
+        });
+    }
+    resp
+}
+
+/// The principal of a request's credential headers, revocation and suspension checked.
+async fn authenticate_headers(
+    s: &AppState,
+    headers: &axum::http::HeaderMap,
+    collection: Option<&str>,
+) -> Result<Principal> {
+    let text = |name: &str| -> Result<Option<&str>> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v.to_str().map(Some).map_err(|_| {
+                Error::new(
+                    ErrorKind::Unauthenticated,
+                    format!("invalid credentials: the {name} header is not text"),
+                )
+            }),
+        }
+    };
+    let credential =
+        Credential::from_headers(text("api-key")?, text(header::AUTHORIZATION.as_str())?);
+    let tenant_header = text("x-tenant-id")?;
+    let principal = s
+        .auth
+        .authenticate(credential, tenant_header, unix_now())
+        .map_err(|e| match e {
+            AuthError::Missing | AuthError::Invalid(_) => {
+                Error::new(ErrorKind::Unauthenticated, e.to_string())
+            }
+            AuthError::TenantNotAllowed => match collection {
+                Some(c) => access::missing_collection(c),
+                None => Error::not_found("Not found"),
+            },
+            AuthError::TenantRequired => Error::bad_request(e.to_string()),
+        })?;
+    if let Some(ve) = &principal.value_exists
+        && !s.revocations.holds(&s.router, ve).await
+    {
+        return Err(Error::new(
+            ErrorKind::Unauthenticated,
+            "invalid credentials: the token was revoked (value_exists does not hold)",
+        ));
+    }
+    if let Some(t) = &principal.tenant
+        && s.catalog.meta.read().is_suspended(t)
+    {
+        return Err(Error::new(ErrorKind::Forbidden, "tenant suspended"));
+    }
+    Ok(principal)
 }
 
 // ---------- envelopes and errors ----------
@@ -225,15 +450,19 @@ async fn health() -> &'static str {
     "healthz check passed"
 }
 
-async fn metrics_text(State(s): State<AppState>) -> Response {
+async fn metrics_text(State(s): State<AppState>, Extension(ctx): Extension<Ctx>) -> Response {
+    if let Err(e) = access::check_global_read(&ctx.principal) {
+        return ApiError(e).into_response();
+    }
     match &s.prom {
         Some(p) => p.render().into_response(),
         None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
     }
 }
 
-async fn cluster(State(s): State<AppState>) -> Reply {
+async fn cluster(State(s): State<AppState>, Extension(ctx): Extension<Ctx>) -> Reply {
     let t = Instant::now();
+    access::check_global_read(&ctx.principal)?;
     let applied = s.catalog.meta.read().applied;
     ok(
         json!({
@@ -250,23 +479,28 @@ async fn cluster(State(s): State<AppState>) -> Reply {
 
 // ---------- collections ----------
 
-async fn list_collections(State(s): State<AppState>) -> Reply {
+async fn list_collections(State(s): State<AppState>, Extension(ctx): Extension<Ctx>) -> Reply {
     let t = Instant::now();
     let names: Vec<Value> = s
         .catalog
-        .collection_names()
-        .into_iter()
-        .map(|n| json!({"name": n}))
+        .meta
+        .read()
+        .collections
+        .values()
+        .filter(|c| access::visible(&ctx.principal, c))
+        .map(|c| json!({"name": c.name}))
         .collect();
     ok(json!({"collections": names}), t)
 }
 
 async fn create_collection(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
     let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
     let vectors =
@@ -333,10 +567,12 @@ async fn create_collection(
 
 async fn update_collection(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
     let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
     let v = body_json(body)?;
     obj(&v, "body")?;
     s.catalog.with_collection(&name, |_| ())?;
@@ -344,17 +580,29 @@ async fn update_collection(
     ok(json!(true), t)
 }
 
-async fn get_collection(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+async fn get_collection(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+) -> Reply {
     let t = Instant::now();
-    let c = s.catalog.collection(&name)?;
+    let c = visible_collection(&s, &ctx, &name, Clone::clone)?;
+    let scope = access::scope(&ctx.principal, &c, &KeySelector::All, access::Need::Read)?;
     let (mut points, mut indexed, mut segments) = (0usize, 0usize, 0usize);
-    for id in c.shards.keys() {
+    for (id, _) in &scope.targets {
         if let Some(d) = s.catalog.shards.data((c.uid, *id)) {
             let st = d.stats();
             points += st.points;
             indexed += st.indexed_points;
             segments += st.segments;
         }
+    }
+    let mut indexed = json!(indexed);
+    if scope.partition.is_some() {
+        // a tenant of a shared collection sees its own points only
+        points = s.router.count(&ctx, &name, &KeySelector::All, None).await?;
+        indexed = Value::Null;
+        segments = 0;
     }
     let schema: Map<String, Value> = c
         .payload_indexes
@@ -384,8 +632,13 @@ async fn get_collection(State(s): State<AppState>, Path(name): Path<String>) -> 
     )
 }
 
-async fn delete_collection(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+async fn delete_collection(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+) -> Reply {
     let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
     let existed = match s.catalog.delete_collection(name).await {
         Ok(()) => true,
         Err(e) if e.kind == ErrorKind::NotFound => false,
@@ -394,20 +647,29 @@ async fn delete_collection(State(s): State<AppState>, Path(name): Path<String>) 
     ok(json!(existed), t)
 }
 
-async fn collection_exists(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+async fn collection_exists(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+) -> Reply {
     let t = Instant::now();
     ok(
-        json!({"exists": s.catalog.with_collection(&name, |_| ()).is_ok()}),
+        json!({"exists": visible_collection(&s, &ctx, &name, |_| ()).is_ok()}),
         t,
     )
 }
 
-async fn collection_cluster(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+async fn collection_cluster(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+) -> Reply {
     let t = Instant::now();
-    let c = s.catalog.collection(&name)?;
+    let c = visible_collection(&s, &ctx, &name, Clone::clone)?;
+    let scope = access::scope(&ctx.principal, &c, &KeySelector::All, access::Need::Read)?;
     let mut local = Vec::new();
     let mut remote = Vec::new();
-    for sh in c.shards.values() {
+    for sh in scope.targets.iter().filter_map(|(id, _)| c.shards.get(id)) {
         for r in &sh.replicas {
             let mut e = json!({
                 "shard_id": sh.id,
@@ -415,13 +677,15 @@ async fn collection_cluster(State(s): State<AppState>, Path(name): Path<String>)
                 "state": format!("{:?}", r.state),
             });
             if r.node == LOCAL_NODE {
-                let points = s
-                    .catalog
-                    .shards
-                    .data((c.uid, sh.id))
-                    .map(|d| d.stats().points)
-                    .unwrap_or(0);
-                e["points_count"] = json!(points);
+                if scope.partition.is_none() {
+                    let points = s
+                        .catalog
+                        .shards
+                        .data((c.uid, sh.id))
+                        .map(|d| d.stats().points)
+                        .unwrap_or(0);
+                    e["points_count"] = json!(points);
+                }
                 local.push(e);
             } else {
                 e["peer_id"] = json!(r.node);
@@ -432,7 +696,7 @@ async fn collection_cluster(State(s): State<AppState>, Path(name): Path<String>)
     ok(
         json!({
             "peer_id": LOCAL_NODE,
-            "shard_count": c.shards.len(),
+            "shard_count": local.len() + remote.len(),
             "local_shards": local,
             "remote_shards": remote,
             "shard_transfers": [],
@@ -443,10 +707,12 @@ async fn collection_cluster(State(s): State<AppState>, Path(name): Path<String>)
 
 async fn create_shard_key(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
     let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
     let key = shard_key(
@@ -478,10 +744,12 @@ async fn create_shard_key(
 
 async fn delete_shard_key(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
     let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
     let key = shard_key(
@@ -492,24 +760,29 @@ async fn delete_shard_key(
     ok(json!(true), t)
 }
 
-async fn list_shard_keys(State(s): State<AppState>, Path(name): Path<String>) -> Reply {
+async fn list_shard_keys(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+) -> Reply {
     let t = Instant::now();
-    let c = s.catalog.collection(&name)?;
-    let keys: Vec<Value> = c
-        .shard_keys
-        .keys()
-        .map(|k| json!({"key": shard_key_json(k)}))
-        .collect();
+    let keys: Vec<Value> =
+        visible_collection(&s, &ctx, &name, |c| access::visible_keys(&ctx.principal, c))?
+            .iter()
+            .map(|k| json!({"key": shard_key_json(k)}))
+            .collect();
     ok(json!({"shard_keys": keys}), t)
 }
 
 async fn create_index(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
     let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
     let v = body_json(body)?;
     let (field_name, index) = payload_index(obj(&v, "body")?)?;
     let seq = s
@@ -521,22 +794,35 @@ async fn create_index(
 
 async fn delete_index(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path((name, field_name)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Reply {
     let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
     let seq = s.catalog.delete_payload_index(name, field_name).await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
 
 // ---------- points ----------
 
-fn dim_of(s: &AppState, c: &str) -> Result<usize> {
-    s.catalog.with_collection(c, |c| c.params.dim)
+/// Runs `f` on a collection the caller may see; any other is answered as missing.
+fn visible_collection<T>(
+    s: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    f: impl FnOnce(&tessera_cluster::meta::CollectionMeta) -> T,
+) -> Result<T> {
+    let state = s.catalog.meta.read();
+    match state.collections.get(name) {
+        Some(c) if access::visible(&ctx.principal, c) => Ok(f(c)),
+        _ => Err(access::missing_collection(name)),
+    }
 }
 
 async fn upsert(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -545,7 +831,7 @@ async fn upsert(
     let wait = query_flag(&q, "wait")?;
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
-    let dim = dim_of(&s, &name)?;
+    let dim = visible_collection(&s, &ctx, &name, |c| c.params.dim)?;
     let sel = key_selector(o)?;
     let mut points = Vec::new();
     if let Some(list) = field(o, "points") {
@@ -611,7 +897,7 @@ async fn upsert(
         ))
         .into());
     }
-    let seq = s.router.upsert(&name, &sel, points).await?;
+    let seq = s.router.upsert(&ctx, &name, &sel, points).await?;
     update_result(seq, wait, t)
 }
 
@@ -647,6 +933,7 @@ enum SelectedWrite {
 /// Parses a points-selector write body and applies it to the named shard keys.
 async fn selected_write(
     s: AppState,
+    ctx: Ctx,
     name: String,
     q: Option<String>,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -661,11 +948,10 @@ async fn selected_write(
             bad("Format error in JSON body: payload is required")
         })?))
     };
-    let make: Box<dyn Fn(Selector) -> WriteOp + Send + Sync> = match kind {
-        SelectedWrite::Delete => Box::new(WriteOp::Delete),
-        SelectedWrite::ClearPayload => Box::new(WriteOp::ClearPayload),
+    let write = match kind {
+        SelectedWrite::Delete => PointsWrite::Delete,
+        SelectedWrite::ClearPayload => PointsWrite::ClearPayload,
         SelectedWrite::SetPayload => {
-            let payload = required_payload()?;
             let key = field(o, "key")
                 .map(|k| {
                     k.as_str()
@@ -673,19 +959,12 @@ async fn selected_write(
                         .ok_or_else(|| bad("Format error in JSON body: key must be a string"))
                 })
                 .transpose()?;
-            Box::new(move |selector| WriteOp::SetPayload {
-                selector,
-                payload: payload.clone(),
-                key: key.clone(),
-            })
+            PointsWrite::SetPayload {
+                payload: required_payload()?,
+                key,
+            }
         }
-        SelectedWrite::OverwritePayload => {
-            let payload = required_payload()?;
-            Box::new(move |selector| WriteOp::OverwritePayload {
-                selector,
-                payload: payload.clone(),
-            })
-        }
+        SelectedWrite::OverwritePayload => PointsWrite::OverwritePayload(required_payload()?),
         SelectedWrite::DeletePayload => {
             let not_strings = || bad("Format error in JSON body: keys must be a list of strings");
             let keys: Vec<String> = field(o, "keys")
@@ -694,15 +973,12 @@ async fn selected_write(
                 .iter()
                 .map(|k| k.as_str().map(str::to_string).ok_or_else(not_strings))
                 .collect::<Result<_>>()?;
-            Box::new(move |selector| WriteOp::DeletePayload {
-                selector,
-                keys: keys.clone(),
-            })
+            PointsWrite::DeletePayload(keys)
         }
     };
     let seq = s
         .router
-        .write_selected(&name, &sel, selector(o)?, make)
+        .write_selected(&ctx, &name, &sel, selector(o)?, write)
         .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
@@ -711,11 +987,12 @@ macro_rules! selected_write_handler {
     ($name:ident, $kind:expr) => {
         async fn $name(
             State(s): State<AppState>,
+            Extension(ctx): Extension<Ctx>,
             Path(name): Path<String>,
             RawQuery(q): RawQuery,
             body: std::result::Result<Bytes, BytesRejection>,
         ) -> Reply {
-            selected_write(s, name, q, body, $kind).await
+            selected_write(s, ctx, name, q, body, $kind).await
         }
     };
 }
@@ -728,6 +1005,7 @@ selected_write_handler!(clear_payload, SelectedWrite::ClearPayload);
 
 async fn retrieve(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
@@ -751,6 +1029,7 @@ async fn retrieve(
     let recs = s
         .router
         .retrieve(
+            &ctx,
             &name,
             &sel,
             ids,
@@ -761,7 +1040,11 @@ async fn retrieve(
     ok(Value::Array(recs.into_iter().map(record_json).collect()), t)
 }
 
-async fn get_point(State(s): State<AppState>, Path((name, id)): Path<(String, String)>) -> Reply {
+async fn get_point(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path((name, id)): Path<(String, String)>,
+) -> Reply {
     let t = Instant::now();
     let pid = match id.parse::<u64>() {
         Ok(n) => tessera_shard::point::PointId::Num(n),
@@ -770,6 +1053,7 @@ async fn get_point(State(s): State<AppState>, Path((name, id)): Path<(String, St
     let recs = s
         .router
         .retrieve(
+            &ctx,
             &name,
             &KeySelector::All,
             vec![pid],
@@ -786,6 +1070,7 @@ async fn get_point(State(s): State<AppState>, Path((name, id)): Path<(String, St
 
 async fn scroll(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
@@ -801,6 +1086,7 @@ async fn scroll(
     let (recs, next) = s
         .router
         .scroll(
+            &ctx,
             &name,
             &sel,
             offset,
@@ -821,6 +1107,7 @@ async fn scroll(
 
 async fn count(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
@@ -828,21 +1115,20 @@ async fn count(
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
     let sel = key_selector(o)?;
-    let n = s.router.count(&name, &sel, filter(o)?).await?;
+    let n = s.router.count(&ctx, &name, &sel, filter(o)?).await?;
     ok(json!({"count": n}), t)
 }
 
 /// The shared part of query and search: runs a nearest-neighbour search and renders scored points.
 async fn nearest(
     s: &AppState,
+    ctx: &Ctx,
     name: &str,
     o: &Map<String, Value>,
     query: &Value,
 ) -> Result<Vec<Value>> {
     let sel = key_selector(o)?;
-    let (dim, distance) = s
-        .catalog
-        .with_collection(name, |c| (c.params.dim, c.params.distance))?;
+    let (dim, distance) = visible_collection(s, ctx, name, |c| (c.params.dim, c.params.distance))?;
     let max = s.catalog.config.max_limit;
     let lim = limit(o, 10, max)?;
     let offset = usize_field(o, "offset")?.unwrap_or(0);
@@ -855,7 +1141,10 @@ async fn nearest(
         Value::Array(_) => (vector(query)?, None),
         Value::Number(_) | Value::String(_) => {
             let id = point_id(query)?;
-            (s.router.vector_of(name, &sel, id.clone()).await?, Some(id))
+            (
+                s.router.vector_of(ctx, name, &sel, id.clone()).await?,
+                Some(id),
+            )
         }
         _ => {
             return Err(bad(
@@ -884,6 +1173,7 @@ async fn nearest(
     let hits = s
         .router
         .search(
+            ctx,
             name,
             &sel,
             SearchParams {
@@ -921,13 +1211,14 @@ async fn nearest(
 
 async fn query(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
     let t = Instant::now();
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
-    let points = query_one(&s, &name, o).await?;
+    let points = query_one(&s, &ctx, &name, o).await?;
     ok(json!({"points": points}), t)
 }
 
@@ -936,6 +1227,7 @@ const MAX_BATCH_QUERIES: usize = 256;
 
 async fn query_batch(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
@@ -953,13 +1245,18 @@ async fn query_batch(
     }
     let mut out = Vec::with_capacity(searches.len());
     for q in searches {
-        let points = query_one(&s, &name, obj(q, "searches[]")?).await?;
+        let points = query_one(&s, &ctx, &name, obj(q, "searches[]")?).await?;
         out.push(json!({"points": points}));
     }
     ok(Value::Array(out), t)
 }
 
-async fn query_one(s: &AppState, name: &str, o: &Map<String, Value>) -> Result<Vec<Value>> {
+async fn query_one(
+    s: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Vec<Value>> {
     if field(o, "prefetch").is_some() {
         return Err(bad("Wrong input: prefetch is not supported"));
     }
@@ -970,6 +1267,7 @@ async fn query_one(s: &AppState, name: &str, o: &Map<String, Value>) -> Result<V
             let (recs, _) = s
                 .router
                 .scroll(
+                    ctx,
                     name,
                     &key_selector(o)?,
                     None,
@@ -1000,11 +1298,12 @@ async fn query_one(s: &AppState, name: &str, o: &Map<String, Value>) -> Result<V
         }
         Some(v) => v.clone(),
     };
-    nearest(s, name, o, &q).await
+    nearest(s, ctx, name, o, &q).await
 }
 
 async fn search(
     State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Reply {
@@ -1017,6 +1316,49 @@ async fn search(
     if !q.is_array() {
         return Err(bad("Format error in JSON body: vector must be a list of numbers").into());
     }
-    let points = nearest(&s, &name, o, &q).await?;
+    let points = nearest(&s, &ctx, &name, o, &q).await?;
     ok(Value::Array(points), t)
+}
+
+// ---------- admin: tenants ----------
+
+fn tenant_json(s: &AppState, tenant: &str) -> Value {
+    let suspended = s.catalog.meta.read().is_suspended(tenant);
+    json!({"tenant": tenant, "suspended": suspended})
+}
+
+async fn get_tenant(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    ok(tenant_json(&s, &tenant), t)
+}
+
+async fn set_suspended(s: AppState, ctx: Ctx, tenant: String, suspended: bool) -> Reply {
+    let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    s.catalog
+        .set_tenant_suspended(tenant.clone(), suspended)
+        .await?;
+    tracing::info!(%tenant, suspended, "tenant suspension changed");
+    ok(tenant_json(&s, &tenant), t)
+}
+
+async fn suspend_tenant(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    set_suspended(s, ctx, tenant, true).await
+}
+
+async fn resume_tenant(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    set_suspended(s, ctx, tenant, false).await
 }

@@ -1,0 +1,396 @@
+//! Authorization: what an authenticated caller may reach in a collection. Pure functions over the
+//! [`Principal`] and the collection's metadata; the router applies their answer to every request.
+//!
+//! Architecture invariants:
+//! - Anything outside the caller's collections or tenant is answered exactly as a missing thing
+//!   (404, same message), never 403: no enumeration of collections, shard keys or point ids.
+//! - A caller with a tenant (from its token, or narrowed by `X-Tenant-Id`) reaches only that
+//!   tenant's data: in a custom-sharded collection only the shard key of the tenant's name, in a
+//!   payload-partitioned (auto-sharded) collection only points whose tenant field holds the
+//!   tenant; its filters are ANDed with that condition and its writes stamped with it.
+//! - In a payload-partitioned collection the tenant field is the token's `access[].payload`
+//!   binding, else the collection's payload index marked `is_tenant`. A collection with neither
+//!   is not partitioned, so a tenant caller cannot see it at all.
+
+use serde_json::Value;
+use tessera_cluster::meta::{CollectionMeta, PayloadSchemaType, ShardKey, ShardingMethod};
+use tessera_cluster::{Error, ErrorKind, Result};
+use tessera_shard::filter::{Condition, FieldCondition, Filter, JsonPath, Match, MatchValue};
+
+use crate::auth::Principal;
+use crate::router::{KeySelector, Target, targets};
+
+/// What a request does to a collection's points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Read,
+    Write,
+}
+
+/// The tenant's part of a payload-partitioned collection: the payload field and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partition {
+    pub field: String,
+    pub value: Value,
+}
+
+impl Partition {
+    /// The condition a point of this tenant satisfies.
+    pub fn filter(&self) -> Filter {
+        let m = match &self.value {
+            Value::Bool(b) => MatchValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => MatchValue::Integer(i),
+                None => MatchValue::Keyword(n.to_string()),
+            },
+            Value::String(s) => MatchValue::Keyword(s.clone()),
+            other => MatchValue::Keyword(other.to_string()),
+        };
+        Filter::new_must(Condition::Field(FieldCondition::new_match(
+            JsonPath::key(self.field.clone()),
+            Match::Value(m),
+        )))
+    }
+}
+
+/// What one request may touch in one collection.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub uid: u64,
+    pub dim: usize,
+    pub targets: Vec<Target>,
+    /// Payload-partitioned collection and a tenant caller: the tenant's condition, ANDed into
+    /// every filter and stamped into every written payload.
+    pub partition: Option<Partition>,
+}
+
+impl Scope {
+    /// The request's filter narrowed to the caller's scope.
+    pub fn narrow(&self, filter: Option<Filter>) -> Option<Filter> {
+        match (&self.partition, filter) {
+            (None, f) => f,
+            (Some(p), None) => Some(p.filter()),
+            (Some(p), Some(f)) => Some(p.filter().and(f)),
+        }
+    }
+}
+
+/// The answer for a collection the caller may not see: the same as for a missing one.
+pub fn missing_collection(name: &str) -> Error {
+    Error::not_found(format!("Collection `{name}` doesn't exist!"))
+}
+
+/// The answer for a shard key the caller may not reach: the same as for a missing one.
+pub fn missing_key(key: &ShardKey) -> Error {
+    Error::not_found(format!("Shard key {key} not found"))
+}
+
+/// The shard key that is `tenant` in a custom-sharded collection (a string key of that name, or
+/// a numeric key whose decimal form it is), if it exists.
+pub fn tenant_key(c: &CollectionMeta, tenant: &str) -> Option<ShardKey> {
+    let as_str = ShardKey::Str(tenant.to_owned());
+    if c.shard_keys.contains_key(&as_str) {
+        return Some(as_str);
+    }
+    let n: u64 = tenant.parse().ok()?;
+    (n.to_string() == tenant && c.shard_keys.contains_key(&ShardKey::Num(n)))
+        .then_some(ShardKey::Num(n))
+}
+
+/// The tenant's partition of a payload-partitioned collection, if the collection is one for
+/// this caller.
+pub fn partition(p: &Principal, c: &CollectionMeta, tenant: &str) -> Option<Partition> {
+    if let Some((field, value)) = &p.payload_binding {
+        return Some(Partition {
+            field: field.clone(),
+            value: value.clone(),
+        });
+    }
+    let (field, index) = c.payload_indexes.iter().find(|(_, ix)| ix.is_tenant)?;
+    let value = match (index.schema, tenant.parse::<i64>()) {
+        (PayloadSchemaType::Integer, Ok(n)) => Value::from(n),
+        _ => Value::String(tenant.to_owned()),
+    };
+    Some(Partition {
+        field: field.clone(),
+        value,
+    })
+}
+
+/// Whether the caller may know that collection `c` exists.
+pub fn visible(p: &Principal, c: &CollectionMeta) -> bool {
+    if !p.can_read(&c.name) {
+        return false;
+    }
+    match &p.tenant {
+        None => true,
+        Some(t) => match c.params.sharding_method {
+            ShardingMethod::Custom => tenant_key(c, t).is_some(),
+            ShardingMethod::Auto => partition(p, c, t).is_some(),
+        },
+    }
+}
+
+/// Refuses a caller who may see the collection but not write to it.
+pub fn check_write(p: &Principal, c: &CollectionMeta) -> Result<()> {
+    if p.can_write(&c.name) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Forbidden,
+            format!(
+                "Forbidden: write access to collection `{}` is required",
+                c.name
+            ),
+        ))
+    }
+}
+
+/// Refuses a caller without manage rights (collection and shard-key changes, admin calls).
+pub fn check_manage(p: &Principal) -> Result<()> {
+    if p.can_manage() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Forbidden,
+            "Forbidden: manage access is required",
+        ))
+    }
+}
+
+/// Refuses a caller without global read rights (cluster-wide information such as /cluster and
+/// /metrics). Callers bound to a tenant have none.
+pub fn check_global_read(p: &Principal) -> Result<()> {
+    if p.sees_all_collections() && p.tenant.is_none() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Forbidden,
+            "Forbidden: global read access is required",
+        ))
+    }
+}
+
+/// The shard keys of the collection the caller may know of.
+pub fn visible_keys(p: &Principal, c: &CollectionMeta) -> Vec<ShardKey> {
+    match &p.tenant {
+        None => c.shard_keys.keys().cloned().collect(),
+        Some(t) => tenant_key(c, t).into_iter().collect(),
+    }
+}
+
+/// The shards a request may touch and the condition its points must satisfy, or the error to
+/// answer. A key the caller names outside its tenant is answered as a missing key.
+pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -> Result<Scope> {
+    if !visible(p, c) {
+        return Err(missing_collection(&c.name));
+    }
+    if need == Need::Write {
+        check_write(p, c)?;
+    }
+    let write = need == Need::Write;
+    let mut partition_of = None;
+    let targets = match (&p.tenant, c.params.sharding_method) {
+        (None, _) => targets(c, sel, write)?,
+        (Some(t), ShardingMethod::Custom) => {
+            let own = tenant_key(c, t).ok_or_else(|| missing_collection(&c.name))?;
+            let only_own = |keys: &[ShardKey]| -> Result<()> {
+                match keys.iter().find(|k| **k != own) {
+                    Some(other) => Err(missing_key(other)),
+                    None => Ok(()),
+                }
+            };
+            match sel {
+                KeySelector::All => {}
+                KeySelector::Keys(keys) => only_own(keys)?,
+                KeySelector::Fallback { target, fallback } => {
+                    // The caller's view holds only its own key: a target naming another key
+                    // does not exist there, so the fallback is taken.
+                    if target.is_empty() || target.iter().any(|k| *k != own) {
+                        only_own(std::slice::from_ref(fallback))?;
+                    }
+                }
+            }
+            targets(c, &KeySelector::Keys(vec![own]), write)?
+        }
+        (Some(t), ShardingMethod::Auto) => {
+            partition_of = Some(partition(p, c, t).ok_or_else(|| missing_collection(&c.name))?);
+            targets(c, sel, write)?
+        }
+    };
+    Ok(Scope {
+        uid: c.uid,
+        dim: c.params.dim,
+        targets,
+        partition: partition_of,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use tessera_cluster::meta::*;
+
+    use crate::auth::{Access, AccessSpec, AuthMethod, TenantSource};
+
+    fn collection(method: ShardingMethod, keys: &[&str]) -> CollectionMeta {
+        let mut st = MetadataState::default();
+        let auto = method == ShardingMethod::Auto;
+        st.apply(
+            1,
+            &Command::CreateCollection {
+                name: "c".into(),
+                uid: 7,
+                params: CollectionParams {
+                    dim: 2,
+                    distance: Distance::Dot,
+                    sharding_method: method,
+                    shard_number: 1,
+                    replication_factor: 1,
+                    write_consistency_factor: 1,
+                    hnsw: HnswParams::default(),
+                    on_disk_payload: false,
+                },
+                shards: if auto {
+                    vec![ShardPlacement {
+                        id: 0,
+                        nodes: vec![1],
+                    }]
+                } else {
+                    vec![]
+                },
+            },
+        )
+        .expect("create");
+        for (i, k) in keys.iter().enumerate() {
+            st.apply(
+                2 + i as u64,
+                &Command::CreateShardKey {
+                    collection: "c".into(),
+                    key: ShardKey::Str((*k).into()),
+                    shards: vec![ShardPlacement {
+                        id: i as u32,
+                        nodes: vec![1],
+                    }],
+                },
+            )
+            .expect("key");
+        }
+        st.collections["c"].clone()
+    }
+
+    fn tenant(t: &str, access: AccessSpec) -> Principal {
+        let mut p = Principal::manage(AuthMethod::ApiKey);
+        p.access = access;
+        p.tenant = Some(t.into());
+        p.tenant_source = Some(TenantSource::Claim("tenant_id".into()));
+        p
+    }
+
+    fn key(k: &str) -> ShardKey {
+        ShardKey::Str(k.into())
+    }
+
+    #[test]
+    fn a_tenant_is_pinned_to_its_key() {
+        let c = collection(ShardingMethod::Custom, &["a", "b"]);
+        let b = tenant("b", AccessSpec::Global(Access::ReadWrite));
+        let s = scope(&b, &c, &KeySelector::All, Need::Read).expect("own key");
+        assert_eq!(s.targets, vec![(1, Some(key("b")))]);
+        let s = scope(&b, &c, &KeySelector::All, Need::Write).expect("write pinned");
+        assert_eq!(s.targets, vec![(1, Some(key("b")))]);
+        for sel in [
+            KeySelector::Keys(vec![key("a")]),
+            KeySelector::Keys(vec![key("b"), key("a")]),
+            KeySelector::Fallback {
+                target: vec![key("a")],
+                fallback: key("a"),
+            },
+        ] {
+            let e = scope(&b, &c, &sel, Need::Read).expect_err("other key");
+            assert_eq!(e.kind, ErrorKind::NotFound);
+            assert_eq!(e.message, missing_key(&key("a")).message);
+        }
+        let fb = KeySelector::Fallback {
+            target: vec![key("a")],
+            fallback: key("b"),
+        };
+        let s = scope(&b, &c, &fb, Need::Write).expect("fallback to own key");
+        assert_eq!(s.targets, vec![(1, Some(key("b")))]);
+        assert_eq!(visible_keys(&b, &c), vec![key("b")]);
+    }
+
+    #[test]
+    fn a_tenant_without_a_key_sees_no_collection() {
+        let c = collection(ShardingMethod::Custom, &["a"]);
+        let z = tenant("z", AccessSpec::Global(Access::ReadWrite));
+        assert!(!visible(&z, &c));
+        let e = scope(&z, &c, &KeySelector::All, Need::Read).expect_err("invisible");
+        assert_eq!(e.message, missing_collection("c").message);
+    }
+
+    #[test]
+    fn per_collection_access_hides_other_collections() {
+        let c = collection(ShardingMethod::Custom, &["a"]);
+        let mut p = Principal::manage(AuthMethod::ApiKey);
+        p.access = AccessSpec::PerCollection(BTreeMap::from([("other".into(), Access::Read)]));
+        assert!(!visible(&p, &c));
+        p.access = AccessSpec::PerCollection(BTreeMap::from([("c".into(), Access::Read)]));
+        assert!(visible(&p, &c));
+        let e =
+            scope(&p, &c, &KeySelector::Keys(vec![key("a")]), Need::Write).expect_err("read only");
+        assert_eq!(e.kind, ErrorKind::Forbidden);
+    }
+
+    #[test]
+    fn payload_partition_comes_from_binding_or_tenant_index() {
+        let mut c = collection(ShardingMethod::Auto, &[]);
+        let mut b = tenant("b", AccessSpec::Global(Access::ReadWrite));
+        assert!(!visible(&b, &c), "not partitioned: invisible to tenants");
+        c.payload_indexes.insert(
+            "group_id".into(),
+            PayloadIndex {
+                schema: PayloadSchemaType::Keyword,
+                is_tenant: true,
+            },
+        );
+        let s = scope(&b, &c, &KeySelector::All, Need::Read).expect("partitioned");
+        let part = s.partition.clone().expect("partition");
+        assert_eq!(part.field, "group_id");
+        assert_eq!(part.value, Value::from("b"));
+        let mine = serde_json::from_value(serde_json::json!({"group_id": "b"})).expect("map");
+        let theirs = serde_json::from_value(serde_json::json!({"group_id": "a"})).expect("map");
+        let id = tessera_shard::point::PointId::Num(1);
+        let f = s.narrow(None).expect("narrowed");
+        assert!(f.matches(&id, &mine));
+        assert!(!f.matches(&id, &theirs));
+        // a widening filter cannot get out: should-clauses are ANDed with the tenant's condition
+        let wide = tessera_shard::filter::parse_filter(&serde_json::json!({
+            "should": [{"key": "group_id", "match": {"value": "a"}}, {"is_empty": {"key": "x"}}]
+        }))
+        .expect("filter");
+        let f = s.narrow(Some(wide)).expect("narrowed");
+        assert!(!f.matches(&id, &theirs));
+
+        b.payload_binding = Some(("org".into(), Value::from(5)));
+        let s = scope(&b, &c, &KeySelector::All, Need::Read).expect("bound");
+        assert_eq!(
+            s.partition,
+            Some(Partition {
+                field: "org".into(),
+                value: Value::from(5)
+            })
+        );
+    }
+
+    #[test]
+    fn unbound_callers_reach_what_they_name() {
+        let c = collection(ShardingMethod::Custom, &["a", "b"]);
+        let p = Principal::manage(AuthMethod::ApiKey);
+        let s = scope(&p, &c, &KeySelector::All, Need::Read).expect("all");
+        assert_eq!(s.targets.len(), 2);
+        assert!(s.partition.is_none());
+        assert_eq!(visible_keys(&p, &c).len(), 2);
+    }
+}

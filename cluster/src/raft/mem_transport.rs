@@ -9,20 +9,18 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::network::{
-    BoxFuture, NetError, RaftReply, RaftRpc, RaftTransport, decode_reply, decode_rpc, encode_reply,
-    encode_rpc, handle_rpc,
-};
-use super::{MetaNode, NodeId, Raft};
+use super::network::{BoxFuture, ByteTransport, NetError, OverBytes, RaftTransport};
+use super::{MetaNode, MetaRaft, NodeId};
 
 #[derive(Default)]
 struct Hub {
-    nodes: HashMap<NodeId, Raft>,
+    nodes: HashMap<NodeId, MetaRaft>,
     isolated: HashSet<NodeId>,
 }
 
-/// The hub: register each node's Raft after starting it, hand each node its own
-/// [`MemRouter::transport`].
+/// The hub: register each node after starting it, hand each node its own
+/// [`MemRouter::transport`]. RPCs take the production path: [`OverBytes`] encodes them and the
+/// receiver serves them with [`MetaRaft::handle_rpc_bytes`].
 #[derive(Clone, Default)]
 pub struct MemRouter {
     hub: Arc<Mutex<Hub>>,
@@ -36,15 +34,16 @@ impl MemRouter {
 
     /// The transport node `from` sends through (it knows its sender, so isolation is two-way).
     pub fn transport(&self, from: NodeId) -> Arc<dyn RaftTransport> {
-        Arc::new(MemTransport {
+        Arc::new(OverBytes(MemBytes {
             from,
             hub: self.hub.clone(),
-        })
+        }))
     }
 
-    /// Makes `raft` reachable as node `id` (replacing an earlier registration, e.g. on restart).
-    pub fn register(&self, id: NodeId, raft: Raft) {
-        self.hub.lock().nodes.insert(id, raft);
+    /// Makes `raft` reachable as node `raft.id()` (replacing an earlier registration, e.g. on
+    /// restart).
+    pub fn register(&self, raft: MetaRaft) {
+        self.hub.lock().nodes.insert(raft.id(), raft);
     }
 
     /// Makes node `id` unreachable as if its process were gone.
@@ -63,18 +62,18 @@ impl MemRouter {
     }
 }
 
-struct MemTransport {
+struct MemBytes {
     from: NodeId,
     hub: Arc<Mutex<Hub>>,
 }
 
-impl RaftTransport for MemTransport {
-    fn send(
+impl ByteTransport for MemBytes {
+    fn call(
         &self,
         target: NodeId,
         _node: &MetaNode,
-        rpc: RaftRpc,
-    ) -> BoxFuture<'static, Result<RaftReply, NetError>> {
+        request: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, NetError>> {
         let from = self.from;
         let hub = self.hub.clone();
         Box::pin(async move {
@@ -90,16 +89,17 @@ impl RaftTransport for MemTransport {
                     .cloned()
                     .ok_or_else(|| NetError::Unreachable(format!("node {target} is not running")))?
             };
-            let failed = |e: crate::Error| NetError::Failed(e.to_string());
-            let rpc = decode_rpc(&encode_rpc(&rpc).map_err(failed)?).map_err(failed)?;
-            let reply = handle_rpc(&raft, rpc).await;
+            let reply = raft
+                .handle_rpc_bytes(&request)
+                .await
+                .map_err(|e| NetError::Failed(format!("node {target}: {e}")))?;
             // a reply is lost if the link was cut while the request was being served
             if hub.lock().isolated.contains(&target) {
                 return Err(NetError::Failed(format!(
                     "node {target}: cut off before replying"
                 )));
             }
-            decode_reply(&encode_reply(&reply).map_err(failed)?).map_err(failed)
+            Ok(reply)
         })
     }
 }

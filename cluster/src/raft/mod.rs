@@ -35,8 +35,8 @@ mod tests;
 pub use log_store::LogStore;
 pub use mem_transport::MemRouter;
 pub use network::{
-    BoxFuture, NetError, Network, NetworkFactory, RaftReply, RaftRpc, RaftTransport, decode_reply,
-    decode_rpc, encode_reply, encode_rpc, handle_rpc,
+    BoxFuture, ByteTransport, NetError, Network, NetworkFactory, OverBytes, RaftReply, RaftRpc,
+    RaftTransport, decode_reply, decode_rpc, encode_reply, encode_rpc, handle_rpc,
 };
 pub use node::{MetaMetrics, MetaRaft, MetaRaftError, RaftSettings, Role};
 pub use state_machine::{MetaEvent, StateMachine, StateView};

@@ -80,6 +80,46 @@ pub trait RaftTransport: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<RaftReply, NetError>>;
 }
 
+/// A transport that carries opaque request bytes to a peer and brings back its reply bytes (a
+/// QUIC stream, say). [`OverBytes`] turns it into a [`RaftTransport`]; the receiving side hands
+/// the bytes to [`super::MetaRaft::handle_rpc_bytes`].
+pub trait ByteTransport: Send + Sync + 'static {
+    /// Sends `request` to node `target` and returns the reply bytes.
+    fn call(
+        &self,
+        target: NodeId,
+        node: &MetaNode,
+        request: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, NetError>>;
+}
+
+/// A [`RaftTransport`] over a [`ByteTransport`]: encodes each [`RaftRpc`] with [`encode_rpc`] and
+/// decodes the reply with [`decode_reply`].
+pub struct OverBytes<T>(pub T);
+
+impl<T: ByteTransport> RaftTransport for OverBytes<T> {
+    fn send(
+        &self,
+        target: NodeId,
+        node: &MetaNode,
+        rpc: RaftRpc,
+    ) -> BoxFuture<'static, Result<RaftReply, NetError>> {
+        let request = match encode_rpc(&rpc) {
+            Ok(b) => b,
+            Err(e) => {
+                let e = NetError::Failed(format!("encode {}: {e}", rpc.kind()));
+                return Box::pin(async move { Err(e) });
+            }
+        };
+        let call = self.0.call(target, node, request);
+        Box::pin(async move {
+            let reply = call.await?;
+            decode_reply(&reply)
+                .map_err(|e| NetError::Failed(format!("reply from node {target}: {e}")))
+        })
+    }
+}
+
 /// Serves one incoming Raft RPC on this node's Raft.
 pub async fn handle_rpc(raft: &Raft, rpc: RaftRpc) -> RaftReply {
     match rpc {

@@ -338,12 +338,30 @@ impl MetaRaft {
         .await
     }
 
+    /// A leader that has not heard from a quorum for two election timeouts answers Unavailable
+    /// at once instead of letting the caller wait for a commit that cannot come.
+    fn check_quorum(&self) -> Result<(), MetaRaftError> {
+        let limit = 2 * self.inner.settings.election_timeout_max_ms;
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        if m.state == ServerState::Leader
+            && let Some(ms) = m.millis_since_quorum_ack
+            && ms > limit
+        {
+            return Err(MetaRaftError::Other(Error::unavailable(format!(
+                "the metadata leader has not reached a quorum for {ms} ms"
+            ))));
+        }
+        Ok(())
+    }
+
     /// Proposes a command and waits until it is committed and applied here (the leader). Returns
     /// what `apply` returned: a refused command is answered with its own error and changed
     /// nothing. Not the leader: [`MetaRaftError::NotLeader`], forward it.
     ///
     /// The proposer decides everything nondeterministic (placement, uids) before calling this.
     pub async fn propose(&self, command: Command) -> Result<Applied, MetaRaftError> {
+        self.check_quorum()?;
         within(
             self.inner.settings.propose_timeout_ms,
             "metadata write (its outcome is unknown)",
@@ -369,6 +387,7 @@ impl MetaRaft {
     /// local state has applied everything committed before this call. A read of [`Self::state`]
     /// after it is linearizable. Elsewhere: [`MetaRaftError::NotLeader`].
     pub async fn ensure_linearizable(&self) -> Result<(), MetaRaftError> {
+        self.check_quorum()?;
         within(
             self.inner.settings.membership_timeout_ms,
             "linearizable read check",

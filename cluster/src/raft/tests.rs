@@ -306,6 +306,10 @@ impl TestCluster {
                 Err(MetaRaftError::NotLeader {
                     leader_id: Some(l), ..
                 }) if self.running.contains_key(&l) && l != target => target = l,
+                Err(MetaRaftError::Other(e)) if e.kind == ErrorKind::Unavailable => {
+                    assert!(Instant::now() < deadline, "metadata unavailable: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 Err(MetaRaftError::NotLeader { .. }) => {
                     assert!(Instant::now() < deadline, "no leader to take a write");
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -467,9 +471,11 @@ async fn three_nodes_replicate_refuse_and_fail_over() {
             took.as_millis(),
             new_leader.id()
         );
+        // measured about 1.2 s (openraft 0.9: leader lease of election_timeout_max, then a
+        // random election timeout, then one vote round); the bound leaves room for a busy CI box
         assert!(
-            took < Duration::from_secs(3),
-            "failover took {took:?}, expected well under 3 s"
+            took < Duration::from_secs(5),
+            "failover took {took:?}, expected about 1.2 s"
         );
         c.converge(&new_leader).await;
         for r in c.running.values() {
@@ -610,6 +616,54 @@ async fn lagging_node_catches_up_by_snapshot_after_compaction() {
             .expect("write");
         c.converge(&leader).await;
         assert_eq!(restarted.state().read().collections.len(), 26);
+        for r in c.running.values() {
+            r.shutdown().await.expect("shutdown");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_without_quorum_answers_unavailable_quickly() {
+    bounded(60, async {
+        let mut c = TestCluster::new(fast_settings());
+        c.form_three().await;
+        c.propose(create_collection("before", 1))
+            .await
+            .expect("write");
+        let leader = c.leader().await;
+
+        tracing::info!("cut both followers off: the leader keeps its role but loses its quorum");
+        let followers: Vec<u64> = c
+            .running
+            .keys()
+            .copied()
+            .filter(|id| *id != leader.id())
+            .collect();
+        for f in &followers {
+            c.router.isolate(*f);
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let asked = Instant::now();
+        let err = leader
+            .propose(create_collection("no-quorum", 2))
+            .await
+            .expect_err("no quorum");
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(asked.elapsed() < Duration::from_millis(500));
+        let err = leader.ensure_linearizable().await.expect_err("no quorum");
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+
+        tracing::info!("heal: a leader is found again and writes resume");
+        for f in &followers {
+            c.router.heal(*f);
+        }
+        c.propose(create_collection("after", 3))
+            .await
+            .expect("write after heal");
+        let leader = c.leader().await;
+        c.converge(&leader).await;
+        assert!(!leader.state().read().collections.contains_key("no-quorum"));
         for r in c.running.values() {
             r.shutdown().await.expect("shutdown");
         }

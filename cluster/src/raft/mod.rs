@@ -32,7 +32,7 @@ mod state_machine;
 #[cfg(test)]
 mod tests;
 
-pub use log_store::LogStore;
+pub use log_store::{LogReader, LogStore};
 pub use mem_transport::MemRouter;
 pub use network::{
     BoxFuture, ByteTransport, NetError, Network, NetworkFactory, OverBytes, RaftReply, RaftRpc,

@@ -35,12 +35,17 @@ pub struct RaftSettings {
     pub heartbeat_interval_ms: u64,
     /// A follower that hears no leader for a random time in this range starts an election.
     pub election_timeout_min_ms: u64,
+    /// Upper end of the election timeout; also openraft's leader lease, so a follower starts an
+    /// election `election_timeout_max_ms` + a random election timeout after the last heartbeat.
     pub election_timeout_max_ms: u64,
     /// Build a snapshot after this many entries since the last one.
     pub snapshot_every_logs: u64,
     /// Entries kept in the log behind a snapshot, so a briefly lagging follower catches up from
     /// the log instead of receiving the whole snapshot.
     pub logs_kept_after_snapshot: u64,
+    /// Largest snapshot chunk in one install-snapshot RPC; keep it under the transport's frame
+    /// limit.
+    pub snapshot_chunk_bytes: u64,
     /// How long [`MetaRaft::propose`] waits for its command to commit (no quorum: it times out).
     pub propose_timeout_ms: u64,
     /// How long membership changes and linearizable-read checks may take.
@@ -58,6 +63,7 @@ impl Default for RaftSettings {
             election_timeout_max_ms: 600,
             snapshot_every_logs: 1000,
             logs_kept_after_snapshot: 1000,
+            snapshot_chunk_bytes: 1 << 20,
             propose_timeout_ms: 5000,
             membership_timeout_ms: 10_000,
             event_capacity: 4096,
@@ -74,6 +80,7 @@ impl RaftSettings {
             election_timeout_max: self.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_logs),
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            snapshot_max_chunk_size: self.snapshot_chunk_bytes,
             ..Default::default()
         }
         .validate()

@@ -563,6 +563,8 @@ async fn lagging_node_catches_up_by_snapshot_after_compaction() {
         let mut c = TestCluster::new(RaftSettings {
             snapshot_every_logs: 10,
             logs_kept_after_snapshot: 0,
+            // a few kilobytes of state travel in many chunks
+            snapshot_chunk_bytes: 512,
             ..fast_settings()
         });
         c.form_three().await;

@@ -588,6 +588,16 @@ mod tests {
         (tx, h)
     }
 
+    #[test]
+    fn the_scheduler_and_its_futures_can_cross_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let s = FairScheduler::new(SchedulerConfig::default());
+        send_sync(&s);
+        let fut = s.run("a", 1, 1, || 1);
+        send(&fut);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_tenants_one_flooding_are_served_by_weight() {
         let s = FairScheduler::new(SchedulerConfig {

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod error;
 pub mod meta;
 pub mod metastore;
+pub mod quota;
 pub mod raft;
 pub mod record_log;
 pub mod transport;

@@ -223,6 +223,11 @@ pub enum Command {
         tenant: String,
         suspended: bool,
     },
+    /// Sets a tenant's quota (validated), or returns it to the defaults (None).
+    SetTenantQuota {
+        tenant: String,
+        quota: Option<crate::quota::Quota>,
+    },
 }
 
 /// Settings of one tenant (the value of a token's tenant claim; in a custom-sharded collection,
@@ -230,6 +235,8 @@ pub enum Command {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSettings {
     pub suspended: bool,
+    /// The tenant's own quota; None means the node defaults.
+    pub quota: Option<crate::quota::Quota>,
 }
 
 /// What applying a command changed, for the shard manager to act on.
@@ -409,6 +416,18 @@ impl MetadataState {
                 validate_name("tenant", tenant)?;
                 let settings = self.tenants.entry(tenant.clone()).or_default();
                 settings.suspended = *suspended;
+                if *settings == TenantSettings::default() {
+                    self.tenants.remove(tenant);
+                }
+                Ok(Applied::Nothing)
+            }
+            Command::SetTenantQuota { tenant, quota } => {
+                validate_name("tenant", tenant)?;
+                if let Some(q) = quota {
+                    q.validate()?;
+                }
+                let settings = self.tenants.entry(tenant.clone()).or_default();
+                settings.quota = quota.clone();
                 if *settings == TenantSettings::default() {
                     self.tenants.remove(tenant);
                 }

@@ -62,6 +62,9 @@ pub struct Scope {
     /// Payload-partitioned collection and a tenant caller: the tenant's condition, ANDed into
     /// every filter and stamped into every written payload.
     pub partition: Option<Partition>,
+    /// The tenant the request is attributed to (quotas, scheduling, audit): the caller's, else
+    /// the one shard key it reaches. Set by the router.
+    pub tenant: Option<String>,
 }
 
 impl Scope {
@@ -223,6 +226,7 @@ pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -
         dim: c.params.dim,
         targets,
         partition: partition_of,
+        tenant: None,
     })
 }
 

@@ -100,17 +100,24 @@ impl AuditLog {
     }
 }
 
-/// What the router learnt about a request, for its audit line.
-#[derive(Debug, Default)]
+/// What the edge and the router learnt about a request: for its audit line, its per-tenant
+/// metrics, and its admission (a request is admitted once, at the edge when its tenant is known
+/// from the token, else by the router once the shard key it names is known).
+#[derive(Default)]
 pub struct AuditNote {
     inner: Mutex<NoteInner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct NoteInner {
     tenant: Option<String>,
     shard_keys: Option<String>,
     denied: bool,
+    admitted: bool,
+    /// Held while the request runs: the tenant's concurrent-search place.
+    permit: Option<crate::quota::ReadPermit>,
+    /// The request body's size (Content-Length), for the write-bytes quota.
+    body_bytes: u64,
 }
 
 impl AuditNote {
@@ -134,6 +141,28 @@ impl AuditNote {
     /// The request was refused by authorization (outside the caller's scope or rights).
     pub fn deny(&self) {
         self.inner.lock().denied = true;
+    }
+
+    /// Marks the request admitted by quotas, keeping its read permit (if any) until it ends.
+    pub fn admit(&self, tenant: &str, permit: Option<crate::quota::ReadPermit>) {
+        let mut g = self.inner.lock();
+        g.admitted = true;
+        g.permit = permit;
+        if g.tenant.is_none() {
+            g.tenant = Some(tenant.to_owned());
+        }
+    }
+
+    pub fn admitted(&self) -> bool {
+        self.inner.lock().admitted
+    }
+
+    pub fn set_body_bytes(&self, n: u64) {
+        self.inner.lock().body_bytes = n;
+    }
+
+    pub fn body_bytes(&self) -> u64 {
+        self.inner.lock().body_bytes
     }
 
     pub fn denied(&self) -> bool {

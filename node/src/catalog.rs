@@ -297,4 +297,16 @@ impl Catalog {
             .await?;
         Ok(())
     }
+
+    /// Sets a tenant's quota, or returns it to the defaults (None).
+    pub async fn set_tenant_quota(
+        &self,
+        tenant: String,
+        quota: Option<tessera_cluster::quota::Quota>,
+    ) -> Result<()> {
+        let _g = self.propose_lock.lock().await;
+        self.propose(move |_, _| Ok(Command::SetTenantQuota { tenant, quota }))
+            .await?;
+        Ok(())
+    }
 }

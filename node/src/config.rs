@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::auth::{Access, AuthConfig};
+use tessera_cluster::quota::{Quota, QuotaDefaults};
 
 /// Settings of `tessera serve`; each is also a config-file key and a `TESSERA_*` variable.
 #[derive(Debug, Clone, Default, Args)]
@@ -100,6 +101,8 @@ struct ConfigFile {
     /// Role name -> access (`r`, `rw` or `m`) for tokens' `roles` claim.
     roles: Option<std::collections::BTreeMap<String, String>>,
     audit_log: Option<String>,
+    /// Default per-tenant quotas (`[quota]` table); tenants' own are set over the admin API.
+    quota: Option<QuotaDefaults>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +119,8 @@ pub struct NodeConfig {
     pub auth: AuthConfig,
     /// `stdout`, a file path, or None (off).
     pub audit_log: Option<String>,
+    /// Quota of every tenant without one of its own.
+    pub quota: Quota,
 }
 
 impl NodeConfig {
@@ -135,6 +140,7 @@ impl NodeConfig {
             build_threads: 1,
             auth: AuthConfig::default(),
             audit_log: None,
+            quota: Quota::default(),
         }
     }
 
@@ -221,6 +227,10 @@ impl NodeConfig {
                 .unwrap_or(d.build_threads),
             auth,
             audit_log: args.audit_log.clone().or(file.audit_log),
+            quota: match &file.quota {
+                Some(q) => q.quota().map_err(|e| anyhow::anyhow!("[quota]: {e}"))?,
+                None => Quota::default(),
+            },
         };
         cfg.validate()?;
         Ok(cfg)

@@ -24,6 +24,7 @@ use crate::audit::{AuditLog, AuditTarget};
 use crate::auth::Authenticator;
 use crate::catalog::Catalog;
 use crate::config::NodeConfig;
+use crate::quota::Quotas;
 use crate::revocation::Revocations;
 use crate::router::Router;
 
@@ -84,8 +85,16 @@ pub async fn start(
         Some(target) => AuditLog::open(&AuditTarget::parse(target))?,
         None => AuditLog::disabled(),
     });
+    let quotas = Arc::new(
+        Quotas::new(config.quota.clone(), config.read_threads)
+            .map_err(|e| anyhow::anyhow!("quota defaults: {e}"))?,
+    );
+    quotas
+        .follow(&catalog.meta.read())
+        .map_err(|e| anyhow::anyhow!("tenant quotas: {e}"))?;
+    quotas.spawn_upkeep();
     let router = Arc::new(
-        Router::start(catalog.clone())
+        Router::start(catalog.clone(), quotas)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );

@@ -27,6 +27,7 @@ use crate::access::{self, Need, Scope};
 use crate::audit::AuditNote;
 use crate::auth::Principal;
 use crate::catalog::Catalog;
+use crate::quota::Quotas;
 
 /// Which shard keys a request names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,12 +140,23 @@ pub enum PointsWrite {
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 type Job = Box<dyn FnOnce(Result<Scope>) -> BoxFuture + Send>;
 
+/// What a request asks of its tenant's quotas beyond one request: points in a write batch,
+/// the `limit` of a read, whether it adds stored data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cost {
+    pub batch: usize,
+    pub limit: usize,
+    /// Adds points (an upsert): checked against the stored points and bytes quotas.
+    pub stores: bool,
+}
+
 /// One request for the router actor.
 pub struct Route {
     pub ctx: Ctx,
     pub collection: String,
     pub sel: KeySelector,
     pub need: Need,
+    pub cost: Cost,
     /// Runs the fan-out with the decided scope (or answers the refusal).
     job: Job,
 }
@@ -158,22 +170,22 @@ pub struct RouterActor;
 
 impl Actor for RouterActor {
     type Msg = RouterMsg;
-    type State = Arc<Catalog>;
-    type Arguments = Arc<Catalog>;
+    type State = (Arc<Catalog>, Arc<Quotas>);
+    type Arguments = (Arc<Catalog>, Arc<Quotas>);
 
     async fn pre_start(
         &self,
         _me: ActorRef<Self::Msg>,
-        catalog: Arc<Catalog>,
+        args: Self::Arguments,
     ) -> std::result::Result<Self::State, ActorProcessingErr> {
-        Ok(catalog)
+        Ok(args)
     }
 
     async fn handle(
         &self,
         _me: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        catalog: &mut Self::State,
+        (catalog, quotas): &mut Self::State,
     ) -> std::result::Result<(), ActorProcessingErr> {
         let RouterMsg::Route(route) = msg;
         let Route {
@@ -181,9 +193,10 @@ impl Actor for RouterActor {
             collection,
             sel,
             need,
+            cost,
             job,
         } = *route;
-        let decision = decide(catalog, &ctx, &collection, &sel, need);
+        let decision = decide(catalog, quotas, &ctx, &collection, &sel, need, cost);
         if let Err(e) = &decision
             && (ctx.principal.tenant.is_some() || e.kind == ErrorKind::Forbidden)
             && matches!(e.kind, ErrorKind::NotFound | ErrorKind::Forbidden)
@@ -196,19 +209,25 @@ impl Actor for RouterActor {
 }
 
 /// The router actor's decision for one request: the scope it may touch, or the refusal.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one routed request, passed apart so the actor state is borrowed"
+)]
 fn decide(
     catalog: &Catalog,
+    quotas: &Quotas,
     ctx: &Ctx,
     collection: &str,
     sel: &KeySelector,
     need: Need,
+    cost: Cost,
 ) -> Result<Scope> {
     let state = catalog.meta.read();
     let c = state
         .collections
         .get(collection)
         .ok_or_else(|| access::missing_collection(collection))?;
-    let scope = access::scope(&ctx.principal, c, sel, need)?;
+    let mut scope = access::scope(&ctx.principal, c, sel, need)?;
     // The tenant a request is attributed to: the caller's, else the one shard key it reaches.
     let tenant = match &ctx.principal.tenant {
         Some(t) => Some(t.clone()),
@@ -225,8 +244,38 @@ fn decide(
     {
         return Err(Error::new(ErrorKind::Forbidden, "tenant suspended"));
     }
-    // Quota admission (per-tenant rates, concurrency) is decided here, before any queue.
     ctx.audit.set_scope(tenant.as_deref(), &scope);
+    // Quota admission, before any queue: rates and concurrency (unless the edge admitted the
+    // request already), then batch and limit, then storage for writes that add points.
+    if let Some(t) = &tenant {
+        let adm = &quotas.admission;
+        if !ctx.audit.admitted() {
+            let permit = match need {
+                Need::Read => Some(adm.admit_read(t)?),
+                Need::Write => {
+                    adm.admit_write(t, ctx.audit.body_bytes())?;
+                    None
+                }
+            };
+            ctx.audit.admit(t, permit);
+        }
+        if cost.batch > 0 {
+            adm.check_batch(t, cost.batch)?;
+        }
+        if cost.limit > 0 {
+            adm.check_limit(t, cost.limit)?;
+        }
+        if cost.stores {
+            let q = adm.quota(t);
+            if q.max_points.is_some() || q.max_bytes.is_some() {
+                let usage = Quotas::storage_of(&state, &catalog.shards, t);
+                let per_point = scope.dim as u64 * 4;
+                let add_bytes = ctx.audit.body_bytes().max(per_point * cost.batch as u64);
+                adm.check_storage(t, usage, cost.batch as u64, add_bytes)?;
+            }
+        }
+    }
+    scope.tenant = tenant;
     Ok(scope)
 }
 
@@ -253,16 +302,21 @@ fn check_stamp(scope: &Scope, payload: &mut Payload, stamp: bool) -> Result<()> 
 /// The router's handle: sends each request through the actor and awaits its answer.
 pub struct Router {
     pub catalog: Arc<Catalog>,
+    pub quotas: Arc<Quotas>,
     actor: ActorRef<RouterMsg>,
 }
 
 impl Router {
     /// Spawns the router actor.
-    pub async fn start(catalog: Arc<Catalog>) -> Result<Router> {
-        let (actor, _handle) = Actor::spawn(None, RouterActor, catalog.clone())
+    pub async fn start(catalog: Arc<Catalog>, quotas: Arc<Quotas>) -> Result<Router> {
+        let (actor, _handle) = Actor::spawn(None, RouterActor, (catalog.clone(), quotas.clone()))
             .await
             .map_err(|e| Error::internal(format!("start router actor: {e}")))?;
-        Ok(Router { catalog, actor })
+        Ok(Router {
+            catalog,
+            quotas,
+            actor,
+        })
     }
 
     /// Stops the router actor (requests after this fail with 503).
@@ -277,19 +331,23 @@ impl Router {
         collection: &str,
         sel: &KeySelector,
         need: Need,
+        cost: Cost,
         f: F,
     ) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(Arc<Catalog>, Scope) -> Fut + Send + 'static,
+        F: FnOnce(Reach, Scope) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T>> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let catalog = self.catalog.clone();
+        let reach = Reach {
+            catalog: self.catalog.clone(),
+            quotas: self.quotas.clone(),
+        };
         let job: Job = Box::new(move |scope: Result<Scope>| -> BoxFuture {
             Box::pin(async move {
                 let r = match scope {
-                    Ok(scope) => f(catalog, scope).await,
+                    Ok(scope) => f(reach, scope).await,
                     Err(e) => Err(e),
                 };
                 // the caller may be gone (client disconnected); the work is done either way
@@ -302,6 +360,7 @@ impl Router {
                 collection: collection.to_owned(),
                 sel: sel.clone(),
                 need,
+                cost,
                 job,
             })))
             .map_err(|_| Error::unavailable("the router is stopped"))?;
@@ -316,11 +375,17 @@ impl Router {
         sel: &KeySelector,
         mut points: Vec<NewPoint>,
     ) -> Result<u64> {
+        let cost = Cost {
+            batch: points.len(),
+            stores: true,
+            ..Cost::default()
+        };
         self.route(
             ctx,
             collection,
             sel,
             Need::Write,
+            cost,
             move |cat, scope| async move {
                 for p in &mut points {
                     check_stamp(&scope, &mut p.payload, true)?;
@@ -360,11 +425,19 @@ impl Router {
         selector: Selector,
         write: PointsWrite,
     ) -> Result<u64> {
+        let cost = Cost {
+            batch: match &selector {
+                Selector::Ids(ids) | Selector::IdsWhere(ids, _) => ids.len(),
+                Selector::Filter(_) => 0,
+            },
+            ..Cost::default()
+        };
         self.route(
             ctx,
             collection,
             sel,
             Need::Write,
+            cost,
             move |cat, scope| async move {
                 let write = scoped_write(&scope, write)?;
                 let make = |selector: Selector| -> WriteOp {
@@ -427,11 +500,16 @@ impl Router {
         with_payload: PayloadSelector,
         with_vector: bool,
     ) -> Result<Vec<Keyed<Record>>> {
+        let cost = Cost {
+            limit: ids.len(),
+            ..Cost::default()
+        };
         self.route(
             ctx,
             collection,
             sel,
             Need::Read,
+            cost,
             move |cat, scope| async move {
                 let ids = Arc::new(ids);
                 let ids2 = ids.clone();
@@ -478,11 +556,16 @@ impl Router {
         with_payload: PayloadSelector,
         with_vector: bool,
     ) -> Result<(Vec<Keyed<Record>>, Option<PointId>)> {
+        let cost = Cost {
+            limit,
+            ..Cost::default()
+        };
         self.route(
             ctx,
             collection,
             sel,
             Need::Read,
+            cost,
             move |cat, scope| async move {
                 let filter = scope.narrow(filter);
                 let parts = read_all(&cat, scope, move |d| {
@@ -508,11 +591,13 @@ impl Router {
         sel: &KeySelector,
         filter: Option<Filter>,
     ) -> Result<usize> {
+        let cost = Cost::default();
         self.route(
             ctx,
             collection,
             sel,
             Need::Read,
+            cost,
             move |cat, scope| async move {
                 let filter = scope.narrow(filter);
                 let parts = read_all(&cat, scope, move |d| d.count(filter.as_ref())).await?;
@@ -530,11 +615,13 @@ impl Router {
         sel: &KeySelector,
         id: PointId,
     ) -> Result<Vec<f32>> {
+        let cost = Cost::default();
         self.route(
             ctx,
             collection,
             sel,
             Need::Read,
+            cost,
             move |cat, scope| async move {
                 let id2 = id.clone();
                 let filter = scope.narrow(None);
@@ -558,11 +645,16 @@ impl Router {
         mut params: SearchParams,
         offset: usize,
     ) -> Result<Vec<Keyed<Hit>>> {
+        let cost = Cost {
+            limit: params.k,
+            ..Cost::default()
+        };
         self.route(
             ctx,
             collection,
             sel,
             Need::Read,
+            cost,
             move |cat, scope| async move {
                 if params.vector.len() != scope.dim {
                     return Err(Error::bad_request(format!(
@@ -635,10 +727,17 @@ fn scoped_write(scope: &Scope, write: PointsWrite) -> Result<PointsWrite> {
     })
 }
 
-async fn write_all(cat: &Arc<Catalog>, uid: u64, jobs: Vec<(Target, WriteOp)>) -> Result<u64> {
+/// What a routed job reaches: the shards, and the pool its CPU work runs on.
+#[derive(Clone)]
+pub struct Reach {
+    pub catalog: Arc<Catalog>,
+    pub quotas: Arc<Quotas>,
+}
+
+async fn write_all(reach: &Reach, uid: u64, jobs: Vec<(Target, WriteOp)>) -> Result<u64> {
     let mut set = JoinSet::new();
     for ((shard, key), op) in jobs {
-        let cat = cat.clone();
+        let cat = reach.catalog.clone();
         set.spawn(async move { cat.shards.write((uid, shard), key.as_ref(), op).await });
     }
     let mut seq = 0;
@@ -660,23 +759,29 @@ async fn write_all(cat: &Arc<Catalog>, uid: u64, jobs: Vec<(Target, WriteOp)>) -
     }
 }
 
-/// Runs `f` on every target shard's data, concurrently on the read pool.
+/// The scheduler queue of requests attributed to no tenant (e.g. an admin's read of several
+/// tenants' keys at once).
+const UNATTRIBUTED: &str = "_unattributed";
+
+/// Runs `f` on every target shard's data, concurrently, through the node's fair scheduler: the
+/// CPU pool is shared across tenants by weight, so a flooding tenant waits in its own queue.
 async fn read_all<T: Send + 'static>(
-    cat: &Arc<Catalog>,
+    reach: &Reach,
     scope: Scope,
     f: impl Fn(&tessera_shard::store::ShardData) -> T + Send + Sync + 'static,
 ) -> Result<Vec<(Option<ShardKey>, T)>> {
     let f = Arc::new(f);
     let mut set = JoinSet::new();
     let uid = scope.uid;
+    let tenant = scope.tenant.unwrap_or_else(|| UNATTRIBUTED.to_owned());
+    let weight = reach.quotas.admission.quota(&tenant).weight;
     for (shard, key) in scope.targets {
-        let cat = cat.clone();
+        let data = reach.catalog.shards.reader((uid, shard), key.as_ref())?;
+        let sched = reach.quotas.scheduler.clone();
         let f = f.clone();
+        let tenant = tenant.clone();
         set.spawn(async move {
-            let r = cat
-                .shards
-                .read((uid, shard), key.as_ref(), move |d| f(d))
-                .await;
+            let r = sched.run(&tenant, weight, 1, move || f(&data)).await;
             r.map(|v| (key, v))
         });
     }

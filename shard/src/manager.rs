@@ -174,6 +174,12 @@ impl ShardManager {
             .map_err(|e| Error::internal(format!("read task failed: {e}")))
     }
 
+    /// A replica's data for a read, after checking that `key` is the tenant it owns; the caller
+    /// runs the read on a pool of its own (the node's fair scheduler).
+    pub fn reader(&self, id: ReplicaId, key: Option<&ShardKey>) -> Result<Arc<ShardData>> {
+        self.get(id, key).map(|(data, _)| data)
+    }
+
     /// A replica's data, for statistics.
     pub fn data(&self, id: ReplicaId) -> Option<Arc<ShardData>> {
         self.replicas.get(&id).map(|r| r.data.clone())

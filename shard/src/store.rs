@@ -44,6 +44,8 @@ pub struct PointRec {
     pub loc: Loc,
     pub payload: Arc<Payload>,
     pub version: u64,
+    /// Size of the payload as JSON, for the stored-bytes figure (quotas).
+    pub payload_bytes: u32,
 }
 
 /// Which payload fields to return.
@@ -101,6 +103,8 @@ pub struct ShardStats {
     pub deleted: usize,
     pub memory_bytes: usize,
     pub last_seq: u64,
+    /// Bytes of data stored: vectors (4 bytes a dimension) and payloads as JSON.
+    pub stored_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -110,6 +114,21 @@ struct Inner {
     tail: u64,
     next_segment: u64,
     last_seq: u64,
+    /// Sum of the live points' payload sizes as JSON.
+    payload_bytes: u64,
+}
+
+impl Inner {
+    /// Replaces a point's payload, keeping the stored-bytes figure right.
+    fn set_payload(&mut self, id: &PointId, payload: Arc<Payload>, seq: u64) {
+        if let Some(r) = self.points.get_mut(id) {
+            let len = u32::try_from(payload_to_json(&payload).len()).unwrap_or(u32::MAX);
+            self.payload_bytes = self.payload_bytes - u64::from(r.payload_bytes) + u64::from(len);
+            r.payload = payload;
+            r.payload_bytes = len;
+            r.version = seq;
+        }
+    }
 }
 
 pub struct ShardData {
@@ -134,6 +153,7 @@ impl ShardData {
                 tail: 0,
                 next_segment: 1,
                 last_seq: 0,
+                payload_bytes: 0,
             }),
             spec,
         }
@@ -203,9 +223,12 @@ impl ShardData {
                 }
                 for (p, payload) in points.iter().zip(decoded) {
                     if let Some(old) = inner.points.get(&p.id) {
-                        let loc = old.loc;
+                        let (loc, old_bytes) = (old.loc, old.payload_bytes);
                         tombstone(inner, loc);
+                        inner.payload_bytes -= u64::from(old_bytes);
                     }
+                    let payload_bytes = u32::try_from(p.payload_json.len()).unwrap_or(u32::MAX);
+                    inner.payload_bytes += u64::from(payload_bytes);
                     if inner
                         .segments
                         .get(&inner.tail)
@@ -226,6 +249,7 @@ impl ShardData {
                             loc: Loc { seg: tail_id, off },
                             payload: Arc::new(payload),
                             version: seq,
+                            payload_bytes,
                         },
                     );
                     if tail_len >= self.spec.indexing_threshold.max(1) {
@@ -237,6 +261,7 @@ impl ShardData {
                 for id in ids {
                     if let Some(old) = inner.points.remove(id) {
                         tombstone(inner, old.loc);
+                        inner.payload_bytes -= u64::from(old.payload_bytes);
                     }
                 }
             }
@@ -247,45 +272,37 @@ impl ShardData {
             } => {
                 let patch = payload_from_json(payload_json)?;
                 for id in ids {
-                    if let Some(rec_) = inner.points.get_mut(id) {
+                    if let Some(rec_) = inner.points.get(id) {
                         let mut p = (*rec_.payload).clone();
                         match key {
                             Some(path) => set_at_path(&mut p, path, &patch),
                             None => p.extend(patch.clone()),
                         }
-                        rec_.payload = Arc::new(p);
-                        rec_.version = seq;
+                        inner.set_payload(id, Arc::new(p), seq);
                     }
                 }
             }
             WalOp::OverwritePayload { ids, payload_json } => {
                 let payload = Arc::new(payload_from_json(payload_json)?);
                 for id in ids {
-                    if let Some(r) = inner.points.get_mut(id) {
-                        r.payload = payload.clone();
-                        r.version = seq;
-                    }
+                    inner.set_payload(id, payload.clone(), seq);
                 }
             }
             WalOp::DeletePayload { ids, keys } => {
                 for id in ids {
-                    if let Some(r) = inner.points.get_mut(id) {
+                    if let Some(r) = inner.points.get(id) {
                         let mut p = (*r.payload).clone();
                         for k in keys {
                             remove_at_path(&mut p, k);
                         }
-                        r.payload = Arc::new(p);
-                        r.version = seq;
+                        inner.set_payload(id, Arc::new(p), seq);
                     }
                 }
             }
             WalOp::ClearPayload { ids } => {
                 let empty = Arc::new(Payload::new());
                 for id in ids {
-                    if let Some(r) = inner.points.get_mut(id) {
-                        r.payload = empty.clone();
-                        r.version = seq;
-                    }
+                    inner.set_payload(id, empty.clone(), seq);
                 }
             }
         }
@@ -532,6 +549,7 @@ impl ShardData {
             memory_bytes: g.segments.values().map(|s| s.memory_bytes()).sum::<usize>()
                 + g.points.len() * (std::mem::size_of::<PointRec>() + 48),
             last_seq: g.last_seq,
+            stored_bytes: g.points.len() as u64 * self.spec.dim as u64 * 4 + g.payload_bytes,
         }
     }
 

@@ -25,6 +25,7 @@ use crate::access;
 use crate::audit::{AuditEntry, AuditLog, AuditNote};
 use crate::auth::{AuthError, AuthMethod, Authenticator, Credential, Principal};
 use crate::catalog::{Catalog, LOCAL_NODE};
+use crate::quota::{Op as QuotaOp, Outcome as QuotaOutcome, QuotaPatch, Quotas};
 use crate::router::{Ctx, KeySelector, PointsWrite, Router};
 
 /// The Qdrant REST API level tessera implements.
@@ -93,6 +94,8 @@ pub fn http(state: AppState) -> Http {
         .route("/admin/tenants/{t}", get(get_tenant))
         .route("/admin/tenants/{t}/suspend", post(suspend_tenant))
         .route("/admin/tenants/{t}/resume", post(resume_tenant))
+        .route("/admin/tenants/{t}/quota", get(get_quota).put(set_quota))
+        .route("/admin/tenants/{t}/usage", get(tenant_usage))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -161,6 +164,9 @@ fn operation(method: &str, route: &str) -> &'static str {
         ("GET", "/admin/tenants/{t}") => "tenant.info",
         ("POST", "/admin/tenants/{t}/suspend") => "tenant.suspend",
         ("POST", "/admin/tenants/{t}/resume") => "tenant.resume",
+        ("GET", "/admin/tenants/{t}/quota") => "tenant.quota",
+        ("PUT", "/admin/tenants/{t}/quota") => "tenant.set_quota",
+        ("GET", "/admin/tenants/{t}/usage") => "tenant.usage",
         _ => "other",
     }
 }
@@ -191,6 +197,76 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The quota class of an operation: reads and searches take the read bucket (and a concurrent
+/// search place), writes the write buckets; other operations are not metered.
+fn op_kind(op: &str) -> Option<QuotaOp> {
+    match op {
+        "points.query" | "points.query_batch" | "points.search" => Some(QuotaOp::Search),
+        "points.retrieve" | "points.get" | "points.scroll" | "points.count" => Some(QuotaOp::Read),
+        "points.upsert" | "points.delete" | "payload.set" | "payload.overwrite"
+        | "payload.delete" | "payload.clear" => Some(QuotaOp::Write),
+        _ => None,
+    }
+}
+
+fn outcome_of(status: StatusCode) -> QuotaOutcome {
+    match status.as_u16() {
+        200..=299 => QuotaOutcome::Ok,
+        429 => QuotaOutcome::Throttled,
+        413 | 507 => QuotaOutcome::Rejected,
+        _ => QuotaOutcome::Error,
+    }
+}
+
+/// Admits a metered request of a tenant known from its credential, before its body is parsed
+/// (a rejection costs no JSON parse). Requests attributed by the shard key they name are
+/// admitted by the router instead.
+async fn admit_early(
+    s: &AppState,
+    ctx: &Ctx,
+    kind: QuotaOp,
+    req: axum::extract::Request,
+) -> std::result::Result<axum::extract::Request, Error> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (req, len) = match (kind, declared) {
+        (QuotaOp::Write, None) => {
+            // a chunked body: its size is known only once read (bounded by the body limit)
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, s.catalog.config.max_body_bytes)
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::PayloadTooLarge,
+                        "Payload too large: request body is over the configured limit",
+                    )
+                })?;
+            let len = bytes.len() as u64;
+            (
+                axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)),
+                len,
+            )
+        }
+        (_, len) => (req, len.unwrap_or(0)),
+    };
+    ctx.audit.set_body_bytes(len);
+    if let Some(t) = &ctx.principal.tenant {
+        let adm = &s.router.quotas.admission;
+        let permit = match kind {
+            QuotaOp::Write => {
+                adm.admit_write(t, len)?;
+                None
+            }
+            QuotaOp::Read | QuotaOp::Search => Some(adm.admit_read(t)?),
+        };
+        ctx.audit.admit(t, permit);
+    }
+    Ok(req)
 }
 
 fn method_name(m: &AuthMethod) -> &'static str {
@@ -254,8 +330,48 @@ async fn authenticate(
         }
     };
     let ctx = ctx.unwrap_or_else(Ctx::system);
+    let kind = op_kind(op);
+    let started = Instant::now();
+    if let Some(kind) = kind {
+        req = match admit_early(&s, &ctx, kind, req).await {
+            Ok(req) => req,
+            Err(e) => {
+                if let Some(t) = &ctx.principal.tenant {
+                    s.router
+                        .quotas
+                        .metrics
+                        .request(t, kind, QuotaOutcome::of(&e), None);
+                }
+                let resp = ApiError(e).into_response();
+                if s.audit.enabled() {
+                    s.audit.write(&AuditEntry {
+                        time: crate::audit::now_rfc3339(),
+                        tenant: ctx.principal.tenant.as_deref(),
+                        subject: ctx.principal.subject.as_deref(),
+                        auth: method_name(&ctx.principal.method),
+                        operation: op,
+                        collection: collection.as_deref(),
+                        shard_key: None,
+                        outcome: "error",
+                        status: resp.status().as_u16(),
+                    });
+                }
+                return resp;
+            }
+        };
+    }
     req.extensions_mut().insert(ctx.clone());
     let resp = next.run(req).await;
+    if let Some(kind) = kind
+        && let Some(t) = ctx.principal.tenant.clone().or_else(|| ctx.audit.tenant())
+    {
+        s.router.quotas.metrics.request(
+            &t,
+            kind,
+            outcome_of(resp.status()),
+            Some(started.elapsed()),
+        );
+    }
     if s.audit.enabled()
         && let Some(p) = principal
     {
@@ -1361,4 +1477,56 @@ async fn resume_tenant(
     Path(tenant): Path<String>,
 ) -> Reply {
     set_suspended(s, ctx, tenant, false).await
+}
+
+async fn get_quota(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let quota = s.router.quotas.admission.quota(&tenant);
+    ok(serde_json::to_value(quota).unwrap_or(Value::Null), t)
+}
+
+/// Changes a tenant's quota: absent fields keep their value, `null` is unlimited. Stored in
+/// the metadata, so it survives restarts.
+async fn set_quota(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let bytes = body.map_err(|r| bad(format!("Format error in JSON body: {}", r.body_text())))?;
+    let patch = QuotaPatch::from_json(&bytes)?;
+    let quota = s
+        .router
+        .quotas
+        .admission
+        .quota(&tenant)
+        .apply_patch(&patch)?;
+    s.catalog
+        .set_tenant_quota(tenant.clone(), Some(quota.clone()))
+        .await?;
+    s.router.quotas.follow(&s.catalog.meta.read())?;
+    tracing::info!(%tenant, ?quota, "tenant quota changed");
+    ok(serde_json::to_value(quota).unwrap_or(Value::Null), t)
+}
+
+async fn tenant_usage(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let stored = Quotas::storage_of(&s.catalog.meta.read(), &s.catalog.shards, &tenant);
+    let adm = &s.router.quotas.admission;
+    adm.record_storage(&tenant, stored);
+    let mut usage = serde_json::to_value(adm.usage(&tenant)).unwrap_or(Value::Null);
+    usage["queue_depth"] = json!(s.router.quotas.scheduler.queue_depth(&tenant));
+    ok(usage, t)
 }

@@ -846,3 +846,41 @@ mod tests {
         check::<ReadPermit>();
     }
 }
+
+/// The token bucket under tokio's paused clock: the limiter's time is tokio's time, so this is
+/// exact to the millisecond with no real waiting.
+#[cfg(test)]
+mod paused_clock {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn token_bucket_is_exact_under_the_paused_clock() {
+        let a = Admission::new(Quota {
+            read_rps: Some(10),
+            read_burst: Some(5),
+            ..Quota::default()
+        })
+        .expect("valid");
+        for _ in 0..5 {
+            drop(a.admit_read("acme").expect("burst"));
+        }
+        let e = a.admit_read("acme").expect_err("spent");
+        assert_eq!(
+            e.kind,
+            ErrorKind::TooManyRequests {
+                retry_after_ms: 100
+            }
+        );
+        for _ in 0..50 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            drop(a.admit_read("acme").expect("one per 100 ms"));
+            assert!(a.admit_read("acme").is_err());
+        }
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert!(a.admit_read("acme").is_err());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        drop(a.admit_read("acme").expect("exactly at 100 ms"));
+        // another tenant has its own bucket
+        drop(a.admit_read("globex").expect("untouched"));
+    }
+}

@@ -17,7 +17,8 @@
 
 pub mod admission;
 pub mod clock;
-pub mod limits;
+/// The limits live in the cluster crate: they are stored in the replicated metadata.
+pub use tessera_cluster::quota as limits;
 pub mod metrics;
 pub mod scheduler;
 
@@ -29,3 +30,5 @@ pub use clock::TokioClock;
 pub use limits::{Quota, QuotaDefaults, QuotaPatch};
 pub use metrics::{Op, Outcome, TenantGauges, TenantLabels, TenantMetrics};
 pub use scheduler::{Drr, FairScheduler, SchedulerConfig};
+pub mod node;
+pub use node::Quotas;

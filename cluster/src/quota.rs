@@ -4,8 +4,8 @@
 //! Every limit but `weight` is an `Option`: `None` (JSON `null`) means unlimited. A limit that is
 //! set is a positive number; there is no "0 means unlimited" and no "0 means blocked".
 
+use crate::{Error, Result};
 use serde::{Deserialize, Deserializer, Serialize};
-use tessera_cluster::{Error, Result};
 
 /// The largest accepted rate for request rates and `write_bytes_per_s`: the token buckets count
 /// in whole nanoseconds per cell, so a rate above one cell per nanosecond cannot be represented.
@@ -360,7 +360,7 @@ mod tests {
             let p = QuotaPatch::from_json(body.as_bytes()).expect("well-formed");
             let e = base().apply_patch(&p).expect_err("invalid value");
             assert!(e.message.contains(field), "{body}: {}", e.message);
-            assert_eq!(e.kind, tessera_cluster::ErrorKind::BadRequest);
+            assert_eq!(e.kind, crate::ErrorKind::BadRequest);
         }
         let e = QuotaPatch::from_json(br#"{"max_points": -1}"#).expect_err("negative");
         assert!(e.message.contains("Format error"), "{}", e.message);

@@ -631,7 +631,17 @@ impl Transport for QuicTransport {
     }
 
     fn remove_peer(&self, id: NodeId) {
-        self.inner.book.remove(id);
+        if let Ok(addr) = self.inner.book.get(id) {
+            self.inner.book.remove(id);
+            // close the cached connection unless another id still uses that address
+            if !self.inner.book.list().iter().any(|(_, a)| *a == addr)
+                && let Some(slot) = self.inner.conns.lock().remove(&addr)
+                && let Ok(guard) = slot.try_lock()
+                && let Some(conn) = guard.as_ref()
+            {
+                conn.close(VarInt::from_u32(0), b"peer removed");
+            }
+        }
     }
 
     fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
@@ -797,9 +807,14 @@ mod tests {
 
             let s = client.stats();
             assert_eq!(s.calls, 5 + 64 + n as u64);
+            assert_eq!(client.peers(), vec![(1, server.addr)]);
             assert_eq!(s.failures, 2);
             assert_eq!(s.timeouts, 1);
             assert!(s.bytes_sent > 1 << 20 && s.bytes_received > 1 << 20);
+            tracing::info!("a removed peer is no longer callable by id");
+            client.remove_peer(1);
+            let e = client.call(1, Service::Shard, vec![], D).await.expect_err("removed");
+            assert_eq!(e.kind, ErrorKind::Unavailable);
             client.shutdown().await;
             server.transport.shutdown().await;
         })

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod catalog;
+pub mod cert_cli;
 pub mod config;
 pub mod quota;
 pub mod router;

@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod cert_cli;
 pub mod config;
 pub mod quota;
 pub mod revocation;

@@ -20,12 +20,15 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Mint or inspect JWTs for tests and operators (HS256, RS256, ES256, EdDSA)
     Token(Box<tessera_node::auth::cli::TokenArgs>),
+    /// Make the cluster CA and node certificates for the node-to-node transport (mutual TLS)
+    Cert(tessera_node::cert_cli::CertArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Token(args) => tessera_node::auth::cli::run_token(*args),
+        Command::Cert(args) => tessera_node::cert_cli::run_cert(args),
         Command::Serve(args) => {
             let config = NodeConfig::from_args(&args)?;
             tracing_subscriber::fmt()

@@ -147,6 +147,35 @@ impl Api {
         Ok((status, text))
     }
 
+    /// Sends a JSON body and returns status, the response's `Retry-After` header (if any) and
+    /// the parsed body.
+    pub fn post_with_retry_after(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Option<String>, Value)> {
+        let mut req = self.http.post(self.url(path));
+        for (name, value) in &self.headers {
+            req = req.header(name, value);
+        }
+        let resp = req
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).context("encode body")?)
+            .send()
+            .with_context(|| format!("POST {path}"))?;
+        let status = resp.status().as_u16();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp
+            .text()
+            .with_context(|| format!("read body of POST {path}"))?;
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, retry, v))
+    }
+
     fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> Result<(u16, Value)> {
         let bytes = serde_json::to_vec(body).context("encode request body")?;
         self.raw(method, path, Some(bytes))

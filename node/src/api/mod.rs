@@ -1501,6 +1501,8 @@ async fn set_quota(
     let t = Instant::now();
     access::check_manage(&ctx.principal)?;
     let bytes = body.map_err(|r| bad(format!("Format error in JSON body: {}", r.body_text())))?;
+    // an object, never serde's sequence form of a struct
+    obj(&body_json(Ok(bytes.clone()))?, "body")?;
     let patch = QuotaPatch::from_json(&bytes)?;
     let quota = s
         .router

@@ -74,6 +74,27 @@ pub struct ServeArgs {
     /// Audit log: `stdout` or a file path [default: off]
     #[arg(long, env = "TESSERA_AUDIT_LOG")]
     pub audit_log: Option<String>,
+    /// This node's id in the cluster, unique and stable across restarts [default: 1]
+    #[arg(long, env = "TESSERA_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// UDP address of the node-to-node QUIC transport; setting it runs the node as a cluster
+    /// member (with --bootstrap or --join) [default: none, a single node]
+    #[arg(long, env = "TESSERA_P2P_ADDR")]
+    pub p2p_addr: Option<SocketAddr>,
+    /// Directory with ca.pem, node.pem and node.key (`tessera cert`), for the mutual TLS of the
+    /// transport; required with --p2p-addr
+    #[arg(long, env = "TESSERA_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Start a new cluster with this node as its first voter (harmless on restart)
+    #[arg(long, env = "TESSERA_BOOTSTRAP", num_args = 0..=1, default_missing_value = "true")]
+    pub bootstrap: Option<bool>,
+    /// Join the cluster of the node at this p2p address (on first start; a restarted member
+    /// rejoins by itself)
+    #[arg(long, env = "TESSERA_JOIN")]
+    pub join: Option<SocketAddr>,
+    /// Metadata voters the cluster grows to; nodes that join beyond it stay learners [default: 3]
+    #[arg(long, env = "TESSERA_MAX_VOTERS")]
+    pub max_voters: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +124,12 @@ struct ConfigFile {
     audit_log: Option<String>,
     /// Default per-tenant quotas (`[quota]` table); tenants' own are set over the admin API.
     quota: Option<QuotaDefaults>,
+    node_id: Option<u64>,
+    p2p_addr: Option<SocketAddr>,
+    tls_dir: Option<PathBuf>,
+    bootstrap: Option<bool>,
+    join: Option<SocketAddr>,
+    max_voters: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +148,19 @@ pub struct NodeConfig {
     pub audit_log: Option<String>,
     /// Quota of every tenant without one of its own.
     pub quota: Quota,
+    pub node_id: u64,
+    /// Cluster mode: the transport's address, TLS dir, and how to find the cluster.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How a cluster member reaches its peers and its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub p2p_addr: SocketAddr,
+    pub tls_dir: PathBuf,
+    pub bootstrap: bool,
+    pub join: Option<SocketAddr>,
+    pub max_voters: usize,
 }
 
 impl NodeConfig {
@@ -141,6 +181,8 @@ impl NodeConfig {
             auth: AuthConfig::default(),
             audit_log: None,
             quota: Quota::default(),
+            node_id: 1,
+            cluster: None,
         }
     }
 
@@ -231,6 +273,30 @@ impl NodeConfig {
                 Some(q) => q.quota().map_err(|e| anyhow::anyhow!("[quota]: {e}"))?,
                 None => Quota::default(),
             },
+            node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
+            cluster: match args.p2p_addr.or(file.p2p_addr) {
+                None => {
+                    if args.join.or(file.join).is_some()
+                        || args.bootstrap.or(file.bootstrap).unwrap_or(false)
+                        || args.tls_dir.is_some()
+                        || file.tls_dir.is_some()
+                    {
+                        bail!("--bootstrap, --join and --tls-dir need --p2p-addr");
+                    }
+                    None
+                }
+                Some(p2p_addr) => Some(ClusterConfig {
+                    p2p_addr,
+                    tls_dir: args
+                        .tls_dir
+                        .clone()
+                        .or(file.tls_dir)
+                        .ok_or_else(|| anyhow::anyhow!("--p2p-addr needs --tls-dir"))?,
+                    bootstrap: args.bootstrap.or(file.bootstrap).unwrap_or(false),
+                    join: args.join.or(file.join),
+                    max_voters: args.max_voters.or(file.max_voters).unwrap_or(3),
+                }),
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -251,6 +317,17 @@ impl NodeConfig {
         }
         if self.auth.jwt_rbac && self.auth.api_key.is_none() && self.auth.jwks_path.is_none() {
             bail!("jwt_rbac needs an api_key (HS256) or a jwks file (RS256/ES256/EdDSA)");
+        }
+        if self.node_id == 0 {
+            bail!("node_id must be positive");
+        }
+        if let Some(c) = &self.cluster {
+            if c.bootstrap && c.join.is_some() {
+                bail!("--bootstrap and --join exclude each other");
+            }
+            if c.max_voters == 0 {
+                bail!("max_voters must be positive");
+            }
         }
         if self.auth.tenant_claims.iter().any(|c| c.trim().is_empty()) {
             bail!("tenant_claims must name claims");

@@ -4,8 +4,8 @@
 //!
 //! This is the single-node embedded default. In a cluster the same state machine sits behind Raft.
 
+use parking_lot::{RwLock, RwLockReadGuard};
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,7 +63,7 @@ impl MetaStore {
 
     /// A read view of the state. Do not hold it across an await.
     pub fn read(&self) -> RwLockReadGuard<'_, MetadataState> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        self.state.read()
     }
 
     /// The index the next command will get (used by proposers for unique ids).
@@ -78,7 +78,7 @@ impl MetaStore {
         make: impl FnOnce(&MetadataState, u64) -> Result<Command>,
     ) -> Result<Applied> {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.write();
         let index = state.applied + 1;
         let command = make(&state, index)?;
         let body = codec::encode(&Entry {
@@ -99,10 +99,7 @@ impl MetaStore {
             tracing::error!(error = %e, "metadata log append failed; reloading the durable state");
             drop(log);
             if let Ok(reloaded) = MetaStore::open(&self.dir) {
-                *state = reloaded
-                    .state
-                    .into_inner()
-                    .unwrap_or_else(|p| p.into_inner());
+                *state = reloaded.state.into_inner();
             }
             return Err(e);
         }

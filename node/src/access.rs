@@ -65,6 +65,9 @@ pub struct Scope {
     /// The tenant the request is attributed to (quotas, scheduling, audit): the caller's, else
     /// the one shard key it reaches. Set by the router.
     pub tenant: Option<String>,
+    /// The node of each target shard's replica. Set by the router.
+    pub nodes:
+        std::collections::BTreeMap<tessera_cluster::meta::ShardId, tessera_cluster::meta::NodeId>,
 }
 
 impl Scope {
@@ -227,6 +230,7 @@ pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -
         targets,
         partition: partition_of,
         tenant: None,
+        nodes: Default::default(),
     })
 }
 

@@ -8,8 +8,10 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cert_cli;
+pub mod cluster;
 pub mod config;
 pub mod quota;
+pub mod remote;
 pub mod revocation;
 pub mod router;
 
@@ -69,11 +71,27 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-    let catalog = Arc::new(
-        Catalog::open(config.clone())
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("bind http {}", config.http_addr))?;
+    let http_addr = listener.local_addr()?;
+    let cluster = match &config.cluster {
+        Some(cc) => Some(
+            cluster::ClusterNode::start(config.node_id, cc, http_addr, &config.data_dir).await?,
+        ),
+        None => None,
+    };
+    let catalog = Arc::new(match &cluster {
+        Some(c) => Catalog::open_raft(config.clone(), c.raft.clone())
             .await
             .map_err(|e| anyhow::anyhow!("open catalog: {e}"))?,
-    );
+        None => Catalog::open(config.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("open catalog: {e}"))?,
+    });
+    if let Some(c) = &cluster {
+        catalog.set_link(c.link.clone());
+    }
     let auth = Arc::new(
         Authenticator::new(config.auth.clone())
             .map_err(|e| anyhow::anyhow!("authentication settings: {e}"))?,
@@ -95,10 +113,17 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("tenant quotas: {e}"))?;
     quotas.spawn_upkeep();
     let router = Arc::new(
-        Router::start(catalog.clone(), quotas)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        Router::start(
+            catalog.clone(),
+            quotas.clone(),
+            cluster.as_ref().map(|c| c.link.clone()),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    if let Some(c) = &cluster {
+        c.serve(catalog.clone(), quotas);
+    }
     let app = api::http(AppState {
         catalog: catalog.clone(),
         router: router.clone(),
@@ -107,17 +132,19 @@ pub async fn start(
         audit,
         revocations: Arc::new(Revocations::default()),
     });
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("bind http {}", config.http_addr))?;
-    let http_addr = listener.local_addr()?;
-    tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "tessera serving");
+    tracing::info!(node = config.node_id, cluster = cluster.is_some(), %http_addr, data_dir = %config.data_dir.display(), "tessera serving");
     let serve = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("http server")?;
         router.stop();
+        if let Some(c) = &cluster {
+            if let Err(e) = c.raft.shutdown().await {
+                tracing::warn!(error = %e, "metadata raft shutdown");
+            }
+            c.link.transport.shutdown().await;
+        }
         catalog.shards.shutdown().await;
         tracing::info!("tessera stopped");
         Ok(())

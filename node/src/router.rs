@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use tessera_cluster::meta::{CollectionMeta, ShardId, ShardKey, ShardingMethod};
+use tessera_cluster::meta::{CollectionMeta, NodeId, ShardId, ShardKey, ShardingMethod};
 use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::actor::{NewPoint, Selector, WriteOp};
 use tessera_shard::filter::Filter;
@@ -27,7 +27,9 @@ use crate::access::{self, Need, Scope};
 use crate::audit::AuditNote;
 use crate::auth::Principal;
 use crate::catalog::Catalog;
+use crate::cluster::Link;
 use crate::quota::Quotas;
+use crate::remote::{ReadOp, ReadReply, ShardReply, ShardRpc, WireRead, WireWrite, run_read};
 
 /// Which shard keys a request names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +278,14 @@ fn decide(
         }
     }
     scope.tenant = tenant;
+    scope.nodes = scope
+        .targets
+        .iter()
+        .filter_map(|(id, _)| {
+            let r = c.shards.get(id)?.replicas.first()?;
+            Some((*id, r.node))
+        })
+        .collect();
     Ok(scope)
 }
 
@@ -303,18 +313,25 @@ fn check_stamp(scope: &Scope, payload: &mut Payload, stamp: bool) -> Result<()> 
 pub struct Router {
     pub catalog: Arc<Catalog>,
     pub quotas: Arc<Quotas>,
+    /// Calls to shards on other nodes (cluster mode).
+    pub link: Option<Arc<Link>>,
     actor: ActorRef<RouterMsg>,
 }
 
 impl Router {
     /// Spawns the router actor.
-    pub async fn start(catalog: Arc<Catalog>, quotas: Arc<Quotas>) -> Result<Router> {
+    pub async fn start(
+        catalog: Arc<Catalog>,
+        quotas: Arc<Quotas>,
+        link: Option<Arc<Link>>,
+    ) -> Result<Router> {
         let (actor, _handle) = Actor::spawn(None, RouterActor, (catalog.clone(), quotas.clone()))
             .await
             .map_err(|e| Error::internal(format!("start router actor: {e}")))?;
         Ok(Router {
             catalog,
             quotas,
+            link,
             actor,
         })
     }
@@ -343,6 +360,7 @@ impl Router {
         let reach = Reach {
             catalog: self.catalog.clone(),
             quotas: self.quotas.clone(),
+            link: self.link.clone(),
         };
         let job: Job = Box::new(move |scope: Result<Scope>| -> BoxFuture {
             Box::pin(async move {
@@ -410,7 +428,7 @@ impl Router {
                         (t, op)
                     })
                     .collect();
-                write_all(&cat, scope.uid, jobs).await
+                write_all(&cat, &scope, jobs).await
             },
         )
         .await
@@ -485,7 +503,7 @@ impl Router {
                         }
                     }
                 }
-                write_all(&cat, scope.uid, jobs).await
+                write_all(&cat, &scope, jobs).await
             },
         )
         .await
@@ -511,13 +529,21 @@ impl Router {
             Need::Read,
             cost,
             move |cat, scope| async move {
-                let ids = Arc::new(ids);
-                let ids2 = ids.clone();
                 let filter = scope.narrow(None);
-                let parts = read_all(&cat, scope, move |d| {
-                    d.retrieve(&ids2, filter.as_ref(), &with_payload, with_vector)
-                })
-                .await?;
+                let op = ReadOp::Retrieve {
+                    ids: ids.clone(),
+                    filter,
+                    with_payload,
+                    with_vector,
+                };
+                let parts = read_all(&cat, scope, op)
+                    .await?
+                    .into_iter()
+                    .map(|(k, r)| match r {
+                        ReadReply::Records(r) => Ok((k, r)),
+                        _ => Err(wrong_reply()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 // answer in the order asked; the same id under two shard keys is two points
                 let mut by_id: BTreeMap<PointId, Vec<Keyed<Record>>> = BTreeMap::new();
                 for (key, recs) in parts {
@@ -568,16 +594,21 @@ impl Router {
             cost,
             move |cat, scope| async move {
                 let filter = scope.narrow(filter);
-                let parts = read_all(&cat, scope, move |d| {
-                    d.scroll(
-                        offset.as_ref(),
-                        limit,
-                        filter.as_ref(),
-                        &with_payload,
-                        with_vector,
-                    )
-                })
-                .await?;
+                let op = ReadOp::Scroll {
+                    offset,
+                    limit,
+                    filter,
+                    with_payload,
+                    with_vector,
+                };
+                let parts = read_all(&cat, scope, op)
+                    .await?
+                    .into_iter()
+                    .map(|(k, r)| match r {
+                        ReadReply::Page(recs, next) => Ok((k, (recs, next))),
+                        _ => Err(wrong_reply()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(merge_pages(parts, limit))
             },
         )
@@ -600,8 +631,14 @@ impl Router {
             cost,
             move |cat, scope| async move {
                 let filter = scope.narrow(filter);
-                let parts = read_all(&cat, scope, move |d| d.count(filter.as_ref())).await?;
-                Ok(parts.into_iter().map(|(_, n)| n).sum())
+                let parts = read_all(&cat, scope, ReadOp::Count { filter }).await?;
+                parts
+                    .into_iter()
+                    .map(|(_, r)| match r {
+                        ReadReply::Count(n) => Ok(n),
+                        _ => Err(wrong_reply()),
+                    })
+                    .sum()
             },
         )
         .await
@@ -623,13 +660,18 @@ impl Router {
             Need::Read,
             cost,
             move |cat, scope| async move {
-                let id2 = id.clone();
                 let filter = scope.narrow(None);
-                let parts =
-                    read_all(&cat, scope, move |d| d.vector_of(&id2, filter.as_ref())).await?;
+                let op = ReadOp::VectorOf {
+                    id: id.clone(),
+                    filter,
+                };
+                let parts = read_all(&cat, scope, op).await?;
                 parts
                     .into_iter()
-                    .find_map(|(_, v)| v)
+                    .find_map(|(_, v)| match v {
+                        ReadReply::Vector(v) => v,
+                        _ => None,
+                    })
                     .ok_or_else(|| Error::not_found(format!("No point with id {id} found")))
             },
         )
@@ -665,11 +707,14 @@ impl Router {
                 }
                 params.filter = scope.narrow(params.filter.take());
                 let k = params.k;
-                let parts = read_all(&cat, scope, move |d| d.search(&params)).await?;
-                let mut hits: Vec<Keyed<Hit>> = parts
-                    .into_iter()
-                    .flat_map(|(key, hs)| hs.into_iter().map(move |h| (key.clone(), h)))
-                    .collect();
+                let parts = read_all(&cat, scope, ReadOp::Search(params)).await?;
+                let mut hits: Vec<Keyed<Hit>> = Vec::new();
+                for (key, reply) in parts {
+                    let ReadReply::Hits(hs) = reply else {
+                        return Err(wrong_reply());
+                    };
+                    hits.extend(hs.into_iter().map(|h| (key.clone(), h)));
+                }
                 hits.sort_by(|a, b| {
                     a.1.distance
                         .total_cmp(&b.1.distance)
@@ -727,18 +772,70 @@ fn scoped_write(scope: &Scope, write: PointsWrite) -> Result<PointsWrite> {
     })
 }
 
-/// What a routed job reaches: the shards, and the pool its CPU work runs on.
+/// What a routed job reaches: the shards (local, or on other nodes over the cluster link),
+/// and the pool its CPU work runs on.
 #[derive(Clone)]
 pub struct Reach {
     pub catalog: Arc<Catalog>,
     pub quotas: Arc<Quotas>,
+    pub link: Option<Arc<Link>>,
 }
 
-async fn write_all(reach: &Reach, uid: u64, jobs: Vec<(Target, WriteOp)>) -> Result<u64> {
+fn wrong_reply() -> Error {
+    Error::internal("a shard answered a different kind of read")
+}
+
+/// The scheduler queue of requests attributed to no tenant (e.g. an admin's read of several
+/// tenants' keys at once).
+pub const UNATTRIBUTED: &str = "_unattributed";
+
+/// How long a call to a shard on another node may take before it fails (503).
+pub const SHARD_CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Reach {
+    /// The node holding the replica a request uses (one replica per shard for now).
+    fn node_of(&self, scope: &Scope, shard: ShardId) -> NodeId {
+        scope
+            .nodes
+            .get(&shard)
+            .copied()
+            .unwrap_or(self.catalog.node_id)
+    }
+
+    fn link_to(&self, node: NodeId) -> Result<&Arc<Link>> {
+        let link = self.link.as_ref().ok_or_else(|| {
+            Error::unavailable(format!(
+                "shard on node {node} and this node is not in a cluster"
+            ))
+        })?;
+        link.check_up(node)?;
+        Ok(link)
+    }
+}
+
+async fn write_all(reach: &Reach, scope: &Scope, jobs: Vec<(Target, WriteOp)>) -> Result<u64> {
     let mut set = JoinSet::new();
+    let uid = scope.uid;
     for ((shard, key), op) in jobs {
-        let cat = reach.catalog.clone();
-        set.spawn(async move { cat.shards.write((uid, shard), key.as_ref(), op).await });
+        let node = reach.node_of(scope, shard);
+        if node == reach.catalog.node_id {
+            let cat = reach.catalog.clone();
+            set.spawn(async move { serve_write(&cat, uid, shard, key, op).await });
+        } else {
+            let link = reach.link_to(node)?.clone();
+            let rpc = ShardRpc::Write {
+                uid,
+                shard,
+                key,
+                op: WireWrite::from_op(&op),
+            };
+            set.spawn(async move {
+                match link.call(node, &rpc).await? {
+                    ShardReply::Seq(n) => Ok(n),
+                    ShardReply::Read(_) => Err(wrong_reply()),
+                }
+            });
+        }
     }
     let mut seq = 0;
     let mut first_err = None;
@@ -759,31 +856,93 @@ async fn write_all(reach: &Reach, uid: u64, jobs: Vec<(Target, WriteOp)>) -> Res
     }
 }
 
-/// The scheduler queue of requests attributed to no tenant (e.g. an admin's read of several
-/// tenants' keys at once).
-const UNATTRIBUTED: &str = "_unattributed";
+/// Applies a write to a replica on this node (for a local request or a remote node's).
+pub async fn serve_write(
+    cat: &Catalog,
+    uid: u64,
+    shard: ShardId,
+    key: Option<ShardKey>,
+    op: WriteOp,
+) -> Result<u64> {
+    count_shard_request(key.as_ref(), "write");
+    cat.shards.write((uid, shard), key.as_ref(), op).await
+}
 
-/// Runs `f` on every target shard's data, concurrently, through the node's fair scheduler: the
-/// CPU pool is shared across tenants by weight, so a flooding tenant waits in its own queue.
-async fn read_all<T: Send + 'static>(
+/// Runs a read on a replica on this node, through the fair scheduler under `tenant`.
+pub async fn serve_read(
+    cat: &Catalog,
+    quotas: &Quotas,
+    (uid, shard, key): (u64, ShardId, Option<ShardKey>),
+    tenant: &str,
+    weight: u32,
+    op: Arc<ReadOp>,
+) -> Result<ReadReply> {
+    count_shard_request(key.as_ref(), "read");
+    let data = cat.shards.reader((uid, shard), key.as_ref())?;
+    quotas
+        .scheduler
+        .run(tenant, weight, 1, move || run_read(&data, &op))
+        .await
+}
+
+/// Counts the shard requests this node serves, by shard key: the routing test reads them to
+/// prove that nodes without a tenant's shards get no request for it.
+fn count_shard_request(key: Option<&ShardKey>, kind: &'static str) {
+    let key = key.map(|k| k.to_string()).unwrap_or_else(|| "_auto".into());
+    metrics::counter!("tessera_shard_requests_total", "shard_key" => key, "kind" => kind)
+        .increment(1);
+}
+
+/// Runs `op` on every target shard, concurrently: local replicas through the node's fair
+/// scheduler (the CPU pool is shared across tenants by weight, so a flooding tenant waits in its
+/// own queue), remote ones over the cluster link.
+async fn read_all(
     reach: &Reach,
     scope: Scope,
-    f: impl Fn(&tessera_shard::store::ShardData) -> T + Send + Sync + 'static,
-) -> Result<Vec<(Option<ShardKey>, T)>> {
-    let f = Arc::new(f);
+    op: ReadOp,
+) -> Result<Vec<(Option<ShardKey>, ReadReply)>> {
+    let op = Arc::new(op);
     let mut set = JoinSet::new();
     let uid = scope.uid;
-    let tenant = scope.tenant.unwrap_or_else(|| UNATTRIBUTED.to_owned());
+    let tenant = scope
+        .tenant
+        .clone()
+        .unwrap_or_else(|| UNATTRIBUTED.to_owned());
     let weight = reach.quotas.admission.quota(&tenant).weight;
-    for (shard, key) in scope.targets {
-        let data = reach.catalog.shards.reader((uid, shard), key.as_ref())?;
-        let sched = reach.quotas.scheduler.clone();
-        let f = f.clone();
+    for (shard, key) in scope.targets.iter().cloned() {
+        let node = reach.node_of(&scope, shard);
         let tenant = tenant.clone();
-        set.spawn(async move {
-            let r = sched.run(&tenant, weight, 1, move || f(&data)).await;
-            r.map(|v| (key, v))
-        });
+        if node == reach.catalog.node_id {
+            let (cat, quotas, op) = (reach.catalog.clone(), reach.quotas.clone(), op.clone());
+            set.spawn(async move {
+                let r = serve_read(
+                    &cat,
+                    &quotas,
+                    (uid, shard, key.clone()),
+                    &tenant,
+                    weight,
+                    op,
+                )
+                .await;
+                r.map(|v| (key, v))
+            });
+        } else {
+            let link = reach.link_to(node)?.clone();
+            let rpc = ShardRpc::Read {
+                uid,
+                shard,
+                key: key.clone(),
+                tenant,
+                weight,
+                op: WireRead::from_op(&op),
+            };
+            set.spawn(async move {
+                match link.call(node, &rpc).await? {
+                    ShardReply::Read(r) => r.into_reply().map(|v| (key, v)),
+                    ShardReply::Seq(_) => Err(wrong_reply()),
+                }
+            });
+        }
     }
     let mut out = Vec::new();
     while let Some(r) = set.join_next().await {

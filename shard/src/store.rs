@@ -49,7 +49,7 @@ pub struct PointRec {
 }
 
 /// Which payload fields to return.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PayloadSelector {
     None,
     All,

@@ -24,7 +24,7 @@ use self::json::*;
 use crate::access;
 use crate::audit::{AuditEntry, AuditLog, AuditNote};
 use crate::auth::{AuthError, AuthMethod, Authenticator, Credential, Principal};
-use crate::catalog::{Catalog, LOCAL_NODE};
+use crate::catalog::Catalog;
 use crate::quota::{Op as QuotaOp, Outcome as QuotaOutcome, QuotaPatch, Quotas};
 use crate::router::{Ctx, KeySelector, PointsWrite, Router};
 
@@ -54,6 +54,7 @@ pub fn http(state: AppState) -> Http {
     let api = Http::new()
         .route("/metrics", get(metrics_text))
         .route("/cluster", get(cluster))
+        .route("/cluster/peer/{id}", axum::routing::delete(remove_peer))
         .route("/collections", get(list_collections))
         .route(
             "/collections/{c}",
@@ -136,6 +137,7 @@ fn operation(method: &str, route: &str) -> &'static str {
     match (method, route) {
         ("GET", "/metrics") => "metrics",
         ("GET", "/cluster") => "cluster.info",
+        ("DELETE", "/cluster/peer/{id}") => "cluster.remove_peer",
         ("GET", "/collections") => "collections.list",
         ("PUT", "/collections/{c}") => "collection.create",
         ("GET", "/collections/{c}") => "collection.info",
@@ -579,18 +581,92 @@ async fn metrics_text(State(s): State<AppState>, Extension(ctx): Extension<Ctx>)
 async fn cluster(State(s): State<AppState>, Extension(ctx): Extension<Ctx>) -> Reply {
     let t = Instant::now();
     access::check_global_read(&ctx.principal)?;
-    let applied = s.catalog.meta.read().applied;
-    ok(
-        json!({
-            "status": "enabled",
-            "peer_id": LOCAL_NODE,
-            "peers": {LOCAL_NODE.to_string(): {"uri": format!("http://{}/", s.catalog.config.http_addr)}},
-            "raft_info": {"term": 1, "commit": applied, "pending_operations": 0, "leader": LOCAL_NODE, "role": "Leader", "is_voter": true},
-            "consensus_thread_status": {"consensus_thread_status": "working", "last_update": "1970-01-01T00:00:00Z"},
-            "message_send_failures": {},
-        }),
-        t,
-    )
+    let me = s.catalog.node_id;
+    let status = match s.catalog.meta.raft() {
+        None => {
+            let applied = s.catalog.meta.read().applied;
+            json!({
+                "status": "enabled",
+                "peer_id": me,
+                "peers": {me.to_string(): {"uri": format!("http://{}/", s.catalog.config.http_addr)}},
+                "raft_info": {"term": 1, "commit": applied, "pending_operations": 0, "leader": me, "role": "Leader", "is_voter": true},
+                "consensus_thread_status": {"consensus_thread_status": "working", "last_update": "1970-01-01T00:00:00Z"},
+                "message_send_failures": {},
+            })
+        }
+        Some(raft) => {
+            let m = raft.metrics();
+            let peers: Map<String, Value> = m
+                .nodes
+                .iter()
+                .map(|(id, n)| {
+                    let down = s.catalog.link().is_some_and(|l| l.check_up(*id).is_err());
+                    (
+                        id.to_string(),
+                        json!({"uri": format!("http://{}/", n.http_addr), "p2p": n.p2p_addr,
+                               "voter": m.voters.contains(id), "reachable": !down}),
+                    )
+                })
+                .collect();
+            json!({
+                "status": "enabled",
+                "peer_id": me,
+                "peers": peers,
+                "raft_info": {
+                    "term": m.term,
+                    "commit": m.committed_index,
+                    "applied": m.applied_index,
+                    "pending_operations": m.last_log_index.unwrap_or(0).saturating_sub(m.applied_index.unwrap_or(0)),
+                    "leader": m.leader,
+                    "role": format!("{:?}", m.role),
+                    "is_voter": m.voters.contains(&me),
+                },
+                "consensus_thread_status": {"consensus_thread_status": "working", "last_update": crate::audit::now_rfc3339()},
+                "message_send_failures": {},
+            })
+        }
+    };
+    ok(status, t)
+}
+
+/// Removes a peer from the cluster (manage rights). A peer that still holds replicas is refused
+/// unless `force=true`: its shards would be lost.
+async fn remove_peer(
+    State(s): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<u64>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let t = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let raft = s
+        .catalog
+        .meta
+        .raft()
+        .ok_or_else(|| bad("Bad request: this node is not in a cluster"))?;
+    if !raft.metrics().nodes.contains_key(&id) {
+        return Err(Error::not_found(format!("Peer {id} not found")).into());
+    }
+    let holds = s.catalog.meta.read().collections.values().any(|c| {
+        c.shards
+            .values()
+            .any(|sh| sh.replicas.iter().any(|r| r.node == id))
+    });
+    if holds && !query_flag(&q, "force")? {
+        return Err(bad(format!(
+            "Bad request: peer {id} holds replicas; move or delete them first, or pass force=true"
+        ))
+        .into());
+    }
+    let (leader, _) = raft
+        .leader()
+        .ok_or_else(|| Error::unavailable("no metadata leader"))?;
+    let link = s
+        .catalog
+        .link()
+        .ok_or_else(|| Error::unavailable("cluster link not ready"))?;
+    link.remove_peer(leader, id).await?;
+    ok(json!(true), t)
 }
 
 // ---------- collections ----------
@@ -792,7 +868,7 @@ async fn collection_cluster(
                 "shard_key": sh.key.as_ref().map(shard_key_json),
                 "state": format!("{:?}", r.state),
             });
-            if r.node == LOCAL_NODE {
+            if r.node == s.catalog.node_id {
                 if scope.partition.is_none() {
                     let points = s
                         .catalog
@@ -811,7 +887,7 @@ async fn collection_cluster(
     }
     ok(
         json!({
-            "peer_id": LOCAL_NODE,
+            "peer_id": s.catalog.node_id,
             "shard_count": local.len() + remote.len(),
             "local_shards": local,
             "remote_shards": remote,

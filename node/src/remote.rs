@@ -1,0 +1,543 @@
+//! Shard requests between nodes: what the router sends to a replica on another node over QUIC,
+//! and how a node serves it. Reads and writes are plain data ([`ReadOp`], `WriteOp`), so a
+//! local replica and a remote one run exactly the same code ([`run_read`]).
+//!
+//! On the wire every payload and filter travels as JSON text (bincode cannot carry
+//! `serde_json::Value`), inside bincode frames with a version byte ([`codec`]).
+//!
+//! Architecture invariant: the serving node checks the shard key (tenant) of every request
+//! against the replica it owns, exactly as for a local call, and runs reads through its own
+//! fair scheduler under the tenant the request is attributed to.
+
+use serde::{Deserialize, Serialize};
+use tessera_cluster::codec;
+use tessera_cluster::meta::{ShardId, ShardKey};
+use tessera_cluster::{Error, Result};
+use tessera_shard::actor::{NewPoint, Selector, WriteOp};
+use tessera_shard::filter::{Filter, parse_filter};
+use tessera_shard::point::{Payload, PointId};
+use tessera_shard::store::{Hit, PayloadSelector, Record, SearchParams, ShardData};
+
+/// A read of one shard.
+#[derive(Debug, Clone)]
+pub enum ReadOp {
+    Retrieve {
+        ids: Vec<PointId>,
+        filter: Option<Filter>,
+        with_payload: PayloadSelector,
+        with_vector: bool,
+    },
+    Scroll {
+        offset: Option<PointId>,
+        limit: usize,
+        filter: Option<Filter>,
+        with_payload: PayloadSelector,
+        with_vector: bool,
+    },
+    Count {
+        filter: Option<Filter>,
+    },
+    VectorOf {
+        id: PointId,
+        filter: Option<Filter>,
+    },
+    Search(SearchParams),
+}
+
+/// What a read of one shard answers.
+#[derive(Debug, Clone)]
+pub enum ReadReply {
+    Records(Vec<Record>),
+    Page(Vec<Record>, Option<PointId>),
+    Count(usize),
+    Vector(Option<Vec<f32>>),
+    Hits(Vec<Hit>),
+}
+
+/// Runs a read on a replica's data (on the caller's pool).
+pub fn run_read(d: &ShardData, op: &ReadOp) -> ReadReply {
+    match op {
+        ReadOp::Retrieve {
+            ids,
+            filter,
+            with_payload,
+            with_vector,
+        } => ReadReply::Records(d.retrieve(ids, filter.as_ref(), with_payload, *with_vector)),
+        ReadOp::Scroll {
+            offset,
+            limit,
+            filter,
+            with_payload,
+            with_vector,
+        } => {
+            let (recs, next) = d.scroll(
+                offset.as_ref(),
+                *limit,
+                filter.as_ref(),
+                with_payload,
+                *with_vector,
+            );
+            ReadReply::Page(recs, next)
+        }
+        ReadOp::Count { filter } => ReadReply::Count(d.count(filter.as_ref())),
+        ReadOp::VectorOf { id, filter } => ReadReply::Vector(d.vector_of(id, filter.as_ref())),
+        ReadOp::Search(p) => ReadReply::Hits(d.search(p)),
+    }
+}
+
+/// One shard request between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ShardRpc {
+    Write {
+        uid: u64,
+        shard: ShardId,
+        key: Option<ShardKey>,
+        op: WireWrite,
+    },
+    Read {
+        uid: u64,
+        shard: ShardId,
+        key: Option<ShardKey>,
+        /// The tenant the request is attributed to (the serving node's scheduler queue).
+        tenant: String,
+        weight: u32,
+        op: WireRead,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ShardReply {
+    Seq(u64),
+    Read(WireReply),
+}
+
+fn filter_out(f: &Option<Filter>) -> Option<String> {
+    f.as_ref().map(|f| f.to_json().to_string())
+}
+
+fn filter_in(f: Option<String>) -> Result<Option<Filter>> {
+    f.map(|text| {
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))?;
+        parse_filter(&v).map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))
+    })
+    .transpose()
+}
+
+fn payload_out(p: &Payload) -> String {
+    String::from_utf8_lossy(&tessera_shard::wal::payload_to_json(p)).into_owned()
+}
+
+fn payload_in(text: &str) -> Result<Payload> {
+    tessera_shard::wal::payload_from_json(text.as_bytes())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WireRead {
+    Retrieve {
+        ids: Vec<PointId>,
+        filter: Option<String>,
+        with_payload: PayloadSelector,
+        with_vector: bool,
+    },
+    Scroll {
+        offset: Option<PointId>,
+        limit: u64,
+        filter: Option<String>,
+        with_payload: PayloadSelector,
+        with_vector: bool,
+    },
+    Count {
+        filter: Option<String>,
+    },
+    VectorOf {
+        id: PointId,
+        filter: Option<String>,
+    },
+    Search {
+        vector: Vec<f32>,
+        filter: Option<String>,
+        k: u64,
+        ef: u64,
+        exact: bool,
+        with_payload: PayloadSelector,
+        with_vector: bool,
+        exclude: Option<PointId>,
+    },
+}
+
+impl WireRead {
+    pub fn from_op(op: &ReadOp) -> WireRead {
+        match op.clone() {
+            ReadOp::Retrieve {
+                ids,
+                filter,
+                with_payload,
+                with_vector,
+            } => WireRead::Retrieve {
+                ids,
+                filter: filter_out(&filter),
+                with_payload,
+                with_vector,
+            },
+            ReadOp::Scroll {
+                offset,
+                limit,
+                filter,
+                with_payload,
+                with_vector,
+            } => WireRead::Scroll {
+                offset,
+                limit: limit as u64,
+                filter: filter_out(&filter),
+                with_payload,
+                with_vector,
+            },
+            ReadOp::Count { filter } => WireRead::Count {
+                filter: filter_out(&filter),
+            },
+            ReadOp::VectorOf { id, filter } => WireRead::VectorOf {
+                id,
+                filter: filter_out(&filter),
+            },
+            ReadOp::Search(p) => WireRead::Search {
+                filter: filter_out(&p.filter),
+                vector: p.vector,
+                k: p.k as u64,
+                ef: p.ef as u64,
+                exact: p.exact,
+                with_payload: p.with_payload,
+                with_vector: p.with_vector,
+                exclude: p.exclude,
+            },
+        }
+    }
+
+    pub fn into_op(self) -> Result<ReadOp> {
+        let size = |n: u64| usize::try_from(n).map_err(|_| Error::bad_request("size out of range"));
+        Ok(match self {
+            WireRead::Retrieve {
+                ids,
+                filter,
+                with_payload,
+                with_vector,
+            } => ReadOp::Retrieve {
+                ids,
+                filter: filter_in(filter)?,
+                with_payload,
+                with_vector,
+            },
+            WireRead::Scroll {
+                offset,
+                limit,
+                filter,
+                with_payload,
+                with_vector,
+            } => ReadOp::Scroll {
+                offset,
+                limit: size(limit)?,
+                filter: filter_in(filter)?,
+                with_payload,
+                with_vector,
+            },
+            WireRead::Count { filter } => ReadOp::Count {
+                filter: filter_in(filter)?,
+            },
+            WireRead::VectorOf { id, filter } => ReadOp::VectorOf {
+                id,
+                filter: filter_in(filter)?,
+            },
+            WireRead::Search {
+                vector,
+                filter,
+                k,
+                ef,
+                exact,
+                with_payload,
+                with_vector,
+                exclude,
+            } => ReadOp::Search(SearchParams {
+                vector,
+                filter: filter_in(filter)?,
+                k: size(k)?,
+                ef: size(ef)?,
+                exact,
+                with_payload,
+                with_vector,
+                exclude,
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireRecord {
+    pub id: PointId,
+    pub version: u64,
+    pub payload: Option<String>,
+    pub vector: Option<Vec<f32>>,
+}
+
+impl WireRecord {
+    fn from_record(r: &Record) -> WireRecord {
+        WireRecord {
+            id: r.id.clone(),
+            version: r.version,
+            payload: r.payload.as_ref().map(payload_out),
+            vector: r.vector.clone(),
+        }
+    }
+
+    fn into_record(self) -> Result<Record> {
+        Ok(Record {
+            id: self.id,
+            version: self.version,
+            payload: self.payload.as_deref().map(payload_in).transpose()?,
+            vector: self.vector,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WireReply {
+    Records(Vec<WireRecord>),
+    Page(Vec<WireRecord>, Option<PointId>),
+    Count(u64),
+    Vector(Option<Vec<f32>>),
+    Hits(Vec<(f32, WireRecord)>),
+}
+
+impl WireReply {
+    pub fn from_reply(r: &ReadReply) -> WireReply {
+        let recs = |v: &[Record]| v.iter().map(WireRecord::from_record).collect();
+        match r {
+            ReadReply::Records(v) => WireReply::Records(recs(v)),
+            ReadReply::Page(v, next) => WireReply::Page(recs(v), next.clone()),
+            ReadReply::Count(n) => WireReply::Count(*n as u64),
+            ReadReply::Vector(v) => WireReply::Vector(v.clone()),
+            ReadReply::Hits(h) => WireReply::Hits(
+                h.iter()
+                    .map(|h| (h.distance, WireRecord::from_record(&h.record)))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn into_reply(self) -> Result<ReadReply> {
+        let recs = |v: Vec<WireRecord>| -> Result<Vec<Record>> {
+            v.into_iter().map(WireRecord::into_record).collect()
+        };
+        Ok(match self {
+            WireReply::Records(v) => ReadReply::Records(recs(v)?),
+            WireReply::Page(v, next) => ReadReply::Page(recs(v)?, next),
+            WireReply::Count(n) => ReadReply::Count(n as usize),
+            WireReply::Vector(v) => ReadReply::Vector(v),
+            WireReply::Hits(h) => ReadReply::Hits(
+                h.into_iter()
+                    .map(|(distance, r)| {
+                        Ok(Hit {
+                            distance,
+                            record: r.into_record()?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WirePoint {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    pub payload: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WireSelector {
+    Ids(Vec<PointId>),
+    Filter(String),
+    IdsWhere(Vec<PointId>, String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WireWrite {
+    Upsert(Vec<WirePoint>),
+    UpsertWhere(Vec<WirePoint>, String),
+    Delete(WireSelector),
+    SetPayload {
+        selector: WireSelector,
+        payload: String,
+        key: Option<String>,
+    },
+    OverwritePayload {
+        selector: WireSelector,
+        payload: String,
+    },
+    DeletePayload {
+        selector: WireSelector,
+        keys: Vec<String>,
+    },
+    ClearPayload(WireSelector),
+}
+
+fn sel_out(s: &Selector) -> WireSelector {
+    match s {
+        Selector::Ids(ids) => WireSelector::Ids(ids.clone()),
+        Selector::Filter(f) => WireSelector::Filter(f.to_json().to_string()),
+        Selector::IdsWhere(ids, f) => WireSelector::IdsWhere(ids.clone(), f.to_json().to_string()),
+    }
+}
+
+fn sel_in(s: WireSelector) -> Result<Selector> {
+    let f = |t: String| -> Result<Filter> { filter_in(Some(t)).map(|f| f.unwrap_or_default()) };
+    Ok(match s {
+        WireSelector::Ids(ids) => Selector::Ids(ids),
+        WireSelector::Filter(t) => Selector::Filter(f(t)?),
+        WireSelector::IdsWhere(ids, t) => Selector::IdsWhere(ids, f(t)?),
+    })
+}
+
+fn points_out(p: &[NewPoint]) -> Vec<WirePoint> {
+    p.iter()
+        .map(|p| WirePoint {
+            id: p.id.clone(),
+            vector: p.vector.clone(),
+            payload: payload_out(&p.payload),
+        })
+        .collect()
+}
+
+fn points_in(p: Vec<WirePoint>) -> Result<Vec<NewPoint>> {
+    p.into_iter()
+        .map(|p| {
+            Ok(NewPoint {
+                id: p.id,
+                vector: p.vector,
+                payload: payload_in(&p.payload)?,
+            })
+        })
+        .collect()
+}
+
+impl WireWrite {
+    pub fn from_op(op: &WriteOp) -> WireWrite {
+        match op {
+            WriteOp::Upsert(p) => WireWrite::Upsert(points_out(p)),
+            WriteOp::UpsertWhere(p, g) => {
+                WireWrite::UpsertWhere(points_out(p), g.to_json().to_string())
+            }
+            WriteOp::Delete(s) => WireWrite::Delete(sel_out(s)),
+            WriteOp::SetPayload {
+                selector,
+                payload,
+                key,
+            } => WireWrite::SetPayload {
+                selector: sel_out(selector),
+                payload: payload_out(payload),
+                key: key.clone(),
+            },
+            WriteOp::OverwritePayload { selector, payload } => WireWrite::OverwritePayload {
+                selector: sel_out(selector),
+                payload: payload_out(payload),
+            },
+            WriteOp::DeletePayload { selector, keys } => WireWrite::DeletePayload {
+                selector: sel_out(selector),
+                keys: keys.clone(),
+            },
+            WriteOp::ClearPayload(s) => WireWrite::ClearPayload(sel_out(s)),
+        }
+    }
+
+    pub fn into_op(self) -> Result<WriteOp> {
+        Ok(match self {
+            WireWrite::Upsert(p) => WriteOp::Upsert(points_in(p)?),
+            WireWrite::UpsertWhere(p, g) => {
+                WriteOp::UpsertWhere(points_in(p)?, filter_in(Some(g))?.unwrap_or_default())
+            }
+            WireWrite::Delete(s) => WriteOp::Delete(sel_in(s)?),
+            WireWrite::SetPayload {
+                selector,
+                payload,
+                key,
+            } => WriteOp::SetPayload {
+                selector: sel_in(selector)?,
+                payload: payload_in(&payload)?,
+                key,
+            },
+            WireWrite::OverwritePayload { selector, payload } => WriteOp::OverwritePayload {
+                selector: sel_in(selector)?,
+                payload: payload_in(&payload)?,
+            },
+            WireWrite::DeletePayload { selector, keys } => WriteOp::DeletePayload {
+                selector: sel_in(selector)?,
+                keys,
+            },
+            WireWrite::ClearPayload(s) => WriteOp::ClearPayload(sel_in(s)?),
+        })
+    }
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    codec::encode(v)
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
+    codec::decode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_round_trip_through_the_wire() {
+        let filter = parse_filter(&serde_json::json!({
+            "must": [{"key": "a", "match": {"value": "x"}}, {"has_id": [1, 2]}],
+            "should": [{"key": "n", "range": {"gte": 1.5}}],
+        }))
+        .expect("filter");
+        let op = ReadOp::Search(SearchParams {
+            vector: vec![1.0, 2.0],
+            filter: Some(filter.clone()),
+            k: 7,
+            ef: 40,
+            exact: false,
+            with_payload: PayloadSelector::Include(vec!["a".into()]),
+            with_vector: true,
+            exclude: Some(PointId::Num(3)),
+        });
+        let wire = encode(&WireRead::from_op(&op)).expect("encode");
+        let back = decode::<WireRead>(&wire)
+            .expect("decode")
+            .into_op()
+            .expect("op");
+        match back {
+            ReadOp::Search(p) => {
+                assert_eq!(p.filter, Some(filter.clone()));
+                assert_eq!((p.k, p.ef, p.exclude), (7, 40, Some(PointId::Num(3))));
+            }
+            other => panic!("wrong op {other:?}"),
+        }
+        let mut payload = Payload::new();
+        payload.insert("a".into(), serde_json::json!({"deep": [1, 2.5, "x", null]}));
+        let w = WriteOp::UpsertWhere(
+            vec![NewPoint {
+                id: PointId::Str("p".into()),
+                vector: vec![0.5],
+                payload: payload.clone(),
+            }],
+            filter,
+        );
+        let wire = encode(&WireWrite::from_op(&w)).expect("encode");
+        match decode::<WireWrite>(&wire)
+            .expect("decode")
+            .into_op()
+            .expect("op")
+        {
+            WriteOp::UpsertWhere(p, _) => assert_eq!(p[0].payload, payload),
+            other => panic!("wrong op {other:?}"),
+        }
+        assert!(decode::<ShardRpc>(b"garbage").is_err());
+    }
+}

@@ -163,3 +163,62 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// A blocking client that sends `api-key: key` on every request (keep-alive, 120 s timeout).
+pub fn keyed_client(key: &str) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(key).unwrap();
+    value.set_sensitive(true);
+    headers.insert("api-key", value);
+    reqwest::blocking::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+impl Server {
+    /// Starts a node with `--api-key key`; `call` then sends the key (admin) on every request.
+    pub fn start_with_api_key(key: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["--api-key", key];
+        args.extend_from_slice(extra);
+        let mut s = Server::start(&args);
+        s.http = keyed_client(key);
+        s
+    }
+
+    /// CPU time (user + system) the server process has used so far, in seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        proc_cpu_secs(&format!("/proc/{}/stat", self.pid()))
+    }
+}
+
+/// User + system CPU seconds of a process from its `/proc/<pid>/stat` (clock ticks of 1/100 s,
+/// as on every Linux we run on); 0 when unreadable.
+pub fn proc_cpu_secs(stat_path: &str) -> f64 {
+    let s = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // fields after the command name, which is in parentheses and may contain spaces
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
+}
+
+/// Busy and total CPU ticks of the whole machine, from the first line of `/proc/stat`.
+pub fn machine_cpu_ticks() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    // idle and iowait
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}

@@ -155,7 +155,7 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
         let Ok(_permit) = builds.acquire_owned().await else {
             return;
         };
-        let done = tokio::task::spawn_blocking(move || {
+        let done = run_low_priority(move || {
             let job = data.next_job()?;
             let started = std::time::Instant::now();
             let graph = build_graph(&data.spec, &job);
@@ -179,6 +179,34 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
         };
         let _ = me.send_message(msg);
     });
+}
+
+/// Runs a background job (an index build) on a thread of its own at the lowest CPU priority
+/// (SCHED_BATCH, nice 19): on a busy node it takes only the CPU searches leave, so one
+/// tenant's bulk indexing does not slow another tenant's queries.
+async fn run_low_priority<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, String> {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("index-build".into())
+        .spawn(move || {
+            if let Err(e) = set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+            ) {
+                tracing::debug!(error = ?e, "could not lower the index build's priority");
+            }
+            let _ = tx.send(job());
+        })
+        .map_err(|e| format!("spawn index build thread: {e}"))?;
+    rx.await
+        .map_err(|_| "index build thread panicked".to_owned())
 }
 
 async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64> {

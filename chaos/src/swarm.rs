@@ -130,8 +130,6 @@ pub struct NodeInfo {
 
 struct Member {
     info: NodeInfo,
-    /// `--bootstrap`, or `--join <addr>`: kept for restarts, where the node must tolerate them.
-    cluster_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -153,6 +151,14 @@ impl Swarm {
 
     /// Makes the certificates, then starts the nodes one by one; see the module doc.
     pub fn start_with(opts: SwarmOptions) -> Result<Swarm> {
+        let mut swarm = Swarm::prepare(opts)?;
+        swarm.start_all()?;
+        Ok(swarm)
+    }
+
+    /// Everything but the processes: the root dir, the CA, each node's certificate, ports and
+    /// command line. [`Swarm::start_all`] starts them.
+    pub fn prepare(opts: SwarmOptions) -> Result<Swarm> {
         if opts.nodes == 0 || opts.nodes > MAX_NODES {
             bail!("a swarm has 1..={MAX_NODES} nodes, not {}", opts.nodes);
         }
@@ -187,22 +193,23 @@ impl Swarm {
                     state: NodeState::Down,
                     starts: 0,
                 },
-                cluster_args: Vec::new(),
                 child: None,
             });
         }
-        let first_p2p = swarm.members[0].info.p2p_addr;
-        for i in 0..swarm.members.len() {
-            let id = i as u64 + 1;
-            swarm.members[i].cluster_args = if id == 1 {
-                vec!["--bootstrap".to_owned()]
-            } else {
-                vec!["--join".to_owned(), first_p2p.to_string()]
-            };
-            swarm.start_new_member(id)?;
-            swarm.wait_until_listed(1, id, swarm.opts.join_timeout)?;
-        }
         Ok(swarm)
+    }
+
+    /// Starts every node that has never run, in id order: each must answer `/readyz` and then
+    /// be listed by node 1's `/cluster` before the next starts.
+    pub fn start_all(&mut self) -> Result<()> {
+        for id in self.ids() {
+            if self.member(id)?.info.starts > 0 {
+                continue;
+            }
+            self.start_new_member(id)?;
+            self.wait_until_listed(1, id, self.opts.join_timeout)?;
+        }
+        Ok(())
     }
 
     fn make_certs(&self) -> Result<()> {
@@ -527,10 +534,46 @@ impl Swarm {
             .with_context(|| format!("start node {id}: ports taken in {PORT_ATTEMPTS} attempts"))
     }
 
+    /// The arguments node `id` is started with (after the binary), the same at every start:
+    /// `serve`, its id, addresses, dirs, `--bootstrap` (node 1) or `--join <node 1's p2p>`, the
+    /// swarm's extra flags.
+    pub fn command_line(&self, id: u64) -> Result<Vec<String>> {
+        let m = self.member(id)?;
+        let extra = &self.opts.args;
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--node-id".into(),
+            id.to_string(),
+            "--http-addr".into(),
+            m.info.http_addr.to_string(),
+            "--p2p-addr".into(),
+            m.info.p2p_addr.to_string(),
+            "--data-dir".into(),
+            m.info.data_dir.display().to_string(),
+            "--tls-dir".into(),
+            m.info.tls_dir.display().to_string(),
+        ];
+        // node 1 founds the cluster, the others join it; kept at restarts, where a member
+        // with data must tolerate them
+        if id == 1 {
+            args.push("--bootstrap".into());
+        } else {
+            args.extend(["--join".into(), self.member(1)?.info.p2p_addr.to_string()]);
+        }
+        args.extend(extra.iter().cloned());
+        if !extra
+            .iter()
+            .any(|a| a == "--log" || a.starts_with("--log="))
+        {
+            args.extend(["--log".into(), "info,hnsw_rs=warn".into()]);
+        }
+        Ok(args)
+    }
+
     fn spawn(&mut self, id: u64) -> Result<()> {
         let bin = self.bin.clone();
         let api_key = self.opts.api_key.clone();
-        let extra = self.opts.args.clone();
+        let args = self.command_line(id)?;
         let m = self.member_mut(id)?;
         if m.child.is_some() {
             bail!("node {id} is already running");
@@ -546,27 +589,6 @@ impl Swarm {
             .append(true)
             .open(log_path)
             .with_context(|| format!("open log {}", log_path.display()))?;
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--node-id".into(),
-            id.to_string(),
-            "--http-addr".into(),
-            m.info.http_addr.to_string(),
-            "--p2p-addr".into(),
-            m.info.p2p_addr.to_string(),
-            "--data-dir".into(),
-            m.info.data_dir.display().to_string(),
-            "--tls-dir".into(),
-            m.info.tls_dir.display().to_string(),
-        ];
-        args.extend(m.cluster_args.iter().cloned());
-        args.extend(extra.iter().cloned());
-        if !extra
-            .iter()
-            .any(|a| a == "--log" || a.starts_with("--log="))
-        {
-            args.extend(["--log".into(), "info,hnsw_rs=warn".into()]);
-        }
         writeln!(
             log,
             "===== swarm: start #{} of node {id}: tessera {} =====",

@@ -26,30 +26,21 @@ pub const FOREIGN_FLAGS: &[&str] = &[
     "--locked",
     "--mount",
     "--from",
-    "--chown",
     "--system",
     "--uid",
-    "--gid",
-    "--group",
     "--home-dir",
     "--no-create-home",
     "--shell",
-    "--no-install-recommends",
-    "--file",
-    "--tag",
-    "--namespace",
     "--from-file",
-    "--dry-run",
     "--max-time",
-    "--silent",
-    "--show-error",
-    "--fail",
-    "--header",
     "--rm",
-    "--volume",
-    "--publish",
-    "--name",
-    "--profile",
+    "--user-group",
+    "--interval",
+    "--timeout",
+    "--start-period",
+    "--retries",
+    "--from-literal",
+    "--home",
 ];
 
 /// Variables of the harness and scripts, never read by the node.
@@ -416,6 +407,9 @@ pub mod yaml {
                 if is_blank(rest) {
                     self.pos += 1;
                     items.push(self.node(ind + 1)?);
+                } else if rest.starts_with('|') || rest.starts_with('>') {
+                    self.pos += 1;
+                    items.push(self.block_scalar(n, ind, strip_comment(rest))?);
                 } else {
                     // "- key: v" or "- - x": read the rest as a block at its own column
                     let col = ind + (content.len() - rest.len());
@@ -821,6 +815,12 @@ services:
     ports:
       - "127.0.0.1:6333:6333"
     empty: {}
+    entrypoint: ["/bin/sh", "-c"]
+    script:
+      - |
+        echo $$n
+          indented
+      - next
 ---
 kind: ConfigMap
 data:
@@ -845,6 +845,8 @@ list:
                 "environment": {"TESSERA_NODE_ID": "1", "TESSERA_URL": "http://x:1/"},
                 "ports": ["127.0.0.1:6333:6333"],
                 "empty": {},
+                "entrypoint": ["/bin/sh", "-c"],
+                "script": ["echo $$n\n  indented\n", "next"],
             }}})
         );
         assert_eq!(

@@ -41,6 +41,7 @@ pub const FOREIGN_FLAGS: &[&str] = &[
     "--retries",
     "--from-literal",
     "--home",
+    "--now",
 ];
 
 /// Variables of the harness and scripts, never read by the node.
@@ -213,7 +214,8 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// The words of a logical line: split on blanks, quotes, brackets and commas; `;`, `|` and `&`
+/// The words of a logical line: split on blanks, quotes (backquotes too: Markdown), brackets
+/// and commas; `;`, `|` and `&`
 /// become the word `;` (end of a command).
 fn words(line: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -226,7 +228,7 @@ fn words(line: &str) -> Vec<String> {
                 }
                 out.push(";".to_owned());
             }
-            c if c.is_whitespace() || "\"'[](){},".contains(c) => {
+            c if c.is_whitespace() || "\"'`[](){},".contains(c) => {
                 if !cur.is_empty() {
                     out.push(std::mem::take(&mut cur));
                 }

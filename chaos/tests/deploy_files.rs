@@ -4,6 +4,7 @@
 //! variable must be one the node reads; the YAML must be well formed and consistent (distinct
 //! node ids, exactly one node that bootstraps, joins aimed at it); the Kubernetes start script
 //! is run for each pod ordinal with a stand-in `tessera`; the swarm script parses and answers.
+//! docs/deploy.md is held to the same flags and variables.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -155,6 +156,8 @@ fn every_flag_and_variable_in_deploy_exists() {
     ];
     files.extend(files_in("k8s", &[".yaml"]));
     files.extend(files_in("systemd", &[".service", ".env"]));
+    // the guide shows commands too
+    files.push("docs/deploy.md".to_owned());
     let mut problems = Vec::new();
     let mut found = BTreeMap::new();
     for rel in &files {
@@ -176,6 +179,10 @@ fn every_flag_and_variable_in_deploy_exists() {
     assert!(vars("deploy/compose.yaml") >= 15, "{found:?}");
     assert!(vars("deploy/Dockerfile") >= 3, "{found:?}");
     assert!(vars("deploy/systemd/tessera.env") >= 5, "{found:?}");
+    assert!(
+        serve("docs/deploy.md") >= 2 && vars("docs/deploy.md") >= 10,
+        "{found:?}"
+    );
 }
 
 #[test]

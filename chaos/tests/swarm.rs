@@ -1,0 +1,175 @@
+//! The swarm harness against the real `tessera` binary: its preparation (certificates, ports,
+//! command lines), the faults it injects into one node, and a three-node cluster forming.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use tessera_chaos::{NodeState, Swarm, SwarmOptions};
+use tessera_tests::phase;
+
+#[test]
+fn prepare_makes_a_ca_a_certificate_per_node_and_distinct_ports() {
+    phase!("prepare a swarm of 3 without starting it: certs, dirs, ports, flags");
+    let swarm = Swarm::prepare(SwarmOptions::new(3)).expect("prepare a swarm of 3");
+    let root = swarm.root().to_path_buf();
+    assert!(root.join("ca/ca.pem").is_file() && root.join("ca/ca.key").is_file());
+    let ca = std::fs::read(root.join("ca/ca.pem")).expect("read ca.pem");
+    assert_eq!(swarm.ids(), vec![1, 2, 3]);
+
+    let mut http = BTreeSet::new();
+    let mut p2p = BTreeSet::new();
+    for id in swarm.ids() {
+        let n = swarm.node(id).expect("node info");
+        assert_eq!(n.id, id);
+        assert_eq!(n.state, NodeState::Down);
+        assert_eq!(n.pid, None);
+        for f in ["ca.pem", "node.pem", "node.key"] {
+            assert!(n.tls_dir.join(f).is_file(), "node {id} lacks {f}");
+        }
+        assert_eq!(
+            std::fs::read(n.tls_dir.join("ca.pem")).expect("read node ca.pem"),
+            ca,
+            "node {id} trusts the swarm's CA"
+        );
+        assert!(n.http_addr.ip().is_loopback() && n.p2p_addr.ip().is_loopback());
+        http.insert(n.http_addr.port());
+        p2p.insert(n.p2p_addr.port());
+    }
+    assert_eq!(http.len(), 3, "HTTP ports distinct: {http:?}");
+    assert_eq!(p2p.len(), 3, "p2p ports distinct: {p2p:?}");
+
+    phase!("node 1 bootstraps, the others join node 1's p2p address");
+    let first_p2p = swarm.node(1).expect("node 1").p2p_addr.to_string();
+    let line1 = swarm.command_line(1).expect("node 1 flags");
+    assert!(line1.iter().any(|a| a == "--bootstrap"), "{line1:?}");
+    assert!(!line1.iter().any(|a| a == "--join"), "{line1:?}");
+    for id in [2, 3] {
+        let line = swarm.command_line(id).expect("flags");
+        let join = line.iter().position(|a| a == "--join").expect("--join");
+        assert_eq!(line[join + 1], first_p2p);
+        assert!(!line.iter().any(|a| a == "--bootstrap"), "{line:?}");
+        let node_id = line
+            .iter()
+            .position(|a| a == "--node-id")
+            .expect("--node-id");
+        assert_eq!(line[node_id + 1], id.to_string());
+    }
+    assert!(swarm.node(0).is_err() && swarm.node(4).is_err());
+
+    phase!("dropping the swarm removes its root");
+    drop(swarm);
+    assert!(!root.exists());
+}
+
+#[test]
+fn one_node_is_paused_resumed_killed_restarted_and_stopped() {
+    phase!("one node with cluster flags and an API key");
+    let mut swarm =
+        Swarm::start_with(SwarmOptions::new(1).api_key("chaos-key")).expect("start 1 node");
+    let api = swarm.api(1).expect("api");
+    api.ok_get("/collections")
+        .expect("the swarm's client sends the key");
+    let (status, _) = tessera_tests::Api::new(swarm.node(1).expect("node").http_addr)
+        .expect("client")
+        .get("/collections")
+        .expect("GET");
+    assert_eq!(status, 401, "without the key the node refuses");
+    assert_eq!(
+        swarm
+            .wait_for_leader(Duration::from_secs(30))
+            .expect("leader"),
+        1
+    );
+
+    phase!("pause: the node holds its port but answers nothing; no leader among running nodes");
+    swarm.pause(1).expect("pause");
+    assert_eq!(swarm.node(1).expect("node").state, NodeState::Paused);
+    assert!(swarm.cluster(1).is_err(), "a paused node does not answer");
+    assert_eq!(swarm.leader().expect("leader query"), None);
+    assert!(swarm.pause(1).is_err(), "pausing twice is refused");
+
+    phase!("resume: it answers again");
+    swarm.resume(1).expect("resume");
+    swarm
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("leader after resume");
+
+    phase!("kill -9 and restart on the same port and data");
+    let before = swarm.node(1).expect("node");
+    swarm.kill9(1).expect("kill -9");
+    assert_eq!(swarm.node(1).expect("node").state, NodeState::Down);
+    assert!(swarm.kill9(1).is_err(), "a dead node cannot be killed");
+    swarm.restart(1).expect("restart");
+    let after = swarm.node(1).expect("node");
+    assert_eq!(after.http_addr, before.http_addr);
+    assert_eq!(after.p2p_addr, before.p2p_addr);
+    assert_eq!(after.starts, 2);
+    assert_ne!(after.pid, before.pid);
+    swarm.check_alive().expect("nothing crashed");
+
+    phase!("a paused node still stops on SIGTERM (it is resumed to act on it)");
+    swarm.pause(1).expect("pause");
+    let started = Instant::now();
+    let status = swarm.stop(1).expect("stop");
+    assert!(status.success(), "graceful exit: {status}");
+    assert!(started.elapsed() < tessera_chaos::swarm::STOP_TIMEOUT);
+    assert!(swarm.running().is_empty());
+    assert!(
+        swarm.log_tail(1).contains("swarm: start #2 of node 1"),
+        "the log keeps every start"
+    );
+}
+
+#[test]
+fn swarm_of_three_forms_a_cluster() {
+    phase!("three nodes: 1 bootstraps, 2 and 3 join it over QUIC");
+    let swarm = Swarm::start(3).expect("start a swarm of 3");
+
+    phase!("every node lists all three peers");
+    for observer in swarm.ids() {
+        for member in swarm.ids() {
+            swarm
+                .wait_until_listed(observer, member, Duration::from_secs(30))
+                .expect("listed");
+        }
+    }
+
+    phase!("one leader, and every node names it");
+    let leader = swarm
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let views: Vec<_> = swarm
+            .ids()
+            .into_iter()
+            .map(|id| swarm.cluster(id).expect("/cluster"))
+            .collect();
+        let leaders: Vec<u64> = views
+            .iter()
+            .filter(|v| v.claims_leadership())
+            .map(|v| v.peer_id)
+            .collect();
+        assert!(
+            leaders.len() <= 1 || views.iter().map(|v| v.term).collect::<BTreeSet<_>>().len() > 1,
+            "two leaders in one term: {views:?}"
+        );
+        let agreed = views
+            .iter()
+            .all(|v| v.leader == Some(leader) && v.peers.len() == 3);
+        let ids: BTreeSet<u64> = views.iter().map(|v| v.peer_id).collect();
+        assert_eq!(
+            ids,
+            BTreeSet::from([1, 2, 3]),
+            "each node answers as itself"
+        );
+        if agreed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes do not agree on leader {leader}: {views:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -18,4 +18,4 @@ pub mod view;
 
 pub use swarm::{NodeInfo, NodeState, Swarm, SwarmOptions};
 pub use tessera_tests::Api;
-pub use view::ClusterView;
+pub use view::{ClusterView, PeerView};

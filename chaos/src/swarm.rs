@@ -32,7 +32,7 @@ use serde_json::Value;
 use tessera_tests::Api;
 
 use crate::process::{Signal, run_bounded, send_signal, wait_bounded};
-use crate::view::{ClusterView, pick_leader};
+use crate::view::{ClusterView, pick_leader, settled};
 
 /// How long a node may take from spawn to answering `/readyz`.
 pub const READY_TIMEOUT: Duration = tessera_tests::READY_TIMEOUT;
@@ -52,6 +52,11 @@ pub const MAX_NODES: usize = 64;
 /// How many times a node is started on fresh ports when another process took one of its ports
 /// between the probe and the bind.
 const PORT_ATTEMPTS: usize = 3;
+/// How long a settled cluster must stay unchanged (same leader, term and commit) before
+/// [`Swarm::wait_settled`] believes it: a membership change commits its joint configuration
+/// first and appends the final one right after, and a fault in between can halt the group
+/// (a 2-voter old configuration has no majority without both).
+const QUIET: Duration = Duration::from_millis(500);
 /// Bytes of a node's log that [`Swarm::log_tail`] returns.
 const LOG_TAIL_BYTES: u64 = 16 * 1024;
 
@@ -199,8 +204,10 @@ impl Swarm {
         Ok(swarm)
     }
 
-    /// Starts every node that has never run, in id order: each must answer `/readyz` and then
-    /// be listed by node 1's `/cluster` before the next starts.
+    /// Starts every node that has never run, in id order: each must answer `/readyz`, be
+    /// listed by node 1's `/cluster`, and the cluster must settle ([`Swarm::wait_settled`])
+    /// before the next starts, so no two membership changes overlap and the swarm is handed
+    /// over with no change in flight.
     pub fn start_all(&mut self) -> Result<()> {
         for id in self.ids() {
             if self.member(id)?.info.starts > 0 {
@@ -208,8 +215,69 @@ impl Swarm {
             }
             self.start_new_member(id)?;
             self.wait_until_listed(1, id, self.opts.join_timeout)?;
+            self.wait_settled(self.opts.join_timeout)?;
         }
         Ok(())
+    }
+
+    /// Waits until the running nodes agree on a settled cluster (see [`crate::view::settled`]:
+    /// every node started so far listed, one leader named by all, everything applied) and it
+    /// stays so, with the same leader, term and commit, for a quiet period of 500 ms. Returns
+    /// the leader. Every running node must answer.
+    pub fn wait_settled(&self, timeout: Duration) -> Result<u64> {
+        let members: BTreeSet<u64> = self
+            .members
+            .iter()
+            .filter(|m| m.info.starts > 0)
+            .map(|m| m.info.id)
+            .collect();
+        let started = Instant::now();
+        let mut calm: Option<((u64, u64, u64), Instant)> = None;
+        let mut last = String::from("no probe yet");
+        for _ in 0..max_probes(timeout) {
+            let running = self.running();
+            let views: Vec<ClusterView> = running
+                .iter()
+                .filter_map(|id| match self.cluster(*id) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        last = format!("node {id}: {e:#}");
+                        None
+                    }
+                })
+                .collect();
+            if views.len() == running.len() {
+                match settled(&views, &members) {
+                    Ok(leader) => {
+                        let lv = views.iter().find(|v| v.peer_id == leader);
+                        let key = (leader, lv.map_or(0, |v| v.term), lv.map_or(0, |v| v.commit));
+                        match calm {
+                            Some((k, since)) if k == key => {
+                                if since.elapsed() >= QUIET {
+                                    return Ok(leader);
+                                }
+                            }
+                            _ => calm = Some((key, Instant::now())),
+                        }
+                        last = format!("settled on {key:?}, waiting out the quiet period");
+                    }
+                    Err(why) => {
+                        calm = None;
+                        last = why;
+                    }
+                }
+            } else {
+                calm = None;
+            }
+            if started.elapsed() >= timeout {
+                break;
+            }
+            std::thread::sleep(PROBE_EVERY);
+        }
+        bail!(
+            "the cluster did not settle within {timeout:?}: {last}\n{}",
+            self.log_tails()
+        )
     }
 
     fn make_certs(&self) -> Result<()> {

@@ -138,6 +138,12 @@ fn swarm_of_three_forms_a_cluster() {
     let leader = swarm
         .wait_for_leader(Duration::from_secs(30))
         .expect("a leader");
+    assert_eq!(
+        swarm
+            .wait_settled(Duration::from_secs(30))
+            .expect("settled"),
+        leader
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let views: Vec<_> = swarm
@@ -154,9 +160,12 @@ fn swarm_of_three_forms_a_cluster() {
             leaders.len() <= 1 || views.iter().map(|v| v.term).collect::<BTreeSet<_>>().len() > 1,
             "two leaders in one term: {views:?}"
         );
-        let agreed = views
-            .iter()
-            .all(|v| v.leader == Some(leader) && v.peers.len() == 3);
+        // with the default max_voters of 3, every member votes
+        let agreed = views.iter().all(|v| {
+            v.leader == Some(leader)
+                && v.peers.len() == 3
+                && v.peers.values().all(|p| p.voter != Some(false))
+        });
         let ids: BTreeSet<u64> = views.iter().map(|v| v.peer_id).collect();
         assert_eq!(
             ids,
@@ -172,4 +181,128 @@ fn swarm_of_three_forms_a_cluster() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits until `check` holds, at most `timeout`; panics with `what` and the last state.
+fn eventually<T: std::fmt::Debug>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = probe();
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {timeout:?}; last: {v:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_leader_is_replaced_and_rejoins_when_restarted() {
+    let mut swarm = Swarm::start(3).expect("start a swarm of 3");
+    let old = swarm
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
+
+    phase!("kill -9 the leader {old}: the others elect one of themselves");
+    swarm.kill9(old).expect("kill -9");
+    let new = swarm
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a new leader");
+    assert_ne!(new, old);
+    eventually(
+        Duration::from_secs(10),
+        "the new leader sees the old one unreachable",
+        || swarm.cluster(new).ok(),
+        |v| {
+            v.as_ref()
+                .and_then(|v| v.peers.get(&old))
+                .and_then(|p| p.reachable)
+                == Some(false)
+        },
+    );
+
+    phase!("restart {old} with its original flags: it follows {new} and is reachable again");
+    swarm.restart(old).expect("restart");
+    eventually(
+        Duration::from_secs(30),
+        "the restarted node follows the new leader",
+        || swarm.cluster(old).ok(),
+        |v| {
+            v.as_ref()
+                .is_some_and(|v| v.leader == Some(new) && !v.claims_leadership())
+        },
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the new leader reaches the restarted node",
+        || swarm.cluster(new).ok(),
+        |v| {
+            v.as_ref()
+                .and_then(|v| v.peers.get(&old))
+                .and_then(|p| p.reachable)
+                == Some(true)
+        },
+    );
+
+    phase!("a metadata change made through the restarted node reaches every node");
+    swarm
+        .api(old)
+        .expect("api")
+        .ok_put(
+            "/collections/after_restart",
+            &serde_json::json!({"vectors": {"size": 4, "distance": "Cosine"}}),
+        )
+        .expect("create a collection through the restarted node");
+    for id in swarm.ids() {
+        let api = swarm.api(id).expect("api");
+        eventually(
+            Duration::from_secs(10),
+            "the collection is on every node",
+            || api.get("/collections/after_restart").map(|r| r.0).ok(),
+            |s| *s == Some(200),
+        );
+    }
+    swarm.check_alive().expect("no node crashed");
+}
+
+#[test]
+fn a_paused_leader_loses_leadership_and_follows_after_resume() {
+    let mut swarm = Swarm::start(3).expect("start a swarm of 3");
+    let old = swarm
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a leader");
+
+    phase!("SIGSTOP the leader {old}: it holds its sockets, the others elect a new leader");
+    swarm.pause(old).expect("pause");
+    let new = swarm
+        .wait_for_leader(Duration::from_secs(30))
+        .expect("a new leader among the running nodes");
+    assert_ne!(new, old);
+
+    phase!("SIGCONT: {old} learns the newer term and follows {new}");
+    swarm.resume(old).expect("resume");
+    let v = eventually(
+        Duration::from_secs(30),
+        "the resumed node follows the new leader",
+        || swarm.cluster(old).ok(),
+        |v| {
+            v.as_ref()
+                .is_some_and(|v| v.leader == Some(new) && !v.claims_leadership())
+        },
+    );
+    let leader_view = swarm.cluster(new).expect("/cluster of the new leader");
+    assert!(
+        leader_view.term >= v.as_ref().map_or(0, |v| v.term),
+        "the leader's term is the newest"
+    );
+    assert_eq!(swarm.leader().expect("leader"), Some(new));
+    swarm.check_alive().expect("no node crashed");
 }

@@ -168,6 +168,41 @@ wait_listed() {
   die "node $i not listed by node 1's /cluster within ${JOIN_TIMEOUT_S}s"
 }
 
+# The state nodes 1..I agree on, as "leader:commit", or nothing while they do not: each names
+# the same leader and has applied that commit.
+agreed_state() {
+  local n=$1 i body leader applied commit state="" mine
+  for ((i = 1; i <= n; i++)); do
+    body=$(get "$(http_port "$i")" /cluster) || return 0
+    leader=$(echo "$body" | grep -o '"leader":[0-9]*' | cut -d: -f2)
+    commit=$(echo "$body" | grep -o '"commit":[0-9]*' | cut -d: -f2)
+    applied=$(echo "$body" | grep -o '"applied":[0-9]*' | cut -d: -f2)
+    [ -n "$leader" ] && [ -n "$commit" ] && [ "${applied:-$commit}" = "$commit" ] || return 0
+    mine="$leader:$commit"
+    if [ -z "$state" ]; then state=$mine; elif [ "$state" != "$mine" ]; then return 0; fi
+  done
+  echo "$state"
+}
+
+# Waits until nodes 1..I agree (agreed_state) and stay so for half a second: a membership change
+# appends its final configuration right after its joint one, and a fault in between halts a
+# group growing from 2 to 3 voters.
+wait_settled() {
+  local n=$1 t state prev="" same=0
+  for ((t = 0; t < JOIN_TIMEOUT_S * 4; t++)); do
+    state=$(agreed_state "$n")
+    if [ -n "$state" ] && [ "$state" = "$prev" ]; then
+      same=$((same + 1))
+      [ "$same" -lt 2 ] || return 0
+    else
+      same=0
+    fi
+    prev=$state
+    sleep 0.25
+  done
+  die "nodes 1..$n did not settle on one leader within ${JOIN_TIMEOUT_S}s (see $0 status $dir)"
+}
+
 stop_node() {
   local i=$1 pid t
   pid=$(live_pid "$i")
@@ -202,6 +237,7 @@ cmd_start() {
   for ((i = 1; i <= n; i++)); do
     start_node "$i"
     wait_listed "$i"
+    wait_settled "$i"
     echo "node $i: http://127.0.0.1:$(http_port "$i")  p2p 127.0.0.1:$(p2p_port "$i") (udp)  log $dir/n$i/node.log"
   done
   echo "swarm of $n in $dir; stop it with: $0 stop $dir"

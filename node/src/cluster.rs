@@ -115,6 +115,8 @@ pub enum AdminReply {
 /// The calls a node makes to other nodes: shard requests, admin calls, and who is down.
 pub struct Link {
     pub transport: Arc<QuicTransport>,
+    /// The membership, for addresses the address book does not have yet (a restarted node).
+    raft: MetaRaft,
     /// Peers that missed their last ping, since when.
     down: DashMap<NodeId, Instant>,
 }
@@ -132,6 +134,18 @@ impl Link {
         }
     }
 
+    /// Makes sure the address book knows `node` (from the Raft membership).
+    fn resolve(&self, node: NodeId) {
+        if self.transport.peers().iter().any(|(id, _)| *id == node) {
+            return;
+        }
+        if let Some(n) = self.raft.metrics().nodes.get(&node)
+            && let Ok(addr) = n.p2p_addr.parse()
+        {
+            self.transport.set_peer(node, addr);
+        }
+    }
+
     fn mark(&self, node: NodeId, up: bool) {
         if up {
             if self.down.remove(&node).is_some() {
@@ -146,6 +160,7 @@ impl Link {
     /// A shard request to `node`.
     pub async fn call(&self, node: NodeId, rpc: &ShardRpc) -> Result<ShardReply> {
         let body = codec::encode(rpc)?;
+        self.resolve(node);
         let call = self.transport.call(
             node,
             Service::Shard,
@@ -175,6 +190,7 @@ impl Link {
 
     async fn admin(&self, node: NodeId, rpc: &AdminRpc, deadline: Duration) -> Result<AdminReply> {
         let body = codec::encode(rpc)?;
+        self.resolve(node);
         let call = self.transport.call(node, Service::Admin, body, deadline);
         tokio::pin!(call);
         let ping = matches!(rpc, AdminRpc::Ping);
@@ -324,6 +340,7 @@ impl ClusterNode {
         let _ = raft_cell.set(raft.clone());
         let link = Arc::new(Link {
             transport,
+            raft: raft.clone(),
             down: DashMap::new(),
         });
         let _ = link_cell.set(link.clone());

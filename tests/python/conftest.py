@@ -4,7 +4,8 @@
   (it may be parametrized) to run its tests against a differently configured node.
 - `tessera_server` (module): a running server (`.url`, `.log_tail()`); SIGTERMed on teardown, killed if
   it does not stop within `STOP_TIMEOUT_S`.
-- `base_url` (module): the server's base URL, e.g. http://127.0.0.1:40123.
+- `base_url` (module): the server's base URL, e.g. http://127.0.0.1:40123. With $TESSERA_URL set,
+  the suite runs against that node instead of starting one (the cluster tests use it).
 - `small_body_server` (module): a second server started with `--max-body-bytes 65536`.
 - `client` (function): a `QdrantClient(url=..., prefer_grpc=False, timeout=...)`; its server version
   check runs to completion inside the fixture and any warning it emits fails the test.
@@ -163,8 +164,22 @@ def tessera_args() -> tuple[str, ...]:
     return ()
 
 
+class ExternalServer:
+    """A node someone else runs (the cluster tests point the suite at each node of a swarm)."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def log_tail(self) -> str:
+        return "(external server: see the harness's logs)"
+
+
 @pytest.fixture(scope="module")
 def tessera_server(tmp_path_factory, tessera_args):
+    external = os.environ.get("TESSERA_URL")
+    if external:
+        yield ExternalServer(external)
+        return
     yield from _run_server(tmp_path_factory, "tessera", tuple(tessera_args))
 
 
@@ -205,5 +220,5 @@ def pytest_runtest_makereport(item, call):
         return
     funcargs = getattr(item, "funcargs", {}) or {}
     for value in funcargs.values():
-        if isinstance(value, TesseraServer):
+        if isinstance(value, (TesseraServer, ExternalServer)):
             rep.sections.append((f"tessera log ({value.url})", value.log_tail()))

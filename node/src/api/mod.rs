@@ -50,7 +50,7 @@ pub fn http(state: AppState) -> Http {
         .route("/", get(root))
         .route("/healthz", get(health))
         .route("/livez", get(health))
-        .route("/readyz", get(health));
+        .route("/readyz", get(ready));
     let api = Http::new()
         .route("/metrics", get(metrics_text))
         .route("/cluster", get(cluster))
@@ -568,6 +568,22 @@ async fn health() -> &'static str {
     "healthz check passed"
 }
 
+/// Ready when this node can route: on a cluster member, once it knows the metadata leader and
+/// has applied the log up to what it had committed (a restarted node replays first).
+async fn ready(State(s): State<AppState>) -> Response {
+    if let Some(raft) = s.catalog.meta.raft() {
+        let m = raft.metrics();
+        if m.leader.is_none() || m.applied_index.unwrap_or(0) < m.committed_index {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: joining the metadata group",
+            )
+                .into_response();
+        }
+    }
+    "all shards are ready".into_response()
+}
+
 async fn metrics_text(State(s): State<AppState>, Extension(ctx): Extension<Ctx>) -> Response {
     if let Err(e) = access::check_global_read(&ctx.principal) {
         return ApiError(e).into_response();
@@ -780,20 +796,26 @@ async fn get_collection(
     let t = Instant::now();
     let c = visible_collection(&s, &ctx, &name, Clone::clone)?;
     let scope = access::scope(&ctx.principal, &c, &KeySelector::All, access::Need::Read)?;
-    let (mut points, mut indexed, mut segments) = (0usize, 0usize, 0usize);
+    let (mut indexed, mut segments, mut all_local) = (0usize, 0usize, true);
     for (id, _) in &scope.targets {
-        if let Some(d) = s.catalog.shards.data((c.uid, *id)) {
-            let st = d.stats();
-            points += st.points;
-            indexed += st.indexed_points;
-            segments += st.segments;
+        match s.catalog.shards.data((c.uid, *id)) {
+            Some(d) => {
+                let st = d.stats();
+                indexed += st.indexed_points;
+                segments += st.segments;
+            }
+            None => all_local = false,
         }
     }
+    // the exact count goes through the router: every shard, on whichever node, in the
+    // caller's scope (a tenant of a shared collection counts its own points only)
+    let points = s.router.count(&ctx, &name, &KeySelector::All, None).await?;
     let mut indexed = json!(indexed);
-    if scope.partition.is_some() {
-        // a tenant of a shared collection sees its own points only
-        points = s.router.count(&ctx, &name, &KeySelector::All, None).await?;
+    if scope.partition.is_some() || !all_local {
+        // per-segment figures are known for this node's replicas only
         indexed = Value::Null;
+    }
+    if scope.partition.is_some() {
         segments = 0;
     }
     let schema: Map<String, Value> = c

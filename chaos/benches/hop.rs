@@ -19,7 +19,9 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn vector(seed: u64, dim: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..dim)
         .map(|_| {
             x ^= x << 13;
@@ -60,10 +62,17 @@ fn run(base: &str, clients: usize, per_client: usize, dim: usize) -> (f64, f64, 
             })
         })
         .collect();
-    let mut all: Vec<f64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut all: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     let secs = started.elapsed().as_secs_f64();
     all.sort_by(f64::total_cmp);
-    (percentile(&all, 0.5), percentile(&all, 0.99), all.len() as f64 / secs)
+    (
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.len() as f64 / secs,
+    )
 }
 
 fn main() {
@@ -77,7 +86,8 @@ fn main() {
         &json!({"vectors": {"size": dim, "distance": "Cosine"}, "sharding_method": "custom"}),
     )
     .unwrap();
-    api.ok_put("/collections/bench/shards", &json!({"shard_key": "t"})).unwrap();
+    api.ok_put("/collections/bench/shards", &json!({"shard_key": "t"}))
+        .unwrap();
     for start in (0..points).step_by(500) {
         let pts: Vec<Value> = (start..(start + 500).min(points))
             .map(|i| json!({"id": i, "vector": vector(i as u64, dim)}))
@@ -92,7 +102,11 @@ fn main() {
         .ids()
         .into_iter()
         .find(|id| {
-            let r = swarm.api(*id).unwrap().ok_get("/collections/bench/cluster").unwrap();
+            let r = swarm
+                .api(*id)
+                .unwrap()
+                .ok_get("/collections/bench/cluster")
+                .unwrap();
             !r["local_shards"].as_array().unwrap().is_empty()
         })
         .unwrap();
@@ -100,7 +114,11 @@ fn main() {
     // let the background index builds finish
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let r = swarm.api(holder).unwrap().ok_get("/collections/bench").unwrap();
+        let r = swarm
+            .api(holder)
+            .unwrap()
+            .ok_get("/collections/bench")
+            .unwrap();
         if r["indexed_vectors_count"].as_u64().unwrap_or(0) + 5_000 >= points as u64
             || Instant::now() > deadline
         {
@@ -108,11 +126,16 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    println!("hop bench: 3 nodes, {points} x {dim}-d points in one shard key on node {holder}; {queries} queries per row, limit 10");
+    println!(
+        "hop bench: 3 nodes, {points} x {dim}-d points in one shard key on node {holder}; {queries} queries per row, limit 10"
+    );
     println!("| through | clients | p50 ms | p99 ms | QPS |");
     println!("|---|---:|---:|---:|---:|");
     for clients in [1usize, 8] {
-        for (name, id) in [("holder (local)", holder), ("other node (one QUIC hop)", other)] {
+        for (name, id) in [
+            ("holder (local)", holder),
+            ("other node (one QUIC hop)", other),
+        ] {
             let base = format!("http://{}", swarm.node(id).unwrap().http_addr);
             run(&base, clients, 50, dim); // warm-up
             let (p50, p99, qps) = run(&base, clients, queries / clients, dim);

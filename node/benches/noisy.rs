@@ -296,6 +296,12 @@ fn a_client(
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok());
+                let retry_after_ms = r
+                    .headers()
+                    .get("retry-after-ms")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .or(retry_after.map(|s| s * 1000));
                 let text = r.text().unwrap_or_default();
                 match status {
                     200 => c.accepted += 1,
@@ -306,7 +312,17 @@ fn a_client(
                         }
                         c.first_429
                             .get_or_insert_with(|| format!("Retry-After {retry_after:?}: {text}"));
-                        std::thread::sleep(backoff);
+                        match retry_after_ms.filter(|_| obey_retry_after()) {
+                            // as client SDKs do: wait what the server says (Retry-After-Ms when
+                            // given), with jitter so the clients do not come back in step
+                            Some(ms) => {
+                                let jitter = 1.0 + (c.attempts % 97) as f64 / 194.0;
+                                let wait = Duration::from_secs_f64(ms as f64 / 1000.0 * jitter);
+                                let left = deadline.saturating_duration_since(Instant::now());
+                                std::thread::sleep(wait.min(left));
+                            }
+                            None => std::thread::sleep(backoff),
+                        }
                     }
                     st => {
                         c.errors += 1;
@@ -372,11 +388,12 @@ fn main() {
         .map(|n| n.get())
         .unwrap_or(0);
     println!(
-        "noisy bench: one node, {cores} cores, dim {}, A {} points, B {} points, phases of {} s",
+        "noisy bench: one node, {cores} cores, dim {}, A {} points, B {} points, phases of {} s; A's clients {} Retry-After",
         k.dim,
         k.a_points,
         k.b_points,
-        k.phase.as_secs()
+        k.phase.as_secs(),
+        if obey_retry_after() { "obey" } else { "ignore" }
     );
     // tenants use tenant-bound tokens (HS256 with the api key), as tessera's tenants do: a
     // flood over its rate is refused from the headers, before its body is parsed
@@ -670,4 +687,10 @@ fn tenant_token(tenant: &str) -> String {
         &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
     )
     .unwrap()
+}
+
+/// Whether A's clients wait out `Retry-After` (with jitter), as SDKs do (`BENCH_A_OBEY_RETRY_AFTER`,
+/// default 1); 0 makes them retry after `BENCH_A_BACKOFF_MS` whatever the server says.
+fn obey_retry_after() -> bool {
+    env_usize("BENCH_A_OBEY_RETRY_AFTER", 1) != 0
 }

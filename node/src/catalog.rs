@@ -119,26 +119,10 @@ impl Catalog {
             link: std::sync::OnceLock::new(),
         };
         // open every replica placed on this node
-        let self_node = cat.node_id;
-        let specs: Vec<ShardSpec> = {
-            let st = cat.meta.read();
-            st.collections
-                .values()
-                .flat_map(|c| {
-                    c.shards
-                        .values()
-                        .filter(|s| s.replicas.iter().any(|r| r.node == self_node))
-                        .map(|s| cat.spec(c, s.id, s.key.clone()))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
         let started = std::time::Instant::now();
-        for spec in specs.iter().cloned() {
-            cat.shards.open(spec).await?;
-        }
+        let opened = cat.open_placed().await?;
         tracing::info!(
-            replicas = specs.len(),
+            replicas = opened,
             ms = started.elapsed().as_millis() as u64,
             "replicas opened"
         );
@@ -300,7 +284,7 @@ impl Catalog {
 
     /// Opens every replica placed on this node that is not open yet (after a restart, or a
     /// snapshot installed from the leader).
-    pub async fn open_placed(&self) -> Result<()> {
+    pub async fn open_placed(&self) -> Result<usize> {
         let self_node = self.node_id;
         let specs: Vec<ShardSpec> = {
             let st = self.meta.read();
@@ -316,10 +300,11 @@ impl Catalog {
                 })
                 .collect()
         };
+        let n = specs.len();
         for spec in specs {
             self.shards.open(spec).await?;
         }
-        Ok(())
+        Ok(n)
     }
 
     /// Makes this node's replicas follow one applied command (cluster mode: every node runs

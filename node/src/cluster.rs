@@ -373,6 +373,8 @@ impl ClusterNode {
         tokio::spawn(ping_peers(self.raft.clone(), self.link.clone()));
         if let Some(seed) = self.config.join {
             tokio::spawn(join(self.raft.clone(), self.link.clone(), seed));
+        } else {
+            tokio::spawn(announce(self.raft.clone(), self.link.clone()));
         }
     }
 }
@@ -438,6 +440,30 @@ async fn ping_peers(raft: MetaRaft, link: Arc<Link>) {
             });
         }
         while checks.join_next().await.is_some() {}
+    }
+}
+
+/// A member restarted with other addresses (a pod with a new IP) tells the leader, so that
+/// peers dial the new ones: the same request as a join, which updates a member's addresses.
+async fn announce(raft: MetaRaft, link: Arc<Link>) {
+    let started = Instant::now();
+    while started.elapsed() < JOIN_FOR {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let m = raft.metrics();
+        let Some(known) = m.nodes.get(&raft.id()) else {
+            return; // not a member (yet): nothing to update
+        };
+        if known == raft.node() {
+            return;
+        }
+        let Some(leader) = m.leader_node else {
+            continue;
+        };
+        let Ok(addr) = leader.p2p_addr.parse::<SocketAddr>() else {
+            continue;
+        };
+        join(raft.clone(), link.clone(), addr).await;
+        return;
     }
 }
 
@@ -556,6 +582,14 @@ async fn add_member(
         link.transport.set_peer(id, addr);
     }
     let max_voters = served.map(|s| s.catalog.max_voters()).unwrap_or(3);
+    if m.nodes.get(&id).is_some_and(|known| *known != node) {
+        // a member back with other addresses: record them (voter or learner, it stays one)
+        raft.add_learner(id, node.clone())
+            .await
+            .map_err(Error::from)?;
+        tracing::info!(node = id, p2p = %node.p2p_addr, "member addresses updated");
+        return Ok(());
+    }
     if !m.voters.contains(&id) {
         raft.add_learner(id, node).await.map_err(Error::from)?;
         let voters = raft.metrics().voters;

@@ -536,14 +536,10 @@ impl Router {
                     with_payload,
                     with_vector,
                 };
-                let parts = read_all(&cat, scope, op)
-                    .await?
-                    .into_iter()
-                    .map(|(k, r)| match r {
-                        ReadReply::Records(r) => Ok((k, r)),
-                        _ => Err(wrong_reply()),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let parts = replies(read_all(&cat, scope, op).await?, |r| match r {
+                    ReadReply::Records(r) => Some(r),
+                    _ => None,
+                })?;
                 // answer in the order asked; the same id under two shard keys is two points
                 let mut by_id: BTreeMap<PointId, Vec<Keyed<Record>>> = BTreeMap::new();
                 for (key, recs) in parts {
@@ -601,14 +597,10 @@ impl Router {
                     with_payload,
                     with_vector,
                 };
-                let parts = read_all(&cat, scope, op)
-                    .await?
-                    .into_iter()
-                    .map(|(k, r)| match r {
-                        ReadReply::Page(recs, next) => Ok((k, (recs, next))),
-                        _ => Err(wrong_reply()),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let parts = replies(read_all(&cat, scope, op).await?, |r| match r {
+                    ReadReply::Page(recs, next) => Some((recs, next)),
+                    _ => None,
+                })?;
                 Ok(merge_pages(parts, limit))
             },
         )
@@ -783,6 +775,17 @@ pub struct Reach {
 
 fn wrong_reply() -> Error {
     Error::internal("a shard answered a different kind of read")
+}
+
+/// The shards' answers of one kind (`pick` unwraps it); another kind is an internal error.
+fn replies<T>(
+    parts: Vec<(Option<ShardKey>, ReadReply)>,
+    pick: impl Fn(ReadReply) -> Option<T>,
+) -> Result<Vec<(Option<ShardKey>, T)>> {
+    parts
+        .into_iter()
+        .map(|(k, r)| pick(r).map(|v| (k, v)).ok_or_else(wrong_reply))
+        .collect()
 }
 
 /// The scheduler queue of requests attributed to no tenant (e.g. an admin's read of several

@@ -910,6 +910,32 @@ fn attacks(f: &Fixture) -> Result<()> {
     let (st, _) = base.get("/healthz")?;
     ensure!(st == 200, "healthz without credentials: {st}");
 
+    phase!("value_exists revocation: valid while the point exists, 401 otherwise");
+    admin.ok_put(
+        "/collections/users",
+        &json!({"vectors": {"size": DIM, "distance": "Dot"}}),
+    )?;
+    admin.ok_put(
+        "/collections/users/points?wait=true",
+        &json!({"points": [{"id": 1, "vector": [1.0, 0.0, 0.0, 0.0], "payload": {"user": "bob", "gen": 3}}]}),
+    )?;
+    let revocable = |user: &str, generation: u64| {
+        ed_token(
+            &f.ed,
+            "ed1",
+            json!({"value_exists": {"collection": "users", "matches": [
+                {"key": "user", "value": user}, {"key": "gen", "value": generation}]}}),
+        )
+    };
+    base.with_key(&revocable("bob", 3)).ok_get("/collections")?;
+    for (what, token) in [
+        ("revoked generation", revocable("bob", 2)),
+        ("no such user", revocable("mallory", 3)),
+    ] {
+        let msg = expect_error(base.with_key(&token).get("/collections")?, 401, what)?;
+        ensure!(msg.contains("revoked"), "{what}: {msg}");
+    }
+
     phase!("JWKS rotation without restart: a second key, SIGHUP, both accepted");
     let ed2 = EdKey::generate();
     let t2 = ed_token(&ed2, "ed2", json!({"sub": "rotated"}));

@@ -493,6 +493,10 @@ impl IntoResponse for ApiError {
             if let Ok(v) = secs.parse() {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
+            // Retry-After counts whole seconds; tokens come back in milliseconds
+            if let Ok(v) = retry_after_ms.max(1).to_string().parse() {
+                resp.headers_mut().insert("retry-after-ms", v);
+            }
         }
         resp
     }

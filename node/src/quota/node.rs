@@ -34,6 +34,8 @@ impl Quotas {
             scheduler: FairScheduler::with_metrics(
                 SchedulerConfig {
                     slots: slots.max(1),
+                    // a tenant never holds every slot: another tenant's query starts at once
+                    tenant_max_running: slots.saturating_sub(1).max(1),
                     ..SchedulerConfig::default()
                 },
                 metrics.clone(),

@@ -33,6 +33,10 @@ pub struct SchedulerConfig {
     pub quantum: u32,
     /// Retry-After of a refusal for a full queue.
     pub retry_after_ms: u64,
+    /// Slots one tenant may hold at once (0: all). Below `slots`, a flooding tenant always
+    /// leaves a slot free, so another tenant's request starts at once instead of waiting for
+    /// one of the flood's jobs to finish; the price is that a lone tenant uses fewer slots.
+    pub tenant_max_running: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -45,6 +49,7 @@ impl Default for SchedulerConfig {
             max_queue: 1024,
             quantum: 1,
             retry_after_ms: 1000,
+            tenant_max_running: 0,
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Drr<J> {
     quantum: u64,
     max_queue: usize,
     next_id: u64,
+    /// Jobs one tenant may have running at once (`usize::MAX`: no cap).
+    max_running: usize,
 }
 
 impl<J> Drr<J> {
@@ -86,7 +93,24 @@ impl<J> Drr<J> {
             quantum: u64::from(quantum.max(1)),
             max_queue,
             next_id: 0,
+            max_running: usize::MAX,
         }
+    }
+
+    /// Caps the jobs one tenant may have running at once (0: no cap).
+    pub fn with_max_running(mut self, max_running: usize) -> Drr<J> {
+        self.max_running = if max_running == 0 {
+            usize::MAX
+        } else {
+            max_running
+        };
+        self
+    }
+
+    fn capped(&self, tenant: &str) -> bool {
+        self.queues
+            .get(tenant)
+            .is_some_and(|q| q.running >= self.max_running)
     }
 
     /// Queues `job` for `tenant` (weight clamped to 1..=1000, cost to at least 1) and returns
@@ -133,9 +157,18 @@ impl<J> Drr<J> {
     /// The next job to start, by deficit round robin, counted as running for its tenant until
     /// [`Drr::finished`] is called for it.
     pub fn pop(&mut self) -> Option<(String, J)> {
+        // tenants at their running cap wait for one of their jobs to finish
+        if self.ring.iter().all(|t| self.capped(t)) {
+            return None;
+        }
         let mut misses = 0usize;
         loop {
             let name = self.ring.front()?.clone();
+            if self.capped(&name) {
+                self.ring.rotate_left(1);
+                self.turn_open = false;
+                continue;
+            }
             let quantum = self.quantum;
             let Some(q) = self.queues.get_mut(&name) else {
                 self.ring.pop_front();
@@ -186,6 +219,7 @@ impl<J> Drr<J> {
         let mut rounds = u64::MAX;
         for name in &self.ring {
             if let Some(q) = self.queues.get(name)
+                && q.running < self.max_running
                 && let Some((_, cost, _)) = q.jobs.front()
             {
                 let per_turn = self.quantum * q.weight;
@@ -372,7 +406,8 @@ impl FairScheduler {
         FairScheduler {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
-                    drr: Drr::new(config.quantum, config.max_queue),
+                    drr: Drr::new(config.quantum, config.max_queue)
+                        .with_max_running(config.tenant_max_running),
                     running: 0,
                     closed: false,
                 }),
@@ -605,6 +640,7 @@ mod tests {
             max_queue: 10_000,
             quantum: 1,
             retry_after_ms: 1000,
+            tenant_max_running: 0,
         });
         let (gate, gate_task) = block_the_pool(&s).await;
 
@@ -651,6 +687,7 @@ mod tests {
             max_queue: 2,
             quantum: 1,
             retry_after_ms: 250,
+            tenant_max_running: 0,
         });
         let (gate, gate_task) = block_the_pool(&s).await;
         let mut queued = Vec::new();
@@ -687,6 +724,7 @@ mod tests {
             max_queue: 10,
             quantum: 1,
             retry_after_ms: 1000,
+            tenant_max_running: 0,
         });
         let (gate, gate_task) = block_the_pool(&s).await;
 
@@ -728,5 +766,26 @@ mod tests {
         s.close();
         let e = s.run("b", 1, 1, || 5).await.expect_err("closed");
         assert_eq!(e.kind, ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn a_capped_tenant_leaves_slots_to_others() {
+        let mut d: Drr<u32> = Drr::new(1, 100).with_max_running(1);
+        for i in 0..10 {
+            d.push("flood", 1, 1, i).expect("queued");
+        }
+        assert_eq!(d.pop().map(|(t, _)| t), Some("flood".to_owned()));
+        assert!(
+            d.pop().is_none(),
+            "the flood holds its one slot: nothing else to start"
+        );
+        d.push("calm", 1, 1, 99).expect("queued");
+        assert_eq!(
+            d.pop(),
+            Some(("calm".to_owned(), 99)),
+            "calm starts at once"
+        );
+        d.finished("flood");
+        assert_eq!(d.pop().map(|(t, _)| t), Some("flood".to_owned()));
     }
 }

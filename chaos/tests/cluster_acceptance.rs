@@ -77,7 +77,9 @@ fn count(api: &Api, k: &str) -> Result<(u16, Value)> {
 /// Runs the qdrant-client guide suite against one node (the venv made by tests/run.sh).
 fn qdrant_client_suite(url: &str) -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = root.join(".venv/bin/python");
+    let python = std::env::var_os("TESSERA_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
     if !python.exists() {
         bail!(
             "{} missing: run tests/run.sh (it makes the venv with the pinned clients)",

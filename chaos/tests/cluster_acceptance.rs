@@ -337,6 +337,36 @@ fn scenario(swarm: &mut Swarm) -> Result<()> {
     let new_leader = swarm.wait_for_leader(Duration::from_secs(10))?;
     ensure!(new_leader != leader, "a new leader");
     swarm.restart(leader)?;
+    swarm.wait_for_leader(Duration::from_secs(10))?;
+
+    phase!("deleting a shard key removes it on every node; a peer holding replicas stays");
+    let gone = key(0);
+    let holder_of_gone = holder[&gone];
+    api(other)?.ok_post("/collections/c/shards/delete", &json!({"shard_key": gone}))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in &ids {
+        loop {
+            let (st, _) = count(api(*id)?, &gone)?;
+            let listed = local_keys(api(*id)?)?.contains(&gone);
+            if st == 404 && !listed {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{gone} still there on node {id}: {st}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let (st, v) = api(other)?.delete(&format!("/cluster/peer/{holder_of_gone}"))?;
+    ensure!(
+        st == 400,
+        "removing a peer that holds replicas must be refused: {st} {v}"
+    );
+    ensure!(
+        swarm.cluster(other)?.peers.len() == 3,
+        "membership unchanged"
+    );
     Ok(())
 }
 

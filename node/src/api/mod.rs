@@ -1047,9 +1047,37 @@ async fn upsert(
 ) -> Reply {
     let t = Instant::now();
     let wait = query_flag(&q, "wait")?;
+    // A large batch is parsed on the blocking pool: parsing megabytes of JSON on the async
+    // workers would hold up every other tenant's requests behind it.
+    let large = body.as_ref().is_ok_and(|b| b.len() > PARSE_INLINE_BYTES);
+    let parse = {
+        let (s, ctx, name) = (s.clone(), ctx.clone(), name.clone());
+        move || parse_upsert(&s, &ctx, &name, body)
+    };
+    let (sel, points) = if large {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .map_err(|e| Error::internal(format!("parse task: {e}")))??
+    } else {
+        parse()?
+    };
+    let seq = s.router.upsert(&ctx, &name, &sel, points).await?;
+    update_result(seq, wait, t)
+}
+
+/// Bodies up to this size are parsed on the async worker; larger ones on the blocking pool.
+const PARSE_INLINE_BYTES: usize = 32 * 1024;
+
+/// The shard keys and points of an upsert body, checked against the collection.
+fn parse_upsert(
+    s: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(KeySelector, Vec<NewPoint>)> {
     let v = body_json(body)?;
     let o = obj(&v, "body")?;
-    let dim = visible_collection(&s, &ctx, &name, |c| c.params.dim)?;
+    let dim = visible_collection(s, ctx, name, |c| c.params.dim)?;
     let sel = key_selector(o)?;
     let mut points = Vec::new();
     if let Some(list) = field(o, "points") {
@@ -1092,8 +1120,7 @@ async fn upsert(
         if vectors.len() != ids.len() || payloads.is_some_and(|p| p.len() != ids.len()) {
             return Err(bad(
                 "Wrong input: batch ids, vectors and payloads must have the same length",
-            )
-            .into());
+            ));
         }
         for (i, id) in ids.iter().enumerate() {
             let vector = vector(&vectors[i])?;
@@ -1105,18 +1132,18 @@ async fn upsert(
             });
         }
     } else {
-        return Err(bad("Format error in JSON body: points or batch is required").into());
+        return Err(bad(
+            "Format error in JSON body: points or batch is required",
+        ));
     }
     let max = s.catalog.config.max_batch_points;
     if points.len() > max {
         return Err(bad(format!(
             "Bad request: a batch may carry at most {max} points, got {}",
             points.len()
-        ))
-        .into());
+        )));
     }
-    let seq = s.router.upsert(&ctx, &name, &sel, points).await?;
-    update_result(seq, wait, t)
+    Ok((sel, points))
 }
 
 /// `points` (ids) or `filter` of a points selector body.

@@ -664,8 +664,12 @@ impl ShardData {
 }
 
 /// Builds the graph of a job (CPU heavy: call it from a blocking pool).
+/// Builds a segment's graph serially on the calling thread: background builds run on a thread
+/// of the lowest CPU priority, and rayon's pool (hnsw_rs's parallel insert) would run them at
+/// normal priority on every core, slowing every tenant's searches.
 pub fn build_graph(spec: &ShardSpec, job: &BuildJob) -> Result<CompactGraph> {
-    CompactGraph::build(&job.vectors, spec.dim, spec.metric, spec.graph)
+    CompactGraph::build_with_stats(&job.vectors, spec.dim, spec.metric, spec.graph, 1)
+        .map(|(graph, _)| graph)
         .map_err(|e| Error::internal(format!("index build: {e}")))
 }
 

@@ -235,14 +235,15 @@ pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use tessera_cluster::meta::*;
 
     use crate::auth::{Access, AccessSpec, AuthMethod, TenantSource};
 
-    fn collection(method: ShardingMethod, keys: &[&str]) -> CollectionMeta {
+    /// A collection with one single-shard key per name (custom) or one shard (auto).
+    pub(crate) fn collection(method: ShardingMethod, keys: &[&str]) -> CollectionMeta {
         let mut st = MetadataState::default();
         let auto = method == ShardingMethod::Auto;
         st.apply(

@@ -104,7 +104,7 @@ impl AuditLog {
 /// metrics, and its admission (a request is admitted once, at the edge when its tenant is known
 /// from the token, else by the router once the shard key it names is known).
 #[derive(Default)]
-pub struct AuditNote {
+pub struct RequestNote {
     inner: Mutex<NoteInner>,
 }
 
@@ -120,7 +120,7 @@ struct NoteInner {
     body_bytes: u64,
 }
 
-impl AuditNote {
+impl RequestNote {
     /// The tenant the request is attributed to and the shard keys it reaches.
     pub fn set_scope(&self, tenant: Option<&str>, scope: &Scope) {
         let mut keys: Vec<String> = scope

@@ -104,11 +104,7 @@ impl Catalog {
     }
 
     async fn with_meta(config: NodeConfig, meta: Meta) -> Result<Catalog> {
-        let shards = ShardManager::new(
-            &config.data_dir.join("collections"),
-            config.read_threads,
-            config.build_threads,
-        );
+        let shards = ShardManager::new(&config.data_dir.join("collections"), config.build_threads);
         let node_id = config.node_id;
         let cat = Catalog {
             config,
@@ -143,26 +139,6 @@ impl Catalog {
             indexing_threshold: self.config.indexing_threshold,
             full_scan_threshold: c.params.hnsw.full_scan_threshold,
         }
-    }
-
-    /// Runs `f` on one collection's metadata under the read lock (no copy: a collection with
-    /// 100,000 shard keys must not be cloned per request).
-    pub fn with_collection<T>(
-        &self,
-        name: &str,
-        f: impl FnOnce(&CollectionMeta) -> T,
-    ) -> Result<T> {
-        let st = self.meta.read();
-        Ok(f(st.collection(name)?))
-    }
-
-    /// A copy of one collection's metadata (admin paths only).
-    pub fn collection(&self, name: &str) -> Result<CollectionMeta> {
-        self.meta.read().collection(name).cloned()
-    }
-
-    pub fn collection_names(&self) -> Vec<String> {
-        self.meta.read().collections.keys().cloned().collect()
     }
 
     /// Proposes the command `make` builds from the current state and a fresh unique id: on a
@@ -307,12 +283,6 @@ impl Catalog {
         Ok(n)
     }
 
-    /// Makes this node's replicas follow one applied command (cluster mode: every node runs
-    /// this for every command of the log).
-    pub async fn follow_applied(&self, applied: Applied) -> Result<()> {
-        self.follow(applied).await
-    }
-
     fn load(&self) -> BTreeMap<NodeId, usize> {
         let st = self.meta.read();
         let mut load = BTreeMap::from([(self.node_id, 0usize)]);
@@ -335,8 +305,9 @@ impl Catalog {
         load
     }
 
-    /// Opens the replicas placed on this node by an applied command.
-    async fn follow(&self, applied: Applied) -> Result<()> {
+    /// Makes this node's replicas follow one applied command: opens those placed on it, closes
+    /// (and removes) those deleted. In a cluster every node runs this for every command.
+    pub(crate) async fn follow(&self, applied: Applied) -> Result<()> {
         match applied {
             Applied::CollectionCreated { uid } | Applied::ShardsCreated { uid, .. } => {
                 let specs: Vec<ShardSpec> = {

@@ -392,7 +392,7 @@ async fn follow_log(raft: MetaRaft, link: Arc<Link>, catalog: Arc<Catalog>) {
                 result: Ok(applied),
                 ..
             }) => {
-                if let Err(e) = catalog.follow_applied(applied).await {
+                if let Err(e) = catalog.follow(applied).await {
                     tracing::error!(error = %e, "following an applied change failed");
                 }
             }

@@ -3,14 +3,13 @@
 //! local replica and a remote one run exactly the same code ([`run_read`]).
 //!
 //! On the wire every payload and filter travels as JSON text (bincode cannot carry
-//! `serde_json::Value`), inside bincode frames with a version byte ([`codec`]).
+//! `serde_json::Value`), inside bincode frames with a version byte (`tessera_cluster::codec`).
 //!
 //! Architecture invariant: the serving node checks the shard key (tenant) of every request
 //! against the replica it owns, exactly as for a local call, and runs reads through its own
 //! fair scheduler under the tenant the request is attributed to.
 
 use serde::{Deserialize, Serialize};
-use tessera_cluster::codec;
 use tessera_cluster::meta::{ShardId, ShardKey};
 use tessera_cluster::{Error, Result};
 use tessera_shard::actor::{NewPoint, Selector, WriteOp};
@@ -478,17 +477,10 @@ impl WireWrite {
     }
 }
 
-pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    codec::encode(v)
-}
-
-pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
-    codec::decode(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tessera_cluster::codec::{decode, encode};
 
     #[test]
     fn reads_and_writes_round_trip_through_the_wire() {

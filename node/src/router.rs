@@ -24,7 +24,7 @@ use tessera_shard::store::{Hit, PayloadSelector, Record, SearchParams};
 use tokio::task::JoinSet;
 
 use crate::access::{self, Need, Scope};
-use crate::audit::AuditNote;
+use crate::audit::RequestNote;
 use crate::auth::Principal;
 use crate::catalog::Catalog;
 use crate::cluster::Link;
@@ -109,11 +109,12 @@ fn shard_for(shards: &[ShardId], id: &PointId) -> ShardId {
     shards[(id.stable_hash() % shards.len() as u64) as usize]
 }
 
-/// The context of one request: who is calling, and the request's audit record.
+/// The context of one request: who is calling, and what is learnt about it on the way
+/// (tenant, shard keys, admission: see [`RequestNote`]).
 #[derive(Clone)]
 pub struct Ctx {
     pub principal: Arc<Principal>,
-    pub audit: Arc<AuditNote>,
+    pub note: Arc<RequestNote>,
 }
 
 impl Ctx {
@@ -121,7 +122,7 @@ impl Ctx {
     pub fn system() -> Ctx {
         Ctx {
             principal: Arc::new(Principal::manage(crate::auth::AuthMethod::Unauthenticated)),
-            audit: Arc::new(AuditNote::default()),
+            note: Arc::new(RequestNote::default()),
         }
     }
 }
@@ -203,7 +204,7 @@ impl Actor for RouterActor {
             && (ctx.principal.tenant.is_some() || e.kind == ErrorKind::Forbidden)
             && matches!(e.kind, ErrorKind::NotFound | ErrorKind::Forbidden)
         {
-            ctx.audit.deny();
+            ctx.note.deny();
         }
         tokio::spawn(job(decision));
         Ok(())
@@ -246,20 +247,20 @@ fn decide(
     {
         return Err(Error::new(ErrorKind::Forbidden, "tenant suspended"));
     }
-    ctx.audit.set_scope(tenant.as_deref(), &scope);
+    ctx.note.set_scope(tenant.as_deref(), &scope);
     // Quota admission, before any queue: rates and concurrency (unless the edge admitted the
     // request already), then batch and limit, then storage for writes that add points.
     if let Some(t) = &tenant {
         let adm = &quotas.admission;
-        if !ctx.audit.admitted() {
+        if !ctx.note.admitted() {
             let permit = match need {
                 Need::Read => Some(adm.admit_read(t)?),
                 Need::Write => {
-                    adm.admit_write(t, ctx.audit.body_bytes())?;
+                    adm.admit_write(t, ctx.note.body_bytes())?;
                     None
                 }
             };
-            ctx.audit.admit(t, permit);
+            ctx.note.admit(t, permit);
         }
         if cost.batch > 0 {
             adm.check_batch(t, cost.batch)?;
@@ -272,7 +273,7 @@ fn decide(
             if q.max_points.is_some() || q.max_bytes.is_some() {
                 let usage = Quotas::storage_of(&state, &catalog.shards, t);
                 let per_point = scope.dim as u64 * 4;
-                let add_bytes = ctx.audit.body_bytes().max(per_point * cost.batch as u64);
+                let add_bytes = ctx.note.body_bytes().max(per_point * cost.batch as u64);
                 adm.check_storage(t, usage, cost.batch as u64, add_bytes)?;
             }
         }
@@ -1000,44 +1001,9 @@ fn merge_pages(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_cluster::meta::*;
 
     fn custom() -> CollectionMeta {
-        let mut st = MetadataState::default();
-        st.apply(
-            1,
-            &Command::CreateCollection {
-                name: "c".into(),
-                uid: 1,
-                params: CollectionParams {
-                    dim: 2,
-                    distance: Distance::Dot,
-                    sharding_method: ShardingMethod::Custom,
-                    shard_number: 1,
-                    replication_factor: 1,
-                    write_consistency_factor: 1,
-                    hnsw: HnswParams::default(),
-                    on_disk_payload: false,
-                },
-                shards: vec![],
-            },
-        )
-        .expect("create");
-        for (i, k) in ["a", "b"].iter().enumerate() {
-            st.apply(
-                2 + i as u64,
-                &Command::CreateShardKey {
-                    collection: "c".into(),
-                    key: ShardKey::Str((*k).into()),
-                    shards: vec![ShardPlacement {
-                        id: i as u32,
-                        nodes: vec![1],
-                    }],
-                },
-            )
-            .expect("key");
-        }
-        st.collections["c"].clone()
+        crate::access::tests::collection(ShardingMethod::Custom, &["a", "b"])
     }
 
     #[test]

@@ -30,17 +30,17 @@ struct Replica {
 pub struct ShardManager {
     root: PathBuf,
     replicas: DashMap<ReplicaId, Replica>,
-    reads: Arc<Semaphore>,
     builds: Arc<Semaphore>,
 }
 
 impl ShardManager {
     /// `root` holds one directory per collection uid, one per shard inside it.
-    pub fn new(root: &Path, read_threads: usize, build_threads: usize) -> ShardManager {
+    /// Reads run on the caller's pool (the node's fair scheduler, through [`ShardManager::reader`]);
+    /// background builds on at most `build_threads` threads.
+    pub fn new(root: &Path, build_threads: usize) -> ShardManager {
         ShardManager {
             root: root.to_path_buf(),
             replicas: DashMap::new(),
-            reads: Arc::new(Semaphore::new(read_threads.max(1))),
             builds: Arc::new(Semaphore::new(build_threads.max(1))),
         }
     }
@@ -156,24 +156,6 @@ impl ShardManager {
         }
     }
 
-    /// Runs a read on the bounded read pool, never behind the actor's mailbox.
-    pub async fn read<T: Send + 'static>(
-        &self,
-        id: ReplicaId,
-        key: Option<&ShardKey>,
-        f: impl FnOnce(&ShardData) -> T + Send + 'static,
-    ) -> Result<T> {
-        let (data, _) = self.get(id, key)?;
-        let _permit = self
-            .reads
-            .acquire()
-            .await
-            .map_err(|_| Error::unavailable("node is shutting down"))?;
-        tokio::task::spawn_blocking(move || f(&data))
-            .await
-            .map_err(|e| Error::internal(format!("read task failed: {e}")))
-    }
-
     /// A replica's data for a read, after checking that `key` is the tenant it owns; the caller
     /// runs the read on a pool of its own (the node's fair scheduler).
     pub fn reader(&self, id: ReplicaId, key: Option<&ShardKey>) -> Result<Arc<ShardData>> {
@@ -220,7 +202,7 @@ mod tests {
     #[tokio::test]
     async fn a_replica_refuses_requests_for_another_tenant() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let m = ShardManager::new(dir.path(), 1, 1);
+        let m = ShardManager::new(dir.path(), 1);
         m.open(spec("acme")).await.expect("open");
         let id = (1, 0);
         let acme = ShardKey::Str("acme".into());
@@ -235,29 +217,23 @@ mod tests {
         for key in [Some(&globex), None] {
             let e = m.write(id, key, point()).await.expect_err("foreign write");
             assert_eq!(e.kind, ErrorKind::NotFound);
-            let e = m
-                .read(id, key, |d| d.count(None))
-                .await
-                .expect_err("foreign read");
+            let e = m.reader(id, key).err().expect("foreign read");
             assert_eq!(e.kind, ErrorKind::NotFound);
         }
         assert_eq!(
-            m.read(id, Some(&acme), |d| d.count(None)).await.ok(),
+            m.reader(id, Some(&acme)).map(|d| d.count(None)).ok(),
             Some(0)
         );
         m.write(id, Some(&acme), point()).await.expect("own write");
-        let got = m
-            .read(id, Some(&acme), |d| {
-                d.retrieve(
-                    &[crate::point::PointId::Num(1)],
-                    None,
-                    &PayloadSelector::All,
-                    false,
-                )
-                .len()
-            })
-            .await
-            .expect("own read");
+        let d = m.reader(id, Some(&acme)).expect("own read");
+        let got = d
+            .retrieve(
+                &[crate::point::PointId::Num(1)],
+                None,
+                &PayloadSelector::All,
+                false,
+            )
+            .len();
         assert_eq!(got, 1);
         m.shutdown().await;
     }

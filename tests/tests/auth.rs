@@ -206,18 +206,9 @@ fn no_acme(points: &Value, what: &str) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn cross_tenant_pattern_on_every_endpoint() {
-    let f = start().expect("start node");
-    if let Err(e) = cross_tenant(&f) {
-        panic!("{e:#}\n--- server log ---\n{}", f.node.log_tail());
-    }
-}
-
-fn cross_tenant(f: &Fixture) -> Result<()> {
-    let base = f.node.api();
-    let admin = base.with_key(ADMIN_KEY);
-    phase!("admin: a custom-sharded and a payload-partitioned collection, two tenants");
+/// Tenants acme and globex in the two layouts: `docs`, custom-sharded with a shard key each, and
+/// `shared`, one collection partitioned by the `owner` field (an `is_tenant` index).
+fn tenant_collections(admin: &Api) -> Result<()> {
     admin.ok_put(
         "/collections/docs",
         &json!({"vectors": {"size": DIM, "distance": "Cosine"}, "sharding_method": "custom"}),
@@ -233,6 +224,22 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
         "/collections/shared/index",
         &json!({"field_name": "owner", "field_schema": {"type": "keyword", "is_tenant": true}}),
     )?;
+    Ok(())
+}
+
+#[test]
+fn cross_tenant_pattern_on_every_endpoint() {
+    let f = start().expect("start node");
+    if let Err(e) = cross_tenant(&f) {
+        panic!("{e:#}\n--- server log ---\n{}", f.node.log_tail());
+    }
+}
+
+fn cross_tenant(f: &Fixture) -> Result<()> {
+    let base = f.node.api();
+    let admin = base.with_key(ADMIN_KEY);
+    phase!("admin: a custom-sharded and a payload-partitioned collection, two tenants");
+    tenant_collections(&admin)?;
     admin.ok_put(
         "/collections/private",
         &json!({"vectors": {"size": DIM, "distance": "Dot"}}),
@@ -1161,21 +1168,7 @@ fn tenant_bound_tokens_never_see_another_tenant() {
     let base = f.node.api();
     let admin = base.with_key(ADMIN_KEY);
     let setup = || -> Result<()> {
-        admin.ok_put(
-            "/collections/docs",
-            &json!({"vectors": {"size": DIM, "distance": "Cosine"}, "sharding_method": "custom"}),
-        )?;
-        for k in ["acme", "globex"] {
-            admin.ok_put("/collections/docs/shards", &json!({"shard_key": k}))?;
-        }
-        admin.ok_put(
-            "/collections/shared",
-            &json!({"vectors": {"size": DIM, "distance": "Cosine"}}),
-        )?;
-        admin.ok_put(
-            "/collections/shared/index",
-            &json!({"field_name": "owner", "field_schema": {"type": "keyword", "is_tenant": true}}),
-        )?;
+        tenant_collections(&admin)?;
         // A and B use overlapping ids: the same id is a different point per tenant
         let a_pts: Vec<Value> = (0..100).map(|i| point(i, "acme", i % 30)).collect();
         let b_pts: Vec<Value> = (50..60).map(|i| point(i + 70, "globex", i % 30)).collect();

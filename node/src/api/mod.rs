@@ -9,7 +9,7 @@ use std::time::Instant;
 use axum::Router as Http;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Extension, FromRequestParts, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -22,7 +22,7 @@ use tessera_shard::store::SearchParams;
 
 use self::json::*;
 use crate::access;
-use crate::audit::{AuditEntry, AuditLog, AuditNote};
+use crate::audit::{AuditEntry, AuditLog, RequestNote};
 use crate::auth::{AuthError, AuthMethod, Authenticator, Credential, Principal};
 use crate::catalog::Catalog;
 use crate::quota::{Op as QuotaOp, Outcome as QuotaOutcome, QuotaPatch, Quotas};
@@ -173,34 +173,6 @@ fn operation(method: &str, route: &str) -> &'static str {
     }
 }
 
-/// The collection a request path names (`/collections/{c}/...`), percent-decoded.
-fn path_collection(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/collections/")?;
-    let raw = rest.split('/').next().filter(|c| !c.is_empty())?;
-    Some(percent_decode(raw))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The quota class of an operation: reads and searches take the read bucket (and a concurrent
 /// search place), writes the write buckets; other operations are not metered.
 fn op_kind(op: &str) -> Option<QuotaOp> {
@@ -256,7 +228,7 @@ async fn admit_early(
         }
         (_, len) => (req, len.unwrap_or(0)),
     };
-    ctx.audit.set_body_bytes(len);
+    ctx.note.set_body_bytes(len);
     if let Some(t) = &ctx.principal.tenant {
         let adm = &s.router.quotas.admission;
         let permit = match kind {
@@ -266,7 +238,7 @@ async fn admit_early(
             }
             QuotaOp::Read | QuotaOp::Search => Some(adm.admit_read(t)?),
         };
-        ctx.audit.admit(t, permit);
+        ctx.note.admit(t, permit);
     }
     Ok(req)
 }
@@ -293,7 +265,7 @@ fn unix_now() -> u64 {
 /// the request's audit line.
 async fn authenticate(
     State(s): State<AppState>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let route = req
@@ -302,70 +274,39 @@ async fn authenticate(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
     let op = operation(req.method().as_str(), &route);
-    let collection = path_collection(req.uri().path());
-    let principal = authenticate_headers(&s, req.headers(), collection.as_deref()).await;
-    let (principal, ctx) = match principal {
-        Ok(p) => {
-            let p = Arc::new(p);
-            let ctx = Ctx {
-                principal: p.clone(),
-                audit: Arc::new(AuditNote::default()),
-            };
-            (Some(p), Some(ctx))
-        }
+    // the collection the route names, percent-decoded by axum as for the handlers
+    let (mut parts, body) = req.into_parts();
+    let collection = axum::extract::RawPathParams::from_request_parts(&mut parts, &s)
+        .await
+        .ok()
+        .and_then(|p| p.iter().find(|(k, _)| *k == "c").map(|(_, v)| v.to_owned()));
+    let req = axum::extract::Request::from_parts(parts, body);
+    let ctx = match authenticate_headers(&s, req.headers(), collection.as_deref()).await {
+        Ok(p) => Ctx {
+            principal: Arc::new(p),
+            note: Arc::new(RequestNote::default()),
+        },
         Err(e) => {
             let resp = ApiError(e).into_response();
-            if s.audit.enabled() {
-                s.audit.write(&AuditEntry {
-                    time: crate::audit::now_rfc3339(),
-                    tenant: None,
-                    subject: None,
-                    auth: "refused",
-                    operation: op,
-                    collection: collection.as_deref(),
-                    shard_key: None,
-                    outcome: "denied",
-                    status: resp.status().as_u16(),
-                });
-            }
+            write_audit(&s, op, collection.as_deref(), None, resp.status());
             return resp;
         }
     };
-    let ctx = ctx.unwrap_or_else(Ctx::system);
     let kind = op_kind(op);
     let started = Instant::now();
-    if let Some(kind) = kind {
-        req = match admit_early(&s, &ctx, kind, req).await {
-            Ok(req) => req,
-            Err(e) => {
-                if let Some(t) = &ctx.principal.tenant {
-                    s.router
-                        .quotas
-                        .metrics
-                        .request(t, kind, QuotaOutcome::of(&e), None);
-                }
-                let resp = ApiError(e).into_response();
-                if s.audit.enabled() {
-                    s.audit.write(&AuditEntry {
-                        time: crate::audit::now_rfc3339(),
-                        tenant: ctx.principal.tenant.as_deref(),
-                        subject: ctx.principal.subject.as_deref(),
-                        auth: method_name(&ctx.principal.method),
-                        operation: op,
-                        collection: collection.as_deref(),
-                        shard_key: None,
-                        outcome: "error",
-                        status: resp.status().as_u16(),
-                    });
-                }
-                return resp;
-            }
-        };
-    }
-    req.extensions_mut().insert(ctx.clone());
-    let resp = next.run(req).await;
+    let admitted = match kind {
+        Some(kind) => admit_early(&s, &ctx, kind, req).await,
+        None => Ok(req),
+    };
+    let resp = match admitted {
+        Ok(mut req) => {
+            req.extensions_mut().insert(ctx.clone());
+            next.run(req).await
+        }
+        Err(e) => ApiError(e).into_response(),
+    };
     if let Some(kind) = kind
-        && let Some(t) = ctx.principal.tenant.clone().or_else(|| ctx.audit.tenant())
+        && let Some(t) = ctx.principal.tenant.clone().or_else(|| ctx.note.tenant())
     {
         s.router.quotas.metrics.request(
             &t,
@@ -374,35 +315,45 @@ async fn authenticate(
             Some(started.elapsed()),
         );
     }
-    if s.audit.enabled()
-        && let Some(p) = principal
-    {
-        let status = resp.status();
-        let denied = ctx.audit.denied()
-            || status == StatusCode::UNAUTHORIZED
-            || status == StatusCode::FORBIDDEN;
-        let outcome = if denied {
-            "denied"
-        } else if status.is_success() {
-            "ok"
-        } else {
-            "error"
-        };
-        let tenant = p.tenant.clone().or_else(|| ctx.audit.tenant());
-        let keys = ctx.audit.shard_keys();
-        s.audit.write(&AuditEntry {
-            time: crate::audit::now_rfc3339(),
-            tenant: tenant.as_deref(),
-            subject: p.subject.as_deref(),
-            auth: method_name(&p.method),
-            operation: op,
-            collection: collection.as_deref(),
-            shard_key: keys.as_deref(),
-            outcome,
-            status: status.as_u16(),
-        });
-    }
+    write_audit(&s, op, collection.as_deref(), Some(&ctx), resp.status());
     resp
+}
+
+/// The audit line of one request: `ctx` is None when authentication refused it.
+fn write_audit(
+    s: &AppState,
+    op: &str,
+    collection: Option<&str>,
+    ctx: Option<&Ctx>,
+    status: StatusCode,
+) {
+    if !s.audit.enabled() {
+        return;
+    }
+    let denied = ctx.is_none_or(|c| c.note.denied())
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN;
+    let outcome = if denied {
+        "denied"
+    } else if status.is_success() {
+        "ok"
+    } else {
+        "error"
+    };
+    let p = ctx.map(|c| &c.principal);
+    let tenant = ctx.and_then(|c| c.principal.tenant.clone().or_else(|| c.note.tenant()));
+    let keys = ctx.and_then(|c| c.note.shard_keys());
+    s.audit.write(&AuditEntry {
+        time: crate::audit::now_rfc3339(),
+        tenant: tenant.as_deref(),
+        subject: p.and_then(|p| p.subject.as_deref()),
+        auth: p.map(|p| method_name(&p.method)).unwrap_or("refused"),
+        operation: op,
+        collection,
+        shard_key: keys.as_deref(),
+        outcome,
+        status: status.as_u16(),
+    });
 }
 
 /// The principal of a request's credential headers, revocation and suspension checked.
@@ -787,7 +738,7 @@ async fn update_collection(
     access::check_manage(&ctx.principal)?;
     let v = body_json(body)?;
     obj(&v, "body")?;
-    s.catalog.with_collection(&name, |_| ())?;
+    visible_collection(&s, &ctx, &name, |_| ())?;
     // accepted and ignored: tessera tunes optimizers itself
     ok(json!(true), t)
 }

@@ -45,6 +45,10 @@ struct Buckets<C: QuotaClock> {
     write: Option<Limiter<C>>,
     write_bytes: Option<Limiter<C>>,
     searches: Option<Arc<Semaphore>>,
+    /// Retry hints of refusals by `read`, `write` and `write_bytes`.
+    read_pace: Pacer,
+    write_pace: Pacer,
+    bytes_pace: Pacer,
     /// How long an emptied bucket takes to fill up again; a tenant idle this long loses nothing
     /// when its state is dropped.
     refill: Duration,
@@ -93,9 +97,59 @@ impl<C: QuotaClock> Buckets<C> {
             searches: quota
                 .max_concurrent_searches
                 .map(|n| Arc::new(Semaphore::new(n as usize))),
+            read_pace: Pacer::default(),
+            write_pace: Pacer::default(),
+            bytes_pace: Pacer::default(),
             refill,
         })
     }
+}
+
+/// Spreads the Retry-After of a bucket's refusals over time. Telling every refused caller when
+/// the next token comes would bring them all back at once for one token, and most would be
+/// refused again (a herd: with 16 writers sharing 20 writes/s, some 340 attempts a second for
+/// 20 admitted). Instead each refusal is given the slot one token period after the previous
+/// refusal's, never earlier than the bucket's next token, so callers that honour the hint come
+/// back in turn. A caller that never comes back holds its slot only until its time passes.
+#[derive(Default)]
+struct Pacer {
+    /// Clock nanoseconds of the next free slot.
+    next: AtomicU64,
+}
+
+/// Retry hints are never spread further ahead than this many token periods...
+const PACE_SLOTS: u64 = 64;
+/// ...nor than this, so a herd of clients ignoring the hints cannot push the honest ones' far out.
+const PACE_MAX_AHEAD: Duration = Duration::from_secs(10);
+
+impl Pacer {
+    /// The time (clock nanoseconds) to tell a caller refused at `now`, when the bucket's next
+    /// token is due at `earliest`: the later of `earliest` and the next free slot, but no more
+    /// than the horizon ahead; the slot after it is `step` nanoseconds (one token) later.
+    fn slot(&self, now: u64, earliest: u64, step: u64) -> u64 {
+        let horizon = now.saturating_add(
+            step.saturating_mul(PACE_SLOTS)
+                .min(PACE_MAX_AHEAD.as_nanos() as u64),
+        );
+        let mut cur = self.next.load(Ordering::Relaxed);
+        loop {
+            let at = cur.min(horizon).max(earliest);
+            match self.next.compare_exchange_weak(
+                cur,
+                at.saturating_add(step),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return at,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+}
+
+/// Nanoseconds per token of a bucket filling at `per_s` tokens a second, for `n` tokens.
+fn period_nanos(per_s: u64, n: u64) -> u64 {
+    u64::try_from(u128::from(n) * 1_000_000_000 / u128::from(per_s.max(1))).unwrap_or(u64::MAX)
 }
 
 /// Counters of one tenant since it became active on this node.
@@ -303,14 +357,17 @@ impl<C: QuotaClock> Admission<C> {
         quota: &'static str,
         what: String,
         not_until: &NotUntil<Nanos>,
+        (pacer, step): (&Pacer, u64),
     ) -> Error {
         self.throttled(tenant, quota);
-        let wait = not_until.wait_time_from(self.clock.now());
-        let ms = millis_ceil(wait);
+        let now = self.clock.now();
+        let earliest = now.as_u64() + not_until.wait_time_from(now).as_nanos() as u64;
+        let at = pacer.slot(now.as_u64(), earliest, step);
+        let ms = millis_ceil(Duration::from_nanos(at.saturating_sub(now.as_u64())));
         Error::new(
             ErrorKind::TooManyRequests { retry_after_ms: ms },
             format!(
-                "Too many requests: tenant {tenant} is over its {quota} quota ({what}); retry in {ms} ms"
+                "Too many requests: tenant {tenant} is over its {quota} quota ({what}); retry after the time in Retry-After"
             ),
         )
     }
@@ -346,7 +403,13 @@ impl<C: QuotaClock> Admission<C> {
         {
             c.read_throttled.fetch_add(1, Ordering::Relaxed);
             let (rps, burst) = b.quota.read_bucket().unwrap_or_default();
-            return Err(self.too_many(tenant, "read_rps", format!("{rps}/s, burst {burst}"), &nu));
+            return Err(self.too_many(
+                tenant,
+                "read_rps",
+                format!("{rps}/s, burst {burst}"),
+                &nu,
+                (&b.read_pace, period_nanos(rps.into(), 1)),
+            ));
         }
         c.read_accepted.fetch_add(1, Ordering::Relaxed);
         c.searches_in_flight.fetch_add(1, Ordering::Relaxed);
@@ -382,7 +445,13 @@ impl<C: QuotaClock> Admission<C> {
         {
             c.write_throttled.fetch_add(1, Ordering::Relaxed);
             let (rps, burst) = b.quota.write_bucket().unwrap_or_default();
-            return Err(self.too_many(tenant, "write_rps", format!("{rps}/s, burst {burst}"), &nu));
+            return Err(self.too_many(
+                tenant,
+                "write_rps",
+                format!("{rps}/s, burst {burst}"),
+                &nu,
+                (&b.write_pace, period_nanos(rps.into(), 1)),
+            ));
         }
         if let Some(l) = &b.write_bytes {
             let n = NonZeroU32::new(u32::try_from(body_bytes).unwrap_or(u32::MAX));
@@ -397,6 +466,7 @@ impl<C: QuotaClock> Admission<C> {
                             "write_bytes_per_s",
                             format!("{per_s} bytes/s, this body {body_bytes} bytes"),
                             &nu,
+                            (&b.bytes_pace, period_nanos(per_s, body_bytes)),
                         ));
                     }
                     Err(_) => {
@@ -597,15 +667,21 @@ mod tests {
         assert_eq!(retry_ms(&e), 100, "the next token is 100 ms away");
         assert!(e.message.contains("read_rps"), "{}", e.message);
 
+        // the first refused caller was given the token at 100 ms, so the next is given 200 ms
         clock.advance(Duration::from_millis(40));
         let e = a.admit_read("acme").expect_err("still early");
-        assert_eq!(retry_ms(&e), 60, "Retry-After shrinks with the clock");
+        assert_eq!(
+            retry_ms(&e),
+            160,
+            "the slot after the first refused caller's"
+        );
 
         for step in 0..20 {
             clock.advance(Duration::from_millis(if step == 0 { 60 } else { 100 }));
             drop(a.admit_read("acme").expect("exactly one token per 100 ms"));
             let e = a.admit_read("acme").expect_err("and only one");
-            assert_eq!(retry_ms(&e), 100);
+            // one hinted caller is always still to come before this one
+            assert_eq!(retry_ms(&e), 200);
         }
 
         // another tenant has its own bucket
@@ -621,6 +697,37 @@ mod tests {
         let u = a.usage("acme");
         assert_eq!(u.reads.accepted, 5 + 20 + 5);
         assert_eq!(u.reads.throttled, 2 + 20 + 1);
+    }
+
+    #[test]
+    fn refused_callers_are_given_successive_slots_within_a_horizon() {
+        let (a, clock) = admission(Quota {
+            write_rps: Some(20),
+            write_burst: Some(1),
+            ..Quota::default()
+        });
+        a.admit_write("acme", 1).expect("the burst");
+        // a herd of 100 refused at once: slots 50 ms apart, up to 64 slots (3.2 s) ahead
+        let hints: Vec<u64> = (0..100)
+            .map(|_| retry_ms(&a.admit_write("acme", 1).expect_err("spent")))
+            .collect();
+        let expected: Vec<u64> = (1..=100).map(|i: u64| 50 * i.min(64)).collect();
+        assert_eq!(hints, expected);
+
+        // a caller arriving later queues behind the herd's slots (which end at 3.25 s)
+        clock.advance(Duration::from_millis(1000));
+        a.admit_write("acme", 1).expect("a token refilled");
+        let e = a.admit_write("acme", 1).expect_err("spent");
+        assert_eq!(retry_ms(&e), 2250);
+        // once every slot has passed, a refusal is given the bucket's next token again
+        clock.advance(Duration::from_secs(10));
+        a.admit_write("acme", 1).expect("refilled");
+        let e = a.admit_write("acme", 1).expect_err("spent again");
+        assert_eq!(retry_ms(&e), 50);
+        // each tenant's slots are its own
+        a.admit_write("globex", 1).expect("untouched");
+        let e = a.admit_write("globex", 1).expect_err("spent");
+        assert_eq!(retry_ms(&e), 50);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::filter::Filter;
 use crate::point::{Payload, PointId};
+use crate::priority::{self, Class};
 use crate::store::{BuildJob, ShardData, build_graph};
 use crate::wal::{self, WalOp, WalPoint, WalRecord, payload_to_json};
 
@@ -155,7 +156,7 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
         let Ok(_permit) = builds.acquire_owned().await else {
             return;
         };
-        let done = run_low_priority(move || {
+        let done = priority::run(Class::Background, move || {
             let job = data.next_job()?;
             let started = std::time::Instant::now();
             let graph = build_graph(&data.spec, &job);
@@ -173,7 +174,7 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
             Ok(Some((job, graph))) => ShardMsg::Built(Box::new(job), graph),
             Ok(None) => ShardMsg::Idle,
             Err(e) => {
-                tracing::error!(error = %e, "index job panicked");
+                tracing::error!(error = %e, "index job failed");
                 ShardMsg::Idle
             }
         };
@@ -181,39 +182,12 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
     });
 }
 
-/// Runs a background job (an index build) on a thread of its own at the lowest CPU priority
-/// (SCHED_BATCH, nice 19): on a busy node it takes only the CPU searches leave, so one
-/// tenant's bulk indexing does not slow another tenant's queries.
-async fn run_low_priority<T: Send + 'static>(
-    job: impl FnOnce() -> T + Send + 'static,
-) -> std::result::Result<T, String> {
-    use thread_priority::{
-        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-        set_thread_priority_and_policy, thread_native_id,
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("index-build".into())
-        .spawn(move || {
-            if let Err(e) = set_thread_priority_and_policy(
-                thread_native_id(),
-                ThreadPriority::Min,
-                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
-            ) {
-                tracing::debug!(error = ?e, "could not lower the index build's priority");
-            }
-            let _ = tx.send(job());
-        })
-        .map_err(|e| format!("spawn index build thread: {e}"))?;
-    rx.await
-        .map_err(|_| "index build thread panicked".to_owned())
-}
-
 async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64> {
     let data = st.data.clone();
     let wal = st.wal.clone();
     let snapshot_path = st.snapshot_path.clone();
-    tokio::task::spawn_blocking(move || {
+    // the write's CPU (validation, encoding, applying) runs below searches' priority
+    priority::run(Class::Ingest, move || {
         let op = resolve(&data, op)?;
         let seq = data.last_seq() + 1;
         let rec = WalRecord { seq, op };
@@ -242,8 +216,7 @@ async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64> {
         }
         Ok(seq)
     })
-    .await
-    .map_err(|e| Error::internal(format!("write task failed: {e}")))?
+    .await?
 }
 
 /// Validates a write and turns it into the record to log: vectors checked and prepared, filters

@@ -7,6 +7,7 @@ pub mod actor;
 pub mod filter;
 pub mod manager;
 pub mod point;
+pub mod priority;
 pub mod segment;
 pub mod store;
 pub mod wal;

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use tessera_cluster::meta::{CollectionParams, HnswParams, ShardingMethod};
 use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::actor::{NewPoint, Selector};
+use tessera_shard::priority::{self, Class};
 use tessera_shard::store::SearchParams;
 
 use self::json::*;
@@ -998,17 +999,16 @@ async fn upsert(
 ) -> Reply {
     let t = Instant::now();
     let wait = query_flag(&q, "wait")?;
-    // A large batch is parsed on the blocking pool: parsing megabytes of JSON on the async
-    // workers would hold up every other tenant's requests behind it.
+    // A large batch is parsed on the ingest pool: parsing megabytes of JSON on the async
+    // workers would hold up every other tenant's requests behind it, and the ingest pool runs
+    // below searches' CPU priority.
     let large = body.as_ref().is_ok_and(|b| b.len() > PARSE_INLINE_BYTES);
     let parse = {
         let (s, ctx, name) = (s.clone(), ctx.clone(), name.clone());
         move || parse_upsert(&s, &ctx, &name, body)
     };
     let (sel, points) = if large {
-        tokio::task::spawn_blocking(parse)
-            .await
-            .map_err(|e| Error::internal(format!("parse task: {e}")))??
+        priority::run(Class::Ingest, parse).await??
     } else {
         parse()?
     };
@@ -1016,7 +1016,7 @@ async fn upsert(
     update_result(seq, wait, t)
 }
 
-/// Bodies up to this size are parsed on the async worker; larger ones on the blocking pool.
+/// Bodies up to this size are parsed on the async worker; larger ones on the ingest pool.
 const PARSE_INLINE_BYTES: usize = 32 * 1024;
 
 /// The shard keys and points of an upsert body, checked against the collection.

@@ -101,7 +101,8 @@ pub fn http(state: AppState) -> Http {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
-        ));
+        ))
+        .route_layer(axum::middleware::from_fn(hold_refusal));
     public
         .merge(api)
         .route_layer(axum::middleware::from_fn(track))
@@ -131,6 +132,44 @@ async fn track(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     metrics::histogram!("tessera_http_request_seconds", "route" => route.clone(), "method" => method.clone()).record(secs);
     tracing::debug!(%method, %route, status = status.as_u16(), ms = secs * 1000.0, "http request");
     resp
+}
+
+/// The longest a 429 is held before it is sent.
+const REFUSAL_HOLD_MS: u64 = 100;
+
+/// Holds a 429 for up to 100 ms (never past its retry time) before sending it, and counts its
+/// Retry-After from then. A client that honours Retry-After comes back exactly when it would
+/// have; one that retries at once, as a flood does, is slowed to one attempt per hold per
+/// connection instead of one per round trip: each refused upsert still sends its whole body
+/// before it reads the answer, and those bytes are CPU the other tenants share. A held refusal
+/// costs a sleeping task, nothing more.
+async fn hold_refusal(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+        return resp;
+    }
+    let Some(ms) = resp
+        .headers()
+        .get(RETRY_AFTER_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return resp;
+    };
+    let hold = ms.min(REFUSAL_HOLD_MS);
+    tokio::time::sleep(std::time::Duration::from_millis(hold)).await;
+    set_retry_after(resp.headers_mut(), ms - hold);
+    resp
+}
+
+/// The header giving Retry-After in milliseconds (Retry-After counts whole seconds).
+const RETRY_AFTER_MS: &str = "retry-after-ms";
+
+/// Sets Retry-After (whole seconds, at least 1) and Retry-After-Ms (at least 1).
+fn set_retry_after(headers: &mut axum::http::HeaderMap, ms: u64) {
+    let secs = ms.div_ceil(1000).max(1);
+    headers.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    headers.insert(RETRY_AFTER_MS, header::HeaderValue::from(ms.max(1)));
 }
 
 /// The name of an operation in the audit log.
@@ -441,14 +480,7 @@ impl IntoResponse for ApiError {
         let body = json!({"status": {"error": self.0.message}, "time": 0.0});
         let mut resp = (status, axum::Json(body)).into_response();
         if let ErrorKind::TooManyRequests { retry_after_ms } = self.0.kind {
-            let secs = retry_after_ms.div_ceil(1000).max(1).to_string();
-            if let Ok(v) = secs.parse() {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            // Retry-After counts whole seconds; tokens come back in milliseconds
-            if let Ok(v) = retry_after_ms.max(1).to_string().parse() {
-                resp.headers_mut().insert("retry-after-ms", v);
-            }
+            set_retry_after(resp.headers_mut(), retry_after_ms);
         }
         resp
     }

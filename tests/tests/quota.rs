@@ -48,13 +48,16 @@ fn a_flooding_tenant_is_throttled_and_the_other_is_not() {
         let query =
             |key: &str| json!({"query": [1.0, 0.0, 0.0, 0.0], "limit": 5, "shard_key": key});
         let (mut ok, mut throttled) = (0, 0);
+        let mut refusals_took = std::time::Duration::ZERO;
         for i in 0..40 {
+            let sent = std::time::Instant::now();
             let (st, retry, body) =
                 admin.post_with_retry_after("/collections/c/points/query", &query("flood"))?;
             match st {
                 200 => ok += 1,
                 429 => {
                     throttled += 1;
+                    refusals_took += sent.elapsed();
                     let secs: u64 = retry
                         .as_deref()
                         .and_then(|r| r.parse().ok())
@@ -74,6 +77,12 @@ fn a_flooding_tenant_is_throttled_and_the_other_is_not() {
         ensure!(
             ok >= 5 && throttled >= 20,
             "flood: {ok} ok, {throttled} throttled"
+        );
+        // a refusal is held up to 100 ms (never past its retry time): with the slots 200 ms
+        // apart, every refusal but perhaps the first is held the whole 100 ms
+        ensure!(
+            refusals_took >= std::time::Duration::from_millis(100) * (throttled - 1),
+            "{throttled} refusals answered in {refusals_took:?}: not held"
         );
         phase!("flood's writes: 2 then 429; calm writes freely");
         let mut write_codes = Vec::new();

@@ -123,17 +123,23 @@ def assert_error_body(resp: requests.Response, status: int, *needles: str) -> st
 
 
 def wait_indexed(client: QdrantClient, collection: str, points: int, indexed: int, timeout: float = 20.0) -> None:
-    """Waits until get_collection reports `points` points of which at least `indexed` sit in HNSW graphs."""
+    """Waits until get_collection reports `points` points of which at least `indexed` sit in HNSW graphs,
+    and status green (no index build or merge due)."""
     deadline = time.monotonic() + timeout
     info = client.get_collection(collection)
     while time.monotonic() < deadline:
         info = client.get_collection(collection)
-        if info.points_count == points and (info.indexed_vectors_count or 0) >= indexed:
+        if (
+            info.points_count == points
+            and (info.indexed_vectors_count or 0) >= indexed
+            and info.status == models.CollectionStatus.GREEN
+        ):
             return
         time.sleep(0.05)
     pytest.fail(
         f"collection {collection} not indexed after {timeout}s: points_count={info.points_count} "
-        f"(expected {points}), indexed_vectors_count={info.indexed_vectors_count} (expected >= {indexed})"
+        f"(expected {points}), indexed_vectors_count={info.indexed_vectors_count} (expected >= {indexed}), "
+        f"status={info.status}"
     )
 
 

@@ -50,10 +50,12 @@ fn snapshot(api: &Api) -> Result<Value> {
     let mut out = json!({"collections": names});
     for c in &names {
         let mut info = api.ok_get(&format!("/collections/{c}"))?;
-        // counts of a collection's segments move with background index builds, not with writes
+        // a collection's segment counts and status move with background index builds, not
+        // with writes
         if let Some(o) = info.as_object_mut() {
             o.remove("segments_count");
             o.remove("indexed_vectors_count");
+            o.remove("status");
         }
         out[c] = json!({
             "info": info,

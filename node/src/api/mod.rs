@@ -785,12 +785,15 @@ async fn get_collection(
     let c = visible_collection(&s, &ctx, &name, Clone::clone)?;
     let scope = access::scope(&ctx.principal, &c, &KeySelector::All, access::Need::Read)?;
     let (mut indexed, mut segments, mut all_local) = (0usize, 0usize, true);
+    // as Qdrant: yellow while index builds or merges are due on the shards (here: this node's)
+    let mut optimizing = false;
     for (id, _) in &scope.targets {
         match s.catalog.shards.data((c.uid, *id)) {
             Some(d) => {
                 let st = d.stats();
                 indexed += st.indexed_points;
                 segments += st.segments;
+                optimizing |= d.due_job().is_some();
             }
             None => all_local = false,
         }
@@ -822,7 +825,7 @@ async fn get_collection(
         .collect();
     ok(
         json!({
-            "status": "green",
+            "status": if optimizing { "yellow" } else { "green" },
             "optimizer_status": "ok",
             "indexed_vectors_count": indexed,
             "points_count": points,

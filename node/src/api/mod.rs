@@ -135,9 +135,9 @@ async fn track(req: axum::extract::Request, next: axum::middleware::Next) -> Res
 }
 
 /// The longest a 429 is held before it is sent.
-const REFUSAL_HOLD_MS: u64 = 100;
+const REFUSAL_HOLD_MS: u64 = 250;
 
-/// Holds a 429 for up to 100 ms (never past its retry time) before sending it, and counts its
+/// Holds a 429 for up to 250 ms (never past its retry time) before sending it, and counts its
 /// Retry-After from then. A client that honours Retry-After comes back exactly when it would
 /// have; one that retries at once, as a flood does, is slowed to one attempt per hold per
 /// connection instead of one per round trip: each refused upsert still sends its whole body

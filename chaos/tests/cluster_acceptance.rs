@@ -2,7 +2,8 @@
 //! mutual TLS: placement of 30 shard keys, routed reads and writes from every node, per-node
 //! counters proving no stray fan-out, the official qdrant-client suite against each node, a
 //! process without a cluster certificate refused, kill -9 of a node (its tenants 503 fast, the
-//! others unaffected, everything back after a restart) and of the metadata leader.
+//! others unaffected, everything back after a restart) and of the metadata leader, and the
+//! removal of a peer: refused while it holds replicas, done once it holds none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -367,6 +368,72 @@ fn scenario(swarm: &mut Swarm) -> Result<()> {
         swarm.cluster(other)?.peers.len() == 3,
         "membership unchanged"
     );
+
+    phase!("a peer emptied of its replicas is removed; the two left keep serving and placing");
+    let leader = swarm.wait_for_leader(Duration::from_secs(10))?;
+    let target = *ids
+        .iter()
+        .find(|id| **id != leader)
+        .ok_or_else(|| anyhow!("no follower"))?;
+    let keeper = leader;
+    let held: Vec<String> = holder
+        .iter()
+        .filter(|(k, n)| **n == target && **k != gone)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in &held {
+        api(keeper)?.ok_post("/collections/c/shards/delete", &json!({"shard_key": k}))?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !local_keys(api(target)?)?.is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "node {target} still holds replicas after {} keys were deleted",
+            held.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (st, v) = api(keeper)?.delete(&format!("/cluster/peer/{target}"))?;
+    ensure!(st == 200, "removing the empty peer {target}: {st} {v}");
+    let left: Vec<u64> = ids.iter().copied().filter(|id| *id != target).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in &left {
+        loop {
+            let view = swarm.cluster(*id)?;
+            if view.peers.len() == 2 && !view.peers.contains_key(&target) {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "node {id} still lists peer {target}: {view:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    swarm.stop(target)?;
+    // metadata writes reach a majority of the two voters left, and new keys land on them
+    let fresh = "after-removal";
+    api(left[1])?.ok_put("/collections/c/shards", &json!({"shard_key": fresh}))?;
+    let mut body = points(0);
+    body["shard_key"] = json!(fresh);
+    api(left[0])?.ok_put("/collections/c/points?wait=true", &body)?;
+    for id in &left {
+        let (st, v) = count(api(*id)?, fresh)?;
+        ensure!(
+            st == 200 && v["result"]["count"] == POINTS_PER_KEY,
+            "new key through node {id}: {st} {v}"
+        );
+    }
+    for k in (0..KEYS)
+        .map(key)
+        .filter(|k| *k != gone && !held.contains(k))
+    {
+        let (st, v) = count(api(left[0])?, &k)?;
+        ensure!(
+            st == 200 && v["result"]["count"] == POINTS_PER_KEY,
+            "{k} after the removal: {st} {v}"
+        );
+    }
     Ok(())
 }
 

@@ -431,6 +431,22 @@ impl Swarm {
         self.wait_ready(id)
     }
 
+    /// Restarts node `id` (stopping it first if it runs) on new HTTP and p2p ports, as a member
+    /// rescheduled onto another address would be; its data and identity stay.
+    pub fn restart_moved(&mut self, id: u64) -> Result<()> {
+        if self.member(id)?.child.is_some() {
+            self.stop(id)?;
+        }
+        let (http, p2p) = free_ports(1)?
+            .pop()
+            .ok_or_else(|| anyhow!("no free ports"))?;
+        let m = self.member_mut(id)?;
+        m.info.http_addr = http;
+        m.info.p2p_addr = p2p;
+        self.spawn(id)?;
+        self.wait_ready(id)
+    }
+
     /// Asks every running node for its view of the cluster and returns the node that claims to
     /// lead in the highest term (see [`pick_leader`]); None while there is none, e.g. during an
     /// election. Nodes that do not answer within a probe's bound are skipped.

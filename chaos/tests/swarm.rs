@@ -1,9 +1,11 @@
 //! The swarm harness against the real `tessera` binary: its preparation (certificates, ports,
-//! command lines), the faults it injects into one node, and a three-node cluster forming.
+//! command lines), the faults it injects into one node, a three-node cluster forming, and a member
+//! that comes back on new addresses.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use tessera_chaos::{NodeState, Swarm, SwarmOptions};
 use tessera_tests::phase;
 
@@ -305,4 +307,85 @@ fn a_paused_leader_loses_leadership_and_follows_after_resume() {
     );
     assert_eq!(swarm.leader().expect("leader"), Some(new));
     swarm.check_alive().expect("no node crashed");
+}
+
+#[test]
+fn a_member_restarted_on_new_ports_is_reached_there() {
+    phase!("three nodes, a custom collection with a shard key on a follower");
+    let mut swarm = Swarm::start(3).expect("start a swarm of 3");
+    let leader = swarm
+        .wait_settled(Duration::from_secs(30))
+        .expect("settled");
+    let mover = *swarm
+        .ids()
+        .iter()
+        .find(|id| **id != leader)
+        .expect("a follower");
+    let admin = swarm.api(leader).expect("api");
+    admin
+        .ok_put(
+            "/collections/c",
+            &json!({"vectors": {"size": 2, "distance": "Dot"}, "sharding_method": "custom"}),
+        )
+        .expect("collection");
+    let mut moved_key = None;
+    for i in 0..6 {
+        let k = format!("k{i}");
+        admin
+            .ok_put("/collections/c/shards", &json!({"shard_key": k}))
+            .expect("shard key");
+        let local = swarm
+            .api(mover)
+            .expect("api")
+            .ok_get("/collections/c/cluster")
+            .expect("cluster");
+        let here = local["local_shards"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["shard_key"] == json!(k)));
+        if here {
+            moved_key = Some(k);
+            break;
+        }
+    }
+    let key = moved_key.expect("one of 6 keys placed on the follower");
+    let points: Vec<_> = (0..5)
+        .map(|i| json!({"id": i, "vector": [1.0, i as f32]}))
+        .collect();
+    admin
+        .ok_put(
+            "/collections/c/points?wait=true",
+            &json!({"points": points, "shard_key": key}),
+        )
+        .expect("upsert");
+
+    phase!("node {mover} restarts on new HTTP and p2p ports");
+    let before = swarm.node(mover).expect("node");
+    swarm.restart_moved(mover).expect("restart on new ports");
+    let after = swarm.node(mover).expect("node");
+    assert_ne!(before.p2p_addr, after.p2p_addr);
+
+    phase!("every other node learns the new addresses and reaches its shard there");
+    for other in swarm.ids().into_iter().filter(|id| *id != mover) {
+        let _ = eventually(
+            Duration::from_secs(15),
+            "the new addresses in the membership",
+            || swarm.cluster(other).map(|v| v.peers.get(&mover).cloned()),
+            |p| {
+                p.as_ref().ok().and_then(|p| p.as_ref()).is_some_and(|p| {
+                    p.p2p.as_deref() == Some(after.p2p_addr.to_string().as_str())
+                        && p.uri.contains(&after.http_addr.to_string())
+                })
+            },
+        );
+        let api = swarm.api(other).expect("api");
+        let _ = eventually(
+            Duration::from_secs(15),
+            "the moved node's shard counted through another node",
+            || api.post("/collections/c/points/count", &json!({"shard_key": key})),
+            |r| {
+                r.as_ref()
+                    .is_ok_and(|(st, v)| *st == 200 && v["result"]["count"] == json!(5))
+            },
+        );
+    }
 }

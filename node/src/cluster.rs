@@ -584,9 +584,7 @@ async fn add_member(
     let max_voters = served.map(|s| s.catalog.max_voters()).unwrap_or(3);
     if m.nodes.get(&id).is_some_and(|known| *known != node) {
         // a member back with other addresses: record them (voter or learner, it stays one)
-        raft.add_learner(id, node.clone())
-            .await
-            .map_err(Error::from)?;
+        raft.set_node(id, node.clone()).await.map_err(Error::from)?;
         tracing::info!(node = id, p2p = %node.p2p_addr, "member addresses updated");
         return Ok(());
     }

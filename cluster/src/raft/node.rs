@@ -323,6 +323,30 @@ impl MetaRaft {
         .await
     }
 
+    /// On the leader: records new addresses for a member (voter or learner, it stays one). For a
+    /// member that came back on other addresses with its own data and identity; pointing an id
+    /// at another process would split the group, which is why joins never do it.
+    pub async fn set_node(&self, id: NodeId, node: MetaNode) -> Result<(), MetaRaftError> {
+        within(
+            self.inner.settings.membership_timeout_ms,
+            "update member addresses",
+            async {
+                self.inner
+                    .raft
+                    .change_membership(
+                        openraft::ChangeMembers::SetNodes(std::collections::BTreeMap::from([(
+                            id, node,
+                        )])),
+                        true,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(write_err)
+            },
+        )
+        .await
+    }
+
     /// On the leader: makes `voters` the voting members (they must be members already, added
     /// as learners). Removed voters stay as learners when `retain`, else leave the group.
     pub async fn change_membership(

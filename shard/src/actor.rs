@@ -1,7 +1,8 @@
 //! The shard actor: one per shard replica. It owns the order of writes and the WAL: a write is
 //! validated, resolved to point ids, appended and fsynced, then applied, and only then answered.
 //! It also schedules the replica's background index jobs. Reads never pass through its mailbox:
-//! they use the shared [`ShardData`] on the manager's bounded read pool.
+//! they use the shared [`ShardData`] through the node's fair scheduler. A write's CPU runs on the
+//! ingest pool and index builds on the background pool ([`crate::priority`]).
 
 use std::sync::Arc;
 

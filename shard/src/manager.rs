@@ -1,5 +1,5 @@
-//! The shard manager of a node: the replicas this node holds, their actors, and the bounded pools
-//! that reads and index builds run on.
+//! The shard manager of a node: the replicas this node holds, their actors, and the node-wide
+//! limit on concurrent index builds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -663,7 +663,7 @@ impl ShardData {
     }
 }
 
-/// Builds the graph of a job (CPU heavy: call it from a blocking pool).
+/// Builds the graph of a job (CPU heavy: the actor runs it on the background priority pool).
 /// Builds a segment's graph serially on the calling thread: background builds run on a thread
 /// of the lowest CPU priority, and rayon's pool (hnsw_rs's parallel insert) would run them at
 /// normal priority on every core, slowing every tenant's searches.

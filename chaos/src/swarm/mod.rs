@@ -19,9 +19,8 @@
 //! log goes to stderr first.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ use reqwest::blocking::Client;
 use serde_json::Value;
 use tessera_tests::Api;
 
-use crate::process::{Signal, run_bounded, send_signal, wait_bounded};
+use crate::process::{Signal, send_signal, wait_bounded};
 use crate::view::{ClusterView, pick_leader, settled};
 
 /// How long a node may take from spawn to answering `/readyz`.
@@ -46,7 +45,7 @@ const CERT_TIMEOUT: Duration = Duration::from_secs(30);
 /// must not hold a wait for the 30 s of a test request.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two probes of a wait.
-const PROBE_EVERY: Duration = Duration::from_millis(50);
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(50);
 /// Most nodes one swarm starts (ports, certificates and processes are per node).
 pub const MAX_NODES: usize = 64;
 /// How many times a node is started on fresh ports when another process took one of its ports
@@ -60,78 +59,12 @@ const QUIET: Duration = Duration::from_millis(500);
 /// Bytes of a node's log that [`Swarm::log_tail`] returns.
 const LOG_TAIL_BYTES: u64 = 16 * 1024;
 
-/// How to start a swarm.
-#[derive(Debug, Clone)]
-pub struct SwarmOptions {
-    /// Number of nodes, 1..=[`MAX_NODES`].
-    pub nodes: usize,
-    /// Extra flags for every node's `tessera serve` (after the cluster flags the swarm sets).
-    pub args: Vec<String>,
-    /// An API key for every node, given as `TESSERA_API_KEY` (flags are visible to other local
-    /// users); the swarm's own clients and [`Swarm::api`] send it.
-    pub api_key: Option<String>,
-    pub ready_timeout: Duration,
-    pub join_timeout: Duration,
-    /// Keep the root directory (certificates, data, logs) when the swarm is dropped.
-    pub keep_root: bool,
-}
+mod options;
+mod os;
 
-impl SwarmOptions {
-    pub fn new(nodes: usize) -> SwarmOptions {
-        SwarmOptions {
-            nodes,
-            args: Vec::new(),
-            api_key: None,
-            ready_timeout: READY_TIMEOUT,
-            join_timeout: JOIN_TIMEOUT,
-            keep_root: false,
-        }
-    }
-
-    /// Adds a flag (or a flag's value) to every node's command line.
-    pub fn arg(mut self, arg: &str) -> SwarmOptions {
-        self.args.push(arg.to_owned());
-        self
-    }
-
-    pub fn api_key(mut self, key: &str) -> SwarmOptions {
-        self.api_key = Some(key.to_owned());
-        self
-    }
-
-    pub fn keep_root(mut self, keep: bool) -> SwarmOptions {
-        self.keep_root = keep;
-        self
-    }
-}
-
-/// What the harness last did to a node's process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeState {
-    /// Started and not signalled since.
-    Running,
-    /// SIGSTOPped: alive, holding its ports, running no code.
-    Paused,
-    /// Killed, stopped, or found exited.
-    Down,
-}
-
-/// One node of the swarm, as the harness knows it.
-#[derive(Debug, Clone)]
-pub struct NodeInfo {
-    /// Its cluster node id (`--node-id`), 1..=N.
-    pub id: u64,
-    pub http_addr: SocketAddr,
-    pub p2p_addr: SocketAddr,
-    pub data_dir: PathBuf,
-    pub tls_dir: PathBuf,
-    pub log_path: PathBuf,
-    /// The process id while it runs or is paused.
-    pub pid: Option<u32>,
-    pub state: NodeState,
-    /// How many times it was spawned.
-    pub starts: u32,
-}
+pub use options::{NodeInfo, NodeState, SwarmOptions};
+pub use os::free_ports;
+use os::{check_output, is_port_clash, max_probes, read_tail};
 
 struct Member {
     info: NodeInfo,
@@ -778,122 +711,4 @@ fn probe_client(api_key: Option<&str>) -> Result<Client> {
         .default_headers(headers)
         .build()
         .context("build probe client")
-}
-
-/// Runs a short command that must succeed; its stdout.
-fn check_output(cmd: &mut Command, timeout: Duration) -> Result<String> {
-    let what = format!("{cmd:?}");
-    let out = run_bounded(cmd, timeout)?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            out.stdout,
-            out.stderr
-        );
-    }
-    Ok(out.stdout)
-}
-
-/// `n` pairs of (HTTP TCP address, p2p UDP address) on 127.0.0.1 that were free a moment ago and
-/// are pairwise distinct: every probe socket stays bound until all are chosen, so the OS cannot
-/// hand out the same port twice.
-pub fn free_ports(n: usize) -> Result<Vec<(SocketAddr, SocketAddr)>> {
-    let mut tcp = Vec::with_capacity(n);
-    let mut udp = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = TcpListener::bind("127.0.0.1:0").context("bind a TCP probe on 127.0.0.1:0")?;
-        let u = UdpSocket::bind("127.0.0.1:0").context("bind a UDP probe on 127.0.0.1:0")?;
-        tcp.push(t);
-        udp.push(u);
-    }
-    let mut out = Vec::with_capacity(n);
-    for (t, u) in tcp.iter().zip(&udp) {
-        out.push((
-            t.local_addr().context("TCP probe address")?,
-            u.local_addr().context("UDP probe address")?,
-        ));
-    }
-    let http: BTreeSet<_> = out.iter().map(|p| p.0).collect();
-    let p2p: BTreeSet<_> = out.iter().map(|p| p.1).collect();
-    if http.len() != n || p2p.len() != n {
-        bail!("the OS handed out a port twice: {out:?}");
-    }
-    Ok(out)
-}
-
-/// Whether a start failure looks like a port taken by someone else.
-fn is_port_clash(err: &str) -> bool {
-    let e = err.to_ascii_lowercase();
-    e.contains("address already in use") || e.contains("addrinuse")
-}
-
-/// How many probes fit in `timeout` (the loop bound of every wait).
-fn max_probes(timeout: Duration) -> u128 {
-    timeout.as_millis() / PROBE_EVERY.as_millis() + 1
-}
-
-/// The last `max` bytes of the file at `path`, or why it cannot be read.
-fn read_tail(path: &Path, max: u64) -> String {
-    let read = || -> std::io::Result<String> {
-        let mut f = File::open(path)?;
-        let len = f.metadata()?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
-    };
-    read().unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn free_ports_are_distinct_and_on_loopback() {
-        let ports = free_ports(8).expect("ports");
-        assert_eq!(ports.len(), 8);
-        let http: BTreeSet<u16> = ports.iter().map(|p| p.0.port()).collect();
-        let p2p: BTreeSet<u16> = ports.iter().map(|p| p.1.port()).collect();
-        assert_eq!(http.len(), 8, "{ports:?}");
-        assert_eq!(p2p.len(), 8, "{ports:?}");
-        assert!(
-            ports
-                .iter()
-                .all(|(h, p)| h.ip().is_loopback() && p.ip().is_loopback())
-        );
-    }
-
-    #[test]
-    fn port_clashes_are_recognised() {
-        assert!(is_port_clash(
-            "bind 127.0.0.1:5: Address already in use (os error 98)"
-        ));
-        assert!(is_port_clash("quic endpoint: AddrInUse"));
-        assert!(!is_port_clash("permission denied"));
-    }
-
-    #[test]
-    fn options_build_up() {
-        let o = SwarmOptions::new(3)
-            .arg("--max-voters")
-            .arg("5")
-            .api_key("k")
-            .keep_root(true);
-        assert_eq!(o.nodes, 3);
-        assert_eq!(o.args, ["--max-voters", "5"]);
-        assert_eq!(o.api_key.as_deref(), Some("k"));
-        assert!(o.keep_root);
-    }
-
-    #[test]
-    fn log_tail_of_a_missing_file_says_so() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let t = read_tail(&dir.path().join("nope.log"), 10);
-        assert!(t.starts_with("<cannot read"), "{t}");
-        let p = dir.path().join("a.log");
-        std::fs::write(&p, "0123456789abcdef").expect("write");
-        assert_eq!(read_tail(&p, 4), "cdef");
-    }
 }

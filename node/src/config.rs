@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// [default: manage]
     #[arg(long, env = "TESSERA_JWT_ABSENT_ACCESS")]
     pub jwt_absent_access: Option<String>,
+    /// Accept JWTs without `exp`, which never expire (Qdrant does); a deliberate choice, since
+    /// such a token can only be revoked by rotating its key [default: false, exp required]
+    #[arg(long, env = "TESSERA_JWT_ALLOW_NO_EXP", num_args = 0..=1, default_missing_value = "true")]
+    pub jwt_allow_no_exp: Option<bool>,
     /// Audit log: `stdout` or a file path [default: off]
     #[arg(long, env = "TESSERA_AUDIT_LOG")]
     pub audit_log: Option<String>,
@@ -119,6 +123,7 @@ struct ConfigFile {
     jwt_audience: Option<String>,
     tenant_claims: Option<Vec<String>>,
     jwt_absent_access: Option<String>,
+    jwt_allow_no_exp: Option<bool>,
     /// Role name -> access (`r`, `rw` or `m`) for tokens' `roles` claim.
     roles: Option<std::collections::BTreeMap<String, String>>,
     audit_log: Option<String>,
@@ -209,6 +214,10 @@ impl NodeConfig {
             jwks_path: args.jwks_path.clone().or(file.jwks_path),
             issuer: args.jwt_issuer.clone().or(file.jwt_issuer),
             audience: args.jwt_audience.clone().or(file.jwt_audience),
+            require_exp: !args
+                .jwt_allow_no_exp
+                .or(file.jwt_allow_no_exp)
+                .unwrap_or(false),
             ..AuthConfig::default()
         };
         if let Some(claims) = args.tenant_claims.clone().or(file.tenant_claims) {

@@ -229,6 +229,18 @@ impl Authenticator {
                 _ => "malformed token",
             })
         })?;
+        // the signature holds; the claims must also mean one thing to every JSON reader
+        let payload = token
+            .split('.')
+            .nth(1)
+            .and_then(|segment| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(segment)
+                    .ok()
+            })
+            .ok_or_else(|| AuthError::invalid("malformed token"))?;
+        claims::refuse_repeated_claims(&payload)?;
         let exp = claims::check_registered(&data.claims, &self.config, now)?;
         let method = AuthMethod::Jwt {
             alg: header.alg,
@@ -260,6 +272,8 @@ mod tests {
             api_key: Some(SECRET.into()),
             read_only_api_key: Some(READ_ONLY.into()),
             jwt_rbac: true,
+            // most tests here are about other claims; the default (exp required) has its own
+            require_exp: false,
             ..AuthConfig::default()
         }
     }
@@ -515,6 +529,7 @@ mod tests {
         let jwks_only = Authenticator::new(AuthConfig {
             jwt_rbac: true,
             jwks_path: Some(path),
+            require_exp: false,
             ..AuthConfig::default()
         })
         .expect("jwks only");

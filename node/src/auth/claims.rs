@@ -11,6 +11,73 @@ use super::{AuthConfig, AuthError, MAX_ORGS, MAX_TENANT_ID_BYTES};
 
 pub(crate) type Claims = Map<String, Value>;
 
+/// Refuses a claims document (the JWT's decoded payload) that repeats a key in any object.
+/// JSON parsers disagree on repeated keys (first wins, last wins, error), so a token that
+/// says `tenant_id` twice means different tenants to different readers: it is refused.
+pub(crate) fn refuse_repeated_claims(payload_json: &[u8]) -> Result<(), AuthError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(payload_json);
+    UniqueKeys
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| {
+            if e.is_data() {
+                AuthError::invalid("token repeats a claim")
+            } else {
+                AuthError::invalid("claims are not a JSON object")
+            }
+        })
+}
+
+/// Walks a JSON document, failing on the first object that repeats a key.
+struct UniqueKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(UniqueKeys)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("repeated key"));
+            }
+            map.next_value_seed(UniqueKeys)?;
+        }
+        Ok(())
+    }
+}
+
 /// Checks `exp` and `nbf` (with leeway) against `now`, and `iss` / `aud` when configured.
 /// Returns `exp`.
 pub(crate) fn check_registered(
@@ -170,10 +237,18 @@ pub(crate) fn bind_tenant(
             {
                 return Err(AuthError::invalid("the tenant claim is not among orgs"));
             }
-            if x_tenant_id.is_some_and(|header| header != tenant) {
-                return Err(AuthError::TenantNotAllowed);
+            match (x_tenant_id, orgs, &source) {
+                (None, _, _) => Some((tenant, source)),
+                (Some(header), _, _) if header == tenant => Some((tenant, source)),
+                // the tenant claim is the default org; the header switches to another org the
+                // token lists. A payload binding is not an org list: it never switches.
+                (Some(header), Some(orgs), TenantSource::Claim(_))
+                    if orgs.iter().any(|org| org == header) =>
+                {
+                    Some((header.to_owned(), TenantSource::Orgs))
+                }
+                (Some(_), _, _) => return Err(AuthError::TenantNotAllowed),
             }
-            Some((tenant, source))
         }
         (None, Some(orgs)) => match (x_tenant_id, orgs) {
             (Some(header), orgs) => {
@@ -416,6 +491,31 @@ mod tests {
     }
 
     #[test]
+    fn repeated_claims_are_refused_at_any_depth() {
+        let repeated = |doc: &str| refuse_repeated_claims(doc.as_bytes());
+        assert_eq!(repeated(r#"{"tenant_id":"a","exp":1}"#), Ok(()));
+        assert_eq!(repeated(r#"{"a":{"b":1},"c":[{"b":2},{"b":3}]}"#), Ok(()));
+        for bad in [
+            r#"{"tenant_id":"a","tenant_id":"b"}"#,
+            r#"{"access":[{"collection":"c","access":"r","access":"rw"}]}"#,
+            r#"{"x":{"y":1,"y":1}}"#,
+        ] {
+            assert_eq!(
+                repeated(bad),
+                Err(AuthError::invalid("token repeats a claim")),
+                "{bad}"
+            );
+        }
+        for garbage in ["", "{", "[1,2", "{} trailing"] {
+            assert_eq!(
+                repeated(garbage),
+                Err(AuthError::invalid("claims are not a JSON object")),
+                "{garbage}"
+            );
+        }
+    }
+
+    #[test]
     fn qdrant_access_shapes() {
         let p = principal(json!({"access": "r"}), None).expect("r");
         assert_eq!(p.access, AccessSpec::Global(Access::Read));
@@ -600,6 +700,15 @@ mod tests {
         );
         // ... and it must be among orgs when both are present.
         assert!(principal(json!({"tenant_id": "a", "orgs": ["a", "b"]}), None).is_ok());
+        // The tenant claim is the default org; X-Tenant-Id switches among the orgs, never out.
+        let both = json!({"tenant_id": "a", "orgs": ["a", "b"]});
+        let p = principal(both.clone(), None).expect("default org");
+        assert_eq!(p.tenant.as_deref(), Some("a"));
+        let p = principal(both.clone(), Some("b")).expect("switched");
+        assert_eq!(p.tenant.as_deref(), Some("b"));
+        assert_eq!(p.tenant_source, Some(TenantSource::Orgs));
+        assert!(p.is_token_bound());
+        assert_eq!(principal(both, Some("c")), Err(AuthError::TenantNotAllowed));
         assert!(invalid(principal(
             json!({"tenant_id": "c", "orgs": ["a", "b"]}),
             None
@@ -669,7 +778,15 @@ mod tests {
 
     #[test]
     fn registered_claims() {
-        let config = AuthConfig::default();
+        // by default a token must expire
+        assert_eq!(
+            check_registered(&claims(json!({})), &AuthConfig::default(), NOW),
+            Err(AuthError::invalid("token has no exp"))
+        );
+        let config = AuthConfig {
+            require_exp: false,
+            ..AuthConfig::default()
+        };
         let check = |v: Value| check_registered(&claims(v), &config, NOW);
         assert_eq!(check(json!({})), Ok(None));
         assert_eq!(check(json!({"exp": NOW})), Ok(Some(NOW)));

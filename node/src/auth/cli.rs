@@ -128,9 +128,9 @@ pub struct InspectArgs {
     /// Clock skew allowed on exp and nbf
     #[arg(long, default_value_t = DEFAULT_LEEWAY_SECS)]
     pub leeway_secs: u64,
-    /// Refuse tokens without exp
+    /// Accept tokens without exp, as a node started with --jwt-allow-no-exp does
     #[arg(long)]
-    pub require_exp: bool,
+    pub allow_no_exp: bool,
     /// Claims that carry the tenant (repeatable) [default: tenant_id]
     #[arg(long = "tenant-claim", value_name = "CLAIM")]
     pub tenant_claims: Vec<String>,
@@ -398,7 +398,7 @@ pub fn inspect(args: &InspectArgs, now: u64) -> anyhow::Result<InspectReport> {
         issuer: args.iss.clone(),
         audience: args.aud.clone(),
         leeway_secs: args.leeway_secs,
-        require_exp: args.require_exp,
+        require_exp: !args.allow_no_exp,
         tenant_claims: if args.tenant_claims.is_empty() {
             AuthConfig::default().tenant_claims
         } else {
@@ -548,7 +548,19 @@ mod tests {
             "--aud", "you",
         ]);
         let token = mint(&args.mint, NOW).expect("mint");
-        let (auth, _dir) = authenticator(Some("k"), None);
+        let (strict, _dir) = authenticator(Some("k"), None);
+        assert_eq!(
+            strict.authenticate(Credential::Bearer(&token), Some("b"), NOW),
+            Err(AuthError::invalid("token has no exp")),
+            "a node refuses tokens without exp unless told otherwise"
+        );
+        let auth = Authenticator::new(AuthConfig {
+            api_key: Some("k".into()),
+            jwt_rbac: true,
+            require_exp: false,
+            ..AuthConfig::default()
+        })
+        .expect("config");
         let p = auth
             .authenticate(Credential::Bearer(&token), Some("b"), NOW + 1_000_000)
             .expect("no exp");
@@ -675,7 +687,7 @@ mod tests {
                 iss: None,
                 aud: None,
                 leeway_secs: DEFAULT_LEEWAY_SECS,
-                require_exp: false,
+                allow_no_exp: true,
                 tenant_claims: Vec::new(),
                 absent_access_means_nothing: false,
                 x_tenant_id: None,

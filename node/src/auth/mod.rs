@@ -65,7 +65,9 @@ pub struct AuthConfig {
     pub audience: Option<String>,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway_secs: u64,
-    /// Refuse tokens without `exp` (Qdrant accepts them, so off by default).
+    /// Refuse tokens without `exp`: a leaked token that never expires is a key that can only be
+    /// revoked by rotating the secret. On by default; `jwt_allow_no_exp` turns it off (Qdrant's
+    /// behaviour) as a deliberate choice.
     pub require_exp: bool,
     /// Claim names that carry the tenant, first present wins (`tenant_id`, `org_id`, ...).
     pub tenant_claims: Vec<String>,
@@ -107,7 +109,7 @@ impl Default for AuthConfig {
             issuer: None,
             audience: None,
             leeway_secs: DEFAULT_LEEWAY_SECS,
-            require_exp: false,
+            require_exp: true,
             tenant_claims: vec!["tenant_id".to_owned()],
             absent_access_means_manage: true,
             roles: AuthConfig::default_roles(),

@@ -1,0 +1,178 @@
+//! Regression tests of the hardening review, each against a real `tessera` process: what an
+//! attacker holding one tenant's token could do before, and must not do now.
+//!
+//! - tokens without `exp` are refused unless the node was started with `--jwt-allow-no-exp`;
+//! - a token whose claims repeat a key (two `tenant_id`s) is refused, whatever its signature;
+//! - a token's `tenant_id` is its default org, and `X-Tenant-Id` switches to another org the
+//!   token lists, never outside them.
+
+use anyhow::{Context, Result, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tessera_tests::{Api, Node, error_message, phase};
+
+const ADMIN_KEY: &str = "hardening-admin-key-0123456789";
+const MISSING: &str = "Collection `docs` doesn't exist!";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An HS256 token over exactly these claims.
+fn token(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(ADMIN_KEY.as_bytes()),
+    )
+    .expect("sign HS256")
+}
+
+/// An HS256 token whose payload is this exact text (so it can repeat a key), validly signed.
+fn token_over_text(payload: &str) -> Result<String> {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(payload.as_bytes());
+    let message = format!("{header}.{body}");
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &EncodingKey::from_secret(ADMIN_KEY.as_bytes()),
+        Algorithm::HS256,
+    )
+    .context("sign")?;
+    Ok(format!("{message}.{signature}"))
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Result<Node> {
+    let mut args = vec!["--api-key", ADMIN_KEY, "--jwt-rbac"];
+    args.extend_from_slice(extra);
+    Node::start(dir, &args)
+}
+
+/// A custom-sharded collection with one point in each of the tenants acme, globex and initech.
+fn seed(admin: &Api) -> Result<()> {
+    admin.ok_put(
+        "/collections/docs",
+        &json!({"vectors": {"size": 2, "distance": "Dot"}, "sharding_method": "custom"}),
+    )?;
+    for (i, tenant) in ["acme", "globex", "initech"].iter().enumerate() {
+        admin.ok_put("/collections/docs/shards", &json!({"shard_key": tenant}))?;
+        admin.ok_put(
+            "/collections/docs/points?wait=true",
+            &json!({"shard_key": tenant, "points": [
+                {"id": i + 1, "vector": [1.0, 0.5], "payload": {"owner": tenant}}
+            ]}),
+        )?;
+    }
+    Ok(())
+}
+
+/// The owners of the points a caller's scroll returns.
+fn owners(api: &Api) -> Result<Vec<String>> {
+    let (status, body) = api.post("/collections/docs/points/scroll", &json!({"limit": 10}))?;
+    ensure!(status == 200, "scroll: {status} {body}");
+    Ok(body["result"]["points"]
+        .as_array()
+        .context("points")?
+        .iter()
+        .filter_map(|p| p["payload"]["owner"].as_str().map(str::to_owned))
+        .collect())
+}
+
+fn expect_status(answer: (u16, Value), status: u16, what: &str) -> Result<String> {
+    let (got, body) = answer;
+    ensure!(
+        got == status,
+        "{what}: expected {status}, got {got}: {body}"
+    );
+    error_message(&body).with_context(|| what.to_owned())
+}
+
+#[test]
+fn tokens_without_exp_are_refused_unless_allowed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = || -> Result<()> {
+        phase!("a node with defaults: a token that never expires is refused");
+        let node = start(&tmp.path().join("strict"), &[])?;
+        let admin = node.api().with_key(ADMIN_KEY);
+        seed(&admin)?;
+        let forever = node.api().with_key(&token(&json!({"tenant_id": "acme"})));
+        let msg = expect_status(
+            forever.post("/collections/docs/points/count", &json!({}))?,
+            401,
+            "no exp",
+        )?;
+        ensure!(msg.contains("token has no exp"), "{msg}");
+        let expiring = node
+            .api()
+            .with_key(&token(&json!({"tenant_id": "acme", "exp": now() + 600})));
+        ensure!(
+            owners(&expiring)? == ["acme"],
+            "the same token with exp works"
+        );
+        drop(node);
+
+        phase!("--jwt-allow-no-exp: the deliberate choice accepts it");
+        let node = start(&tmp.path().join("lenient"), &["--jwt-allow-no-exp"])?;
+        seed(&node.api().with_key(ADMIN_KEY))?;
+        let forever = node.api().with_key(&token(&json!({"tenant_id": "acme"})));
+        ensure!(owners(&forever)? == ["acme"], "accepted when allowed");
+        Ok(())
+    };
+    run().expect("scenario");
+}
+
+#[test]
+fn repeated_claims_and_org_switching() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = || -> Result<()> {
+        let node = start(tmp.path(), &[])?;
+        let admin = node.api().with_key(ADMIN_KEY);
+        seed(&admin)?;
+        let exp = now() + 600;
+
+        phase!("a validly signed token that says tenant_id twice is refused, in either order");
+        for (first, second) in [("acme", "globex"), ("globex", "acme")] {
+            let text = format!(r#"{{"tenant_id":"{first}","exp":{exp},"tenant_id":"{second}"}}"#);
+            let api = node.api().with_key(&token_over_text(&text)?);
+            let msg = expect_status(
+                api.post("/collections/docs/points/count", &json!({}))?,
+                401,
+                "repeated tenant_id",
+            )?;
+            ensure!(msg.contains("token repeats a claim"), "{msg}");
+        }
+        let text = format!(r#"{{"tenant_id":"acme","exp":{exp}}}"#);
+        let single = node.api().with_key(&token_over_text(&text)?);
+        ensure!(owners(&single)? == ["acme"], "the hand-made token is valid");
+
+        phase!("tenant_id is the default org; X-Tenant-Id switches among the token's orgs");
+        let user = node.api().with_key(&token(
+            &json!({"tenant_id": "acme", "orgs": ["acme", "globex"], "exp": exp}),
+        ));
+        ensure!(owners(&user)? == ["acme"], "default org");
+        ensure!(
+            owners(&user.with_header("x-tenant-id", "globex"))? == ["globex"],
+            "switched to globex"
+        );
+        ensure!(
+            owners(&user.with_header("x-tenant-id", "acme"))? == ["acme"],
+            "switched back"
+        );
+
+        phase!("an org the token does not list stays out of reach, as a missing thing");
+        let msg = expect_status(
+            user.with_header("x-tenant-id", "initech")
+                .post("/collections/docs/points/scroll", &json!({"limit": 10}))?,
+            404,
+            "initech through the header",
+        )?;
+        ensure!(msg == MISSING, "{msg}");
+        Ok(())
+    };
+    run().expect("scenario");
+}

@@ -29,6 +29,17 @@ pub struct ServeArgs {
     /// Largest accepted HTTP request body in bytes [default: 33554432]
     #[arg(long, env = "TESSERA_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// A client must send a request's headers within this long (it also bounds how long an idle
+    /// keep-alive connection stays open) [default: 30000]
+    #[arg(long, env = "TESSERA_HTTP_HEADER_TIMEOUT_MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// A client must send a request's whole body within this long [default: 30000]
+    #[arg(long, env = "TESSERA_HTTP_BODY_TIMEOUT_MS")]
+    pub http_body_timeout_ms: Option<u64>,
+    /// Open HTTP connections at most; more wait in the listen backlog until one closes
+    /// [default: 1024]
+    #[arg(long, env = "TESSERA_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
     /// Largest `limit` a search, scroll or query may ask for [default: 10000]
     #[arg(long, env = "TESSERA_MAX_LIMIT")]
     pub max_limit: Option<usize>,
@@ -110,6 +121,9 @@ struct ConfigFile {
     data_dir: Option<PathBuf>,
     log: Option<String>,
     max_body_bytes: Option<usize>,
+    http_header_timeout_ms: Option<u64>,
+    http_body_timeout_ms: Option<u64>,
+    http_max_connections: Option<usize>,
     max_limit: Option<usize>,
     max_batch_points: Option<usize>,
     indexing_threshold: Option<usize>,
@@ -143,6 +157,11 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub log: String,
     pub max_body_bytes: usize,
+    /// Slow clients: how long a request's headers and its body may take to arrive, and how many
+    /// connections may be open at once.
+    pub http_header_timeout_ms: u64,
+    pub http_body_timeout_ms: u64,
+    pub http_max_connections: usize,
     pub max_limit: usize,
     pub max_batch_points: usize,
     pub indexing_threshold: usize,
@@ -176,6 +195,9 @@ impl NodeConfig {
             data_dir: data_dir.to_path_buf(),
             log: "info".into(),
             max_body_bytes: 32 << 20,
+            http_header_timeout_ms: 30_000,
+            http_body_timeout_ms: 30_000,
+            http_max_connections: 1024,
             max_limit: 10_000,
             max_batch_points: 10_000,
             indexing_threshold: 5_000,
@@ -259,6 +281,18 @@ impl NodeConfig {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(d.max_body_bytes),
+            http_header_timeout_ms: args
+                .http_header_timeout_ms
+                .or(file.http_header_timeout_ms)
+                .unwrap_or(d.http_header_timeout_ms),
+            http_body_timeout_ms: args
+                .http_body_timeout_ms
+                .or(file.http_body_timeout_ms)
+                .unwrap_or(d.http_body_timeout_ms),
+            http_max_connections: args
+                .http_max_connections
+                .or(file.http_max_connections)
+                .unwrap_or(d.http_max_connections),
             max_limit: args.max_limit.or(file.max_limit).unwrap_or(d.max_limit),
             max_batch_points: args
                 .max_batch_points
@@ -314,6 +348,12 @@ impl NodeConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
+        }
+        if self.http_header_timeout_ms == 0 || self.http_body_timeout_ms == 0 {
+            bail!("http_header_timeout_ms and http_body_timeout_ms must be positive");
+        }
+        if self.http_max_connections == 0 {
+            bail!("http_max_connections must be positive");
         }
         if self.max_limit == 0 || self.max_batch_points == 0 {
             bail!("max_limit and max_batch_points must be positive");

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cert_cli;
 pub mod cluster;
 pub mod config;
+pub mod http_server;
 pub mod quota;
 pub mod remote;
 pub mod revocation;
@@ -133,9 +134,13 @@ pub async fn start(
         revocations: Arc::new(Revocations::default()),
     });
     tracing::info!(node = config.node_id, cluster = cluster.is_some(), %http_addr, data_dir = %config.data_dir.display(), "tessera serving");
+    let limits = http_server::HttpLimits {
+        header_timeout: std::time::Duration::from_millis(config.http_header_timeout_ms),
+        body_timeout: std::time::Duration::from_millis(config.http_body_timeout_ms),
+        max_connections: config.http_max_connections,
+    };
     let serve = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+        http_server::serve(listener, app, limits, shutdown)
             .await
             .context("http server")?;
         router.stop();

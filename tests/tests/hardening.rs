@@ -4,7 +4,13 @@
 //! - tokens without `exp` are refused unless the node was started with `--jwt-allow-no-exp`;
 //! - a token whose claims repeat a key (two `tenant_id`s) is refused, whatever its signature;
 //! - a token's `tenant_id` is its default org, and `X-Tenant-Id` switches to another org the
-//!   token lists, never outside them.
+//!   token lists, never outside them;
+//! - a client that never finishes its headers, or sends less body than it announced, is cut off
+//!   within the configured timeouts, and idle connections cannot take every connection slot.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
@@ -172,6 +178,100 @@ fn repeated_claims_and_org_switching() {
             "initech through the header",
         )?;
         ensure!(msg == MISSING, "{msg}");
+        Ok(())
+    };
+    run().expect("scenario");
+}
+
+/// Sends `bytes` on a fresh connection and waits (bounded) for the server to answer or close;
+/// returns what came back and how long the server took.
+fn send_and_wait(addr: std::net::SocketAddr, bytes: &[u8]) -> Result<(String, Duration)> {
+    let mut stream = TcpStream::connect(addr).context("connect")?;
+    stream.set_read_timeout(Some(Duration::from_secs(8)))?;
+    stream.write_all(bytes).context("send")?;
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => {
+                anyhow::bail!(
+                    "the server neither answered nor closed within 8 s ({e}); got {:?}",
+                    String::from_utf8_lossy(&got)
+                )
+            }
+        }
+    }
+    Ok((
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    ))
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = || -> Result<()> {
+        let node = Node::start(
+            tmp.path(),
+            &[
+                "--http-header-timeout-ms",
+                "1000",
+                "--http-body-timeout-ms",
+                "1000",
+                "--http-max-connections",
+                "4",
+            ],
+        )?;
+        let addr = node.addr();
+        node.api().ok_put(
+            "/collections/docs",
+            &json!({"vectors": {"size": 2, "distance": "Dot"}}),
+        )?;
+
+        phase!("headers that never end: the connection is closed after the header timeout");
+        let (answer, took) = send_and_wait(
+            addr,
+            b"POST /collections/docs/points/count HTTP/1.1\r\nHost: t\r\n",
+        )?;
+        ensure!(took < Duration::from_secs(4), "closed after {took:?}");
+        ensure!(!answer.contains("200 OK"), "{answer}");
+
+        phase!("a body shorter than its Content-Length: refused after the body timeout");
+        let (answer, took) = send_and_wait(
+            addr,
+            b"POST /collections/docs/points/count HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"exact\"",
+        )?;
+        ensure!(took < Duration::from_secs(4), "answered after {took:?}");
+        ensure!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "a refusal or a close, not {answer}"
+        );
+
+        phase!("idle connections fill every slot; they are cut and a real client gets in");
+        let idle: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(addr))
+            .collect::<std::io::Result<_>>()?;
+        let started = Instant::now();
+        let (status, body) = node
+            .api()
+            .post("/collections/docs/points/count", &json!({}))?;
+        ensure!(status == 200, "{status} {body}");
+        ensure!(
+            started.elapsed() < Duration::from_secs(5),
+            "served after {:?}",
+            started.elapsed()
+        );
+        drop(idle);
+
+        phase!("a normal request on the same node still works at once");
+        let (status, _) = node
+            .api()
+            .post("/collections/docs/points/count", &json!({}))?;
+        ensure!(status == 200);
         Ok(())
     };
     run().expect("scenario");

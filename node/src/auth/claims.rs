@@ -822,4 +822,81 @@ mod tests {
         assert!(check(json!({"exp": exp, "iss": "idp", "aud": [1]})).is_err());
         assert!(check(json!({"exp": exp, "iss": ["idp"], "aud": "tessera"})).is_err());
     }
+
+    /// JSON of the shapes tokens carry: the claim names we read, with values of every kind.
+    fn claim_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            prop::sample::select(vec!["a", "b", "r", "rw", "m", "07", "+7", "", "acme"])
+                .prop_map(|s| json!(s)),
+            "\\PC{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "collection",
+                        "access",
+                        "payload",
+                        "matches",
+                        "key",
+                        "value",
+                        "x",
+                    ])
+                    .prop_map(str::to_owned),
+                    inner,
+                    0..4,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        // `PROPTEST_CASES=100000 cargo test -p tessera-node --lib fuzz_` for a longer run
+        #[test]
+        fn fuzz_claims_never_panic_and_tenants_come_from_the_token(
+            entries in proptest::collection::btree_map(
+                proptest::sample::select(vec![
+                    "tenant_id", "orgs", "access", "roles", "sub", "value_exists", "exp", "nbf",
+                    "iss", "aud",
+                ])
+                .prop_map(str::to_owned),
+                claim_value(),
+                0..6,
+            ),
+            header in proptest::option::of(proptest::sample::select(vec!["a", "b", "acme", ""])),
+        ) {
+            let claims: Claims = entries.into_iter().collect();
+            let config = AuthConfig::default();
+            let _ = check_registered(&claims, &config, NOW);
+            if let Ok(p) = principal_from_claims(&claims, &config, jwt(), None, header) {
+                // a tenant is never made up: it is a string the token or the header carried
+                if let Some(t) = &p.tenant {
+                    let text = Value::Object(claims.clone()).to_string();
+                    proptest::prop_assert!(
+                        header == Some(t.as_str())
+                            || text.contains(&format!("\"{t}\""))
+                            || (t.parse::<i64>().is_ok() && text.contains(t.as_str())),
+                        "tenant {t} from {text}"
+                    );
+                }
+                if p.tenant_source.as_ref().is_some_and(TenantSource::is_token_bound) {
+                    proptest::prop_assert!(!p.can_manage(), "a tenant-bound token never manages");
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_repeated_claim_check_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = refuse_repeated_claims(&bytes);
+        }
+    }
 }

@@ -89,7 +89,8 @@ pub struct ServeArgs {
     /// Audit log: `stdout` or a file path [default: off]
     #[arg(long, env = "TESSERA_AUDIT_LOG")]
     pub audit_log: Option<String>,
-    /// This node's id in the cluster, unique and stable across restarts [default: 1]
+    /// This node's id in the cluster, unique and stable across restarts [default: the id
+    /// recorded in the data dir, else a new random one, then recorded there]
     #[arg(long, env = "TESSERA_NODE_ID")]
     pub node_id: Option<u64>,
     /// UDP address of the node-to-node QUIC transport; setting it runs the node as a cluster
@@ -172,7 +173,11 @@ pub struct NodeConfig {
     pub audit_log: Option<String>,
     /// Quota of every tenant without one of its own.
     pub quota: Quota,
+    /// The node's id. [`crate::start`] settles it against the data dir before anything uses it.
     pub node_id: u64,
+    /// The id the flags, environment or file asked for; None lets the data dir decide (see
+    /// [`crate::identity`]).
+    pub requested_node_id: Option<u64>,
     /// Cluster mode: the transport's address, TLS dir, and how to find the cluster.
     pub cluster: Option<ClusterConfig>,
 }
@@ -209,6 +214,7 @@ impl NodeConfig {
             audit_log: None,
             quota: Quota::default(),
             node_id: 1,
+            requested_node_id: Some(1),
             cluster: None,
         }
     }
@@ -317,6 +323,7 @@ impl NodeConfig {
                 None => Quota::default(),
             },
             node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
+            requested_node_id: args.node_id.or(file.node_id),
             cluster: match args.p2p_addr.or(file.p2p_addr) {
                 None => {
                     if args.join.or(file.join).is_some()

@@ -11,6 +11,7 @@ pub mod cert_cli;
 pub mod cluster;
 pub mod config;
 pub mod http_server;
+pub mod identity;
 pub mod quota;
 pub mod remote;
 pub mod revocation;
@@ -72,6 +73,8 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    let mut config = config;
+    config.node_id = identity::settle_node_id(&config.data_dir, config.requested_node_id)?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("bind http {}", config.http_addr))?;

@@ -64,6 +64,36 @@ pub fn tessera_bin() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Runs `tessera <args>` that is expected to end by itself (a refused start, a CLI command),
+/// without the test's own `TESSERA_*` variables, killed if it is still running after 30 s.
+pub fn run_tessera_briefly(args: &[&str]) -> Result<std::process::Output> {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let mut cmd = Command::new(tessera_bin()?);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("TESSERA_") {
+            cmd.env_remove(&k);
+        }
+    }
+    let mut child = cmd
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn tessera")?;
+    let started = Instant::now();
+    while child.try_wait().context("wait for tessera")?.is_none() {
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("tessera {args:?} was still running after {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().context("collect tessera's output")
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (the OS picks it: bind to port 0).
 pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0 to find a free port")?;

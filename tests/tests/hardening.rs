@@ -6,7 +6,9 @@
 //! - a token's `tenant_id` is its default org, and `X-Tenant-Id` switches to another org the
 //!   token lists, never outside them;
 //! - a client that never finishes its headers, or sends less body than it announced, is cut off
-//!   within the configured timeouts, and idle connections cannot take every connection slot.
+//!   within the configured timeouts, and idle connections cannot take every connection slot;
+//! - a node started without `--node-id` gets a random id recorded in its data dir, keeps it
+//!   across restarts, and refuses to open that data dir under another id.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -272,6 +274,50 @@ fn slow_clients_are_cut_off() {
             .api()
             .post("/collections/docs/points/count", &json!({}))?;
         ensure!(status == 200);
+        Ok(())
+    };
+    run().expect("scenario");
+}
+
+#[test]
+fn a_node_without_an_id_gets_one_of_its_own() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = || -> Result<()> {
+        phase!("started as a Qdrant user would, without --node-id");
+        let data = tmp.path().join("data");
+        let mut node = Node::start(&data, &[])?;
+        let recorded = std::fs::read_to_string(data.join("node_id")).context("node_id file")?;
+        let id: u64 = recorded.trim().parse().context("a number")?;
+        ensure!(id > 0, "{recorded}");
+        node.api().ok_put(
+            "/collections/docs",
+            &json!({"vectors": {"size": 2, "distance": "Dot"}}),
+        )?;
+
+        phase!("a restart keeps the id and the data");
+        node.restart()?;
+        let again = std::fs::read_to_string(data.join("node_id"))?;
+        ensure!(again.trim() == id.to_string(), "{again} vs {id}");
+        node.api().ok_get("/collections/docs")?;
+        node.stop()?;
+
+        phase!("the same data dir under another --node-id is refused, loudly");
+        let other = if id == 1 { 2 } else { 1 };
+        let out = tessera_tests::run_tessera_briefly(&[
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data.to_string_lossy(),
+            "--node-id",
+            &other.to_string(),
+        ])?;
+        ensure!(!out.status.success(), "it started: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            stderr.contains(&format!("belongs to node {id}")),
+            "the error names the recorded id: {stderr}"
+        );
         Ok(())
     };
     run().expect("scenario");

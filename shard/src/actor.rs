@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tessera_cluster::record_log::RecordLog;
-use tessera_cluster::{Error, Result};
+use tessera_core::record_log::RecordLog;
+use tessera_core::{Error, Result};
 use tessera_index::CompactGraph;
 use tokio::sync::Semaphore;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use tessera_cluster::meta::ShardKey;
-use tessera_cluster::{Error, Result};
+use tessera_core::ShardKey;
+use tessera_core::{Error, Result};
 use tokio::sync::Semaphore;
 
 use crate::actor::{ShardActor, ShardArgs, ShardMsg, WriteOp};
@@ -182,7 +182,7 @@ mod tests {
     use super::*;
     use crate::actor::NewPoint;
     use crate::store::PayloadSelector;
-    use tessera_cluster::ErrorKind;
+    use tessera_core::ErrorKind;
 
     fn spec(key: &str) -> ShardSpec {
         ShardSpec {

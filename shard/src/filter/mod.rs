@@ -31,12 +31,14 @@
 //!
 //! The code is split by concern: [`model`] (the types and their algebra), [`path`] (key paths and
 //! the values they select), [`eval`] (whether a point passes), [`json`] (Qdrant's JSON form, read
-//! and written); datetimes are [`crate::calendar`]'s.
+//! and written) and [`wire`] (the binary form between nodes); datetimes are
+//! [`crate::calendar`]'s.
 
 pub mod eval;
 pub mod json;
 pub mod model;
 pub mod path;
+pub mod wire;
 
 #[cfg(test)]
 mod testkit;
@@ -48,3 +50,4 @@ pub use model::{
     MAX_FILTER_DEPTH, Match, MatchValue, MinShould, Range, TextQuery, ValuesCount,
 };
 pub use path::{JsonPath, PathItem, get_flat_values, get_values};
+pub use wire::{WireFilter, decode_filter, encode_filter};

@@ -164,6 +164,7 @@ impl Actor for ShardActor {
                         error = %f.cause,
                         "replica failed, it refuses requests until it is reopened"
                     );
+                    metrics::counter!("tessera_replica_failures_total").increment(1);
                     // recorded before the answer, so no later request finds the replica usable
                     let _ = st.failure.set(f.clone());
                     let _ = reply.send(Err(f.clone().into()));

@@ -1,16 +1,18 @@
-//! Shared types of tessera: the error classification, the binary codec, the checksummed record log
-//! and the metadata state machine (collections, shard keys, placement).
+//! The metadata plane of tessera: the metadata state machine (collections, shard keys, placement),
+//! its durable single-node home, quotas, the Raft member and the transport between nodes.
+//!
+//! The error classification, the binary codec and the checksummed record log live in
+//! `tessera-core` (so the data plane need not link Raft or QUIC); they are re-exported here at
+//! their old paths.
 //!
 //! Architecture invariant: this crate knows nothing of HTTP, JWT, HNSW or actors. Its decision logic
 //! is plain functions over plain data ([`meta::MetadataState::apply`]).
 
-pub mod codec;
-pub mod error;
 pub mod meta;
 pub mod metastore;
 pub mod quota;
 pub mod raft;
-pub mod record_log;
 pub mod transport;
 
-pub use error::{Error, ErrorKind, Result};
+pub use tessera_core::{Error, ErrorKind, Fatal, Result};
+pub use tessera_core::{codec, error, record_log};

@@ -5,15 +5,12 @@
 //! and ids first, and they travel in the command.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub type NodeId = u64;
-/// A shard's id, unique within its collection for the collection's lifetime.
-pub type ShardId = u32;
+pub use tessera_core::ids::{NodeId, ShardId, ShardKey};
 
 /// Largest vector dimension a collection may declare.
 pub const MAX_DIM: usize = 65_536;
@@ -103,22 +100,6 @@ impl CollectionParams {
             )));
         }
         Ok(())
-    }
-}
-
-/// A shard key: Qdrant allows strings and unsigned integers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ShardKey {
-    Num(u64),
-    Str(String),
-}
-
-impl fmt::Display for ShardKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ShardKey::Num(n) => write!(f, "{n}"),
-            ShardKey::Str(s) => f.write_str(s),
-        }
     }
 }
 

@@ -206,7 +206,7 @@ pub fn now_rfc3339() -> String {
 /// Formats unix seconds as RFC 3339 UTC (proleptic Gregorian).
 fn rfc3339(secs: i64, millis: u32) -> String {
     let sod = secs.rem_euclid(86_400);
-    let (year, month, day) = tessera_shard::filter::civil_from_days(secs.div_euclid(86_400));
+    let (year, month, day) = tessera_shard::calendar::civil_from_days(secs.div_euclid(86_400));
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
         sod / 3600,

@@ -3,17 +3,24 @@
 //! It also schedules the replica's background index jobs. Reads never pass through its mailbox:
 //! they use the shared [`ShardData`] through the node's fair scheduler. A write's CPU runs on the
 //! ingest pool and index builds on the background pool ([`crate::priority`]).
+//!
+//! A write whose WAL append or fsync fails, or that cannot be applied once logged, fails the
+//! replica ([`Fatal`]): memory and disk may no longer agree (after a failed fsync the kernel may
+//! have dropped the pages; a half-cut record would bury every later one), so carrying on could
+//! acknowledge writes that a restart loses. The actor records the failure where the manager sees
+//! it, logs it once, and stops; the replica is reopened from what the disk holds.
 
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tessera_cluster::record_log::RecordLog;
-use tessera_cluster::{Error, Result};
+use tessera_core::record_log::{AppendError, RecordLog};
+use tessera_core::{Error, Fatal, Result};
 use tessera_index::CompactGraph;
 use tokio::sync::Semaphore;
 
 use crate::filter::Filter;
+use crate::manager::Failure;
 use crate::point::{Payload, PointId};
 use crate::priority::{self, Class};
 use crate::store::{BuildJob, ShardData, build_graph};
@@ -81,6 +88,8 @@ pub struct ShardArgs {
     pub snapshot_path: std::path::PathBuf,
     /// Node-wide limit on concurrent index builds.
     pub builds: Arc<Semaphore>,
+    /// Where the actor records that the replica failed, for the manager to refuse requests with.
+    pub failure: Failure,
 }
 
 pub struct ShardState {
@@ -88,8 +97,24 @@ pub struct ShardState {
     wal: Arc<Mutex<RecordLog>>,
     snapshot_path: std::path::PathBuf,
     builds: Arc<Semaphore>,
+    failure: Failure,
     job_running: bool,
 }
+
+/// How a write failed: the request alone (the replica goes on), or the replica.
+enum WriteError {
+    Refused(Error),
+    Fatal(Fatal),
+}
+
+impl From<Error> for WriteError {
+    fn from(e: Error) -> WriteError {
+        WriteError::Refused(e)
+    }
+}
+
+/// What a failed replica calls itself in the errors its callers see (`replica failed: ..`).
+const COMPONENT: &str = "replica";
 
 impl Actor for ShardActor {
     type Msg = ShardMsg;
@@ -106,6 +131,7 @@ impl Actor for ShardActor {
             wal: Arc::new(Mutex::new(args.wal)),
             snapshot_path: args.snapshot_path,
             builds: args.builds,
+            failure: args.failure,
             job_running: false,
         };
         schedule_job(&myself, &mut st);
@@ -119,11 +145,34 @@ impl Actor for ShardActor {
         st: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ShardMsg::Write(op, reply) => {
-                let res = write(st, op).await;
-                let _ = reply.send(res);
-                schedule_job(&myself, st);
-            }
+            ShardMsg::Write(op, reply) => match write(st, op).await {
+                Ok(seq) => {
+                    let _ = reply.send(Ok(seq));
+                    schedule_job(&myself, st);
+                }
+                Err(WriteError::Refused(e)) => {
+                    let _ = reply.send(Err(e));
+                    schedule_job(&myself, st);
+                }
+                Err(WriteError::Fatal(f)) => {
+                    let spec = &st.data.spec;
+                    tracing::error!(
+                        collection = spec.collection_uid,
+                        shard = spec.shard_id,
+                        key = ?spec.key,
+                        wal = %st.wal.lock().path().display(),
+                        error = %f.cause,
+                        "replica failed, it refuses requests until it is reopened"
+                    );
+                    metrics::counter!("tessera_replica_failures_total").increment(1);
+                    // recorded before the answer, so no later request finds the replica usable
+                    let _ = st.failure.set(f.clone());
+                    let _ = reply.send(Err(f.clone().into()));
+                    // an error from a handler stops the actor: writes queued behind this one
+                    // are dropped, and the manager answers them with the failure
+                    return Err(Box::new(f));
+                }
+            },
             ShardMsg::Built(job, graph) => {
                 st.job_running = false;
                 let installed = graph.and_then(|g| st.data.install(*job, g));
@@ -183,7 +232,7 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
     });
 }
 
-async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64> {
+async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64, WriteError> {
     let data = st.data.clone();
     let wal = st.wal.clone();
     let snapshot_path = st.snapshot_path.clone();
@@ -194,8 +243,15 @@ async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64> {
         let rec = WalRecord { seq, op };
         let body = wal::encode(&rec)?;
         let mut wal = wal.lock();
-        wal.append(&[&body], true)?;
-        data.apply(&rec)?;
+        match wal.try_append(&[&body], true) {
+            Ok(()) => {}
+            Err(AppendError::Refused(e)) => return Err(WriteError::Refused(e)),
+            Err(AppendError::Failed(e)) => return Err(WriteError::Fatal(Fatal::new(COMPONENT, e))),
+        }
+        // logged but not applied: memory would be behind the disk, and the next write would
+        // reuse this sequence number
+        data.apply(&rec)
+            .map_err(|e| WriteError::Fatal(Fatal::new(COMPONENT, e)))?;
         metrics::counter!("tessera_wal_records_total").increment(1);
         if wal.len_bytes() > WAL_CHECKPOINT_BYTES {
             // snapshot first, then truncate: a crash in between replays records the snapshot

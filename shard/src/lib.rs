@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate knows nothing of HTTP, JWT or Raft.
 
 pub mod actor;
+pub mod calendar;
 pub mod filter;
 pub mod manager;
 pub mod point;

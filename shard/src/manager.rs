@@ -1,15 +1,19 @@
 //! The shard manager of a node: the replicas this node holds, their actors, and the node-wide
 //! limit on concurrent index builds.
+//!
+//! A replica whose WAL could not be written has failed ([`Fatal`]): its actor stopped, and every
+//! later request for it is refused with that failure (a 503 naming it) until the replica is closed
+//! and opened again, which replays what the disk really holds.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use tessera_cluster::meta::ShardKey;
-use tessera_cluster::{Error, Result};
+use tessera_core::{CollectionUid, Error, Fatal, Result, ShardId, ShardKey};
 use tokio::sync::Semaphore;
 
 use crate::actor::{ShardActor, ShardArgs, ShardMsg, WriteOp};
@@ -19,12 +23,44 @@ use crate::wal;
 /// A write that has not been answered in this long fails with a timeout.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Identifies a replica on a node: (collection uid, shard id).
-pub type ReplicaId = (u64, u32);
+/// Identifies a replica on a node: its collection's uid and its shard id. A `(uid, shard)` pair
+/// converts into one, so callers may pass either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplicaId {
+    pub collection: CollectionUid,
+    pub shard: ShardId,
+}
+
+impl ReplicaId {
+    pub fn new(collection: CollectionUid, shard: ShardId) -> ReplicaId {
+        ReplicaId { collection, shard }
+    }
+
+    /// The replica a spec describes.
+    pub fn of(spec: &ShardSpec) -> ReplicaId {
+        ReplicaId::new(spec.collection_uid, spec.shard_id)
+    }
+}
+
+impl From<(CollectionUid, ShardId)> for ReplicaId {
+    fn from((collection, shard): (CollectionUid, ShardId)) -> ReplicaId {
+        ReplicaId { collection, shard }
+    }
+}
+
+impl fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "collection {} shard {}", self.collection, self.shard)
+    }
+}
+
+/// Set once, by the replica's actor, when the replica failed for good.
+pub type Failure = Arc<OnceLock<Fatal>>;
 
 struct Replica {
     data: Arc<ShardData>,
     actor: ActorRef<ShardMsg>,
+    failure: Failure,
 }
 
 pub struct ShardManager {
@@ -46,11 +82,13 @@ impl ShardManager {
     }
 
     fn dir(&self, id: ReplicaId) -> PathBuf {
-        self.root.join(id.0.to_string()).join(id.1.to_string())
+        self.root
+            .join(id.collection.to_string())
+            .join(id.shard.to_string())
     }
 
-    pub fn contains(&self, id: ReplicaId) -> bool {
-        self.replicas.contains_key(&id)
+    pub fn contains(&self, id: impl Into<ReplicaId>) -> bool {
+        self.replicas.contains_key(&id.into())
     }
 
     pub fn replica_ids(&self) -> Vec<ReplicaId> {
@@ -60,7 +98,7 @@ impl ShardManager {
     /// Loads a replica from disk (WAL replay) and starts its actor; nothing if already open.
     /// An empty replica creates no files: its directory appears with its first write.
     pub async fn open(&self, spec: ShardSpec) -> Result<()> {
-        let id = (spec.collection_uid, spec.shard_id);
+        let id = ReplicaId::of(&spec);
         if self.replicas.contains_key(&id) {
             return Ok(());
         }
@@ -81,6 +119,7 @@ impl ShardManager {
         .await
         .map_err(|e| Error::internal(format!("open task failed: {e}")))??;
         let data = Arc::new(data);
+        let failure = Failure::default();
         let (actor, _handle) = Actor::spawn(
             None,
             ShardActor,
@@ -89,17 +128,26 @@ impl ShardManager {
                 wal: log,
                 snapshot_path: self.dir(id).join("points.snap"),
                 builds: self.builds.clone(),
+                failure: failure.clone(),
             },
         )
         .await
         .map_err(|e| Error::internal(format!("spawn shard actor: {e}")))?;
-        self.replicas.insert(id, Replica { data, actor });
+        self.replicas.insert(
+            id,
+            Replica {
+                data,
+                actor,
+                failure,
+            },
+        );
         metrics::gauge!("tessera_replicas").set(self.replicas.len() as f64);
         Ok(())
     }
 
     /// Stops a replica's actor and, with `remove`, deletes its data.
-    pub async fn close(&self, id: ReplicaId, remove: bool) -> Result<()> {
+    pub async fn close(&self, id: impl Into<ReplicaId>, remove: bool) -> Result<()> {
+        let id = id.into();
         if let Some((_, r)) = self.replicas.remove(&id) {
             r.actor.stop(None);
         }
@@ -129,42 +177,58 @@ impl ShardManager {
         .map_err(|e| Error::internal(format!("remove task failed: {e}")))?
     }
 
+    /// The replica, if it is open here, holds `key`'s tenant (a foreign tenant learns nothing,
+    /// not even that the replica failed) and has not failed.
     fn get(
         &self,
         id: ReplicaId,
         key: Option<&ShardKey>,
-    ) -> Result<(Arc<ShardData>, ActorRef<ShardMsg>)> {
+    ) -> Result<(Arc<ShardData>, ActorRef<ShardMsg>, Failure)> {
         let r = self.replicas.get(&id).ok_or_else(|| {
-            Error::unavailable(format!("shard {} is not available on this node", id.1))
+            Error::unavailable(format!("shard {} is not available on this node", id.shard))
         })?;
         r.data.check_key(key)?;
-        Ok((r.data.clone(), r.actor.clone()))
+        if let Some(f) = r.failure.get() {
+            return Err(f.clone().into());
+        }
+        Ok((r.data.clone(), r.actor.clone(), r.failure.clone()))
     }
 
     /// Applies a write through the replica's actor; answers its sequence number once durable.
-    pub async fn write(&self, id: ReplicaId, key: Option<&ShardKey>, op: WriteOp) -> Result<u64> {
-        let (_, actor) = self.get(id, key)?;
+    pub async fn write(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+        op: WriteOp,
+    ) -> Result<u64> {
+        let (_, actor, failure) = self.get(id.into(), key)?;
         match actor
             .call(|port| ShardMsg::Write(op, port), Some(WRITE_TIMEOUT))
             .await
         {
             Ok(CallResult::Success(r)) => r,
             Ok(CallResult::Timeout) => Err(Error::timeout("write timed out")),
-            Ok(CallResult::SenderError) | Err(_) => {
-                Err(Error::unavailable("shard stopped while writing"))
-            }
+            // a write queued behind the one that failed the replica finds its actor gone
+            Ok(CallResult::SenderError) | Err(_) => match failure.get() {
+                Some(f) => Err(f.clone().into()),
+                None => Err(Error::unavailable("shard stopped while writing")),
+            },
         }
     }
 
     /// A replica's data for a read, after checking that `key` is the tenant it owns; the caller
     /// runs the read on a pool of its own (the node's fair scheduler).
-    pub fn reader(&self, id: ReplicaId, key: Option<&ShardKey>) -> Result<Arc<ShardData>> {
-        self.get(id, key).map(|(data, _)| data)
+    pub fn reader(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+    ) -> Result<Arc<ShardData>> {
+        self.get(id.into(), key).map(|(data, _, _)| data)
     }
 
     /// A replica's data, for statistics.
-    pub fn data(&self, id: ReplicaId) -> Option<Arc<ShardData>> {
-        self.replicas.get(&id).map(|r| r.data.clone())
+    pub fn data(&self, id: impl Into<ReplicaId>) -> Option<Arc<ShardData>> {
+        self.replicas.get(&id.into()).map(|r| r.data.clone())
     }
 
     pub async fn shutdown(&self) {
@@ -182,7 +246,7 @@ mod tests {
     use super::*;
     use crate::actor::NewPoint;
     use crate::store::PayloadSelector;
-    use tessera_cluster::ErrorKind;
+    use tessera_core::ErrorKind;
 
     fn spec(key: &str) -> ShardSpec {
         ShardSpec {
@@ -235,6 +299,74 @@ mod tests {
             )
             .len();
         assert_eq!(got, 1);
+        m.shutdown().await;
+    }
+
+    fn upsert(id: u64) -> WriteOp {
+        WriteOp::Upsert(vec![NewPoint {
+            id: crate::point::PointId::Num(id),
+            vector: vec![1.0, 0.0],
+            payload: Default::default(),
+        }])
+    }
+
+    /// A WAL append that fails for real (ENOSPC: the log is made to point at /dev/full) fails the
+    /// replica: that write is not acknowledged, no later write or read is served, and reopening
+    /// the replica serves what the disk holds.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_failed_wal_append_fails_the_replica() {
+        tracing::info!("a replica with one durable write");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = ShardManager::new(dir.path(), 1);
+        m.open(spec("acme")).await.expect("open");
+        let acme = ShardKey::Str("acme".into());
+        let id = ReplicaId::new(1, 0);
+        m.write(id, Some(&acme), upsert(1))
+            .await
+            .expect("first write");
+
+        tracing::info!("its wal now answers every write with ENOSPC");
+        let wal = m.dir(id).join("wal.log");
+        let good = std::fs::read(&wal).expect("read wal");
+        std::fs::remove_file(&wal).expect("remove wal");
+        std::os::unix::fs::symlink("/dev/full", &wal).expect("symlink");
+        let e = m
+            .write(id, Some(&acme), upsert(2))
+            .await
+            .expect_err("a write to a full disk");
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        assert!(e.message.starts_with("replica failed: "), "{}", e.message);
+        assert!(e.message.contains("No space left"), "{}", e.message);
+
+        tracing::info!("the replica refuses what follows, reads included, with the same error");
+        let later = m
+            .write(id, Some(&acme), upsert(3))
+            .await
+            .expect_err("a write after the failure");
+        assert_eq!(later, e);
+        let read = m
+            .reader(id, Some(&acme))
+            .err()
+            .expect("a read after the failure");
+        assert_eq!(read, e);
+        // another tenant still learns nothing about this replica
+        let foreign = m
+            .reader(id, Some(&ShardKey::Str("globex".into())))
+            .err()
+            .expect("foreign read");
+        assert_eq!(foreign.kind, ErrorKind::NotFound);
+
+        tracing::info!("reopened on a working disk, it holds the acknowledged write only");
+        std::fs::remove_file(&wal).expect("remove symlink");
+        std::fs::write(&wal, &good).expect("restore wal");
+        m.close(id, false).await.expect("close");
+        m.open(spec("acme")).await.expect("reopen");
+        let d = m.reader(id, Some(&acme)).expect("read after reopen");
+        assert_eq!(d.count(None), 1);
+        m.write(id, Some(&acme), upsert(4))
+            .await
+            .expect("write after reopen");
         m.shutdown().await;
     }
 }

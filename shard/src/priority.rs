@@ -23,7 +23,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tessera_cluster::{Error, Result};
+use tessera_core::{Error, Result};
 use tokio::runtime::Runtime;
 
 /// A class of background CPU work.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde_json::Value;
-use tessera_cluster::meta::ShardKey;
-use tessera_cluster::{Error, Result};
+use tessera_core::ShardKey;
+use tessera_core::{Error, Result};
 use tessera_index::{CompactGraph, GraphParams, Metric};
 
 use crate::filter::Filter;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tessera_cluster::{Error, Result, codec, record_log::RecordLog};
+use tessera_core::{Error, Result, codec, record_log::RecordLog};
 
 use crate::point::{Payload, PointId};
 
@@ -107,7 +107,7 @@ pub fn write_snapshot(path: &Path, last_seq: u64, points: Vec<(WalPoint, u64)>) 
     }
     log.append(&[], true)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("rename snapshot into", path, e))?;
-    tessera_cluster::record_log::sync_parent_dir(path)
+    tessera_core::record_log::sync_parent_dir(path)
 }
 
 /// A snapshot's content: its last sequence number, and each point with its version.

@@ -11,11 +11,34 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Largest record body accepted, on write and on read.
 pub const MAX_RECORD_BYTES: usize = 128 << 20;
 const HEADER: usize = 8;
+
+/// Why an append failed, and whether the log may still be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// Nothing reached the file (a record over the limit, a directory or the file that could not
+    /// be created or opened): the log is exactly as before and may be used again.
+    #[error("{0}")]
+    Refused(Error),
+    /// Writing or syncing the records failed. The file was cut back to its previous length on a
+    /// best-effort basis, but what it and the disk hold is unknown (after a failed fsync the
+    /// kernel may have dropped the dirty pages): whoever keeps state that follows the log must
+    /// stop using it.
+    #[error("{0}")]
+    Failed(Error),
+}
+
+impl From<AppendError> for Error {
+    fn from(e: AppendError) -> Error {
+        match e {
+            AppendError::Refused(e) | AppendError::Failed(e) => e,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct RecordLog {
@@ -120,18 +143,29 @@ impl RecordLog {
 
     /// Appends records, all in one write; with `sync` they are durable when this returns.
     /// On error the log is rolled back to its previous length, so a failed append leaves no
-    /// partial record that a later append would bury.
+    /// partial record that a later append would bury. [`RecordLog::try_append`] tells whether the
+    /// failure left the log trustworthy.
     pub fn append(&mut self, bodies: &[&[u8]], sync: bool) -> Result<()> {
+        self.try_append(bodies, sync).map_err(Error::from)
+    }
+
+    /// [`RecordLog::append`], telling a refusal that left the file untouched from a failed write
+    /// or fsync, after which the file's content is unknown.
+    pub fn try_append(
+        &mut self,
+        bodies: &[&[u8]],
+        sync: bool,
+    ) -> std::result::Result<(), AppendError> {
         let mut buf = Vec::with_capacity(bodies.iter().map(|b| b.len() + HEADER).sum());
         for body in bodies {
             if body.len() > MAX_RECORD_BYTES {
-                return Err(Error::new(
-                    crate::ErrorKind::PayloadTooLarge,
+                return Err(AppendError::Refused(Error::new(
+                    ErrorKind::PayloadTooLarge,
                     format!(
                         "record of {} bytes is over the limit of {MAX_RECORD_BYTES}",
                         body.len()
                     ),
-                ));
+                )));
             }
             buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
             buf.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
@@ -142,24 +176,29 @@ impl RecordLog {
             && !dir.exists()
         {
             // the first write of a replica creates its directory (empty replicas own no files)
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-            sync_parent_dir(dir)?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| AppendError::Refused(Error::io("create", dir, e)))?;
+            sync_parent_dir(dir).map_err(AppendError::Refused)?;
         }
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| Error::io("open log for append", &self.path, e))?;
+            .map_err(|e| AppendError::Refused(Error::io("open log for append", &self.path, e)))?;
         let res = f
             .write_all(&buf)
             .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
         if let Err(e) = res {
             // best effort: cut what may have been written so the log stays a sequence of records
             let _ = f.set_len(self.len);
-            return Err(Error::io("append to log", &self.path, e));
+            return Err(AppendError::Failed(Error::io(
+                "append to log",
+                &self.path,
+                e,
+            )));
         }
         if !self.exists {
-            sync_parent_dir(&self.path)?;
+            sync_parent_dir(&self.path).map_err(AppendError::Failed)?;
             self.exists = true;
         }
         self.len += buf.len() as u64;
@@ -285,6 +324,30 @@ mod tests {
         std::fs::write(&p, &bad).expect("write");
         let (recs, _) = collect(&p);
         assert!(recs.is_empty());
+    }
+
+    /// A write that fails for real (ENOSPC from /dev/full) is told apart from a refusal that left
+    /// the file untouched.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn failed_writes_are_told_from_refusals() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("wal.log");
+        let (mut log, _) = RecordLog::open(&p, |_| Ok(())).expect("open");
+        let big = vec![0u8; MAX_RECORD_BYTES + 1];
+        match log.try_append(&[&big], true) {
+            Err(AppendError::Refused(e)) => assert_eq!(e.kind, ErrorKind::PayloadTooLarge),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        std::os::unix::fs::symlink("/dev/full", &p).expect("symlink");
+        match log.try_append(&[b"one"], true) {
+            Err(AppendError::Failed(e)) => {
+                assert_eq!(e.kind, ErrorKind::Internal);
+                assert!(e.message.contains("append to log"), "{}", e.message);
+            }
+            other => panic!("expected a failed write, got {other:?}"),
+        }
+        assert_eq!(log.len_bytes(), 0);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! callers see it as `Unavailable` (a 503 naming what failed), while the component itself knows
 //! to stop.
 
+/// Linux's errno for "no space left on device" and "disk quota exceeded".
+const ENOSPC: i32 = 28;
+const EDQUOT: i32 = 122;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ErrorKind {
     BadRequest,
@@ -61,9 +65,15 @@ impl Error {
     pub fn timeout(m: impl Into<String>) -> Error {
         Error::new(ErrorKind::Timeout, m)
     }
-    /// An I/O failure, naming the path and what was being done.
+    /// An I/O failure, naming the path and what was being done. A full disk or quota is
+    /// `InsufficientStorage` (Qdrant answers 507), every other failure `Internal`.
     pub fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> Error {
-        Error::internal(format!("{what} {}: {e}", path.display()))
+        let kind = match e.raw_os_error() {
+            Some(ENOSPC | EDQUOT) => ErrorKind::InsufficientStorage,
+            _ if e.kind() == std::io::ErrorKind::StorageFull => ErrorKind::InsufficientStorage,
+            _ => ErrorKind::Internal,
+        };
+        Error::new(kind, format!("{what} {}: {e}", path.display()))
     }
 }
 
@@ -94,6 +104,22 @@ impl From<Fatal> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_insufficient_storage_and_other_io_failures_are_internal() {
+        let p = std::path::Path::new("wal.log");
+        let full = Error::io("append to log", p, std::io::Error::from_raw_os_error(28));
+        assert_eq!(full.kind, ErrorKind::InsufficientStorage);
+        assert!(
+            full.message.starts_with("append to log wal.log: "),
+            "{}",
+            full.message
+        );
+        let quota = Error::io("append to log", p, std::io::Error::from_raw_os_error(122));
+        assert_eq!(quota.kind, ErrorKind::InsufficientStorage);
+        let denied = Error::io("open", p, std::io::Error::from_raw_os_error(13));
+        assert_eq!(denied.kind, ErrorKind::Internal);
+    }
 
     #[test]
     fn a_fatal_error_reaches_callers_as_unavailable_naming_what_failed() {

@@ -1,8 +1,13 @@
 //! An append-only file of checksummed records: `[len: u32 LE][crc32(body): u32 LE][body]`.
 //!
 //! Used for the metadata log and every shard replica's write-ahead log. A record is written whole
-//! or not at all from the reader's point of view: on open, the first record whose header or
-//! checksum does not hold ends the log, and the torn or corrupt tail is truncated and logged.
+//! or not at all from the reader's point of view. On open, a record whose header or checksum does
+//! not hold is either a **torn tail** (no valid record follows it: an append cut short by a
+//! crash, or a file extended with zeros) and is truncated with a warning, or **corruption** (a
+//! valid record follows it: the damage is inside the log) and the open fails with an error that
+//! names the file and the offset. Corruption is never silently shortened into a smaller log.
+//! Records are never empty (every writer encodes at least a version byte), so a zero-filled tail
+//! is never read as records.
 //!
 //! The log holds no file descriptor between appends: a node with 100,000 idle shard replicas must
 //! not hold 100,000 open files. Opening a file costs microseconds next to the fsync that follows.
@@ -57,6 +62,19 @@ pub struct OpenReport {
     pub truncated_bytes: u64,
 }
 
+/// The body length of the valid record starting at `pos`, if one does: a whole header, a body
+/// of 1..=[`MAX_RECORD_BYTES`] bytes inside the file, and its checksum.
+fn record_at(data: &[u8], pos: usize) -> Option<usize> {
+    let header = data.get(pos..pos.checked_add(HEADER)?)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len == 0 || len > MAX_RECORD_BYTES {
+        return None;
+    }
+    let body = data.get(pos + HEADER..(pos + HEADER).checked_add(len)?)?;
+    (crc32fast::hash(body) == crc).then_some(len)
+}
+
 impl RecordLog {
     /// Opens the log at `path` (a missing file is an empty log; nothing is created until the first
     /// append), feeding each valid record to `on_record` in order. A torn or corrupt tail is
@@ -85,21 +103,21 @@ impl RecordLog {
             .map_err(|e| Error::io("read log", path, e))?;
         drop(file);
         let mut pos = 0usize;
-        while pos + HEADER <= data.len() {
-            let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]])
-                as usize;
-            let crc =
-                u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
-            if len > MAX_RECORD_BYTES || pos + HEADER + len > data.len() {
-                break;
-            }
-            let body = &data[pos + HEADER..pos + HEADER + len];
-            if crc32fast::hash(body) != crc {
-                break;
-            }
-            on_record(body)?;
+        while let Some(len) = record_at(&data, pos) {
+            on_record(&data[pos + HEADER..pos + HEADER + len])?;
             report.records += 1;
             pos += HEADER + len;
+        }
+        if pos < data.len()
+            && let Some(next) = (pos + 1..data.len()).find(|q| record_at(&data, *q).is_some())
+        {
+            return Err(Error::internal(format!(
+                "corrupt log {}: the record at offset {pos} is damaged but a valid record follows at \
+                 offset {next}, so this is not a torn tail; refusing to open it (records before \
+                 the damage: {})",
+                path.display(),
+                report.records
+            )));
         }
         let valid = pos as u64;
         if (data.len() as u64) > valid {
@@ -158,6 +176,11 @@ impl RecordLog {
     ) -> std::result::Result<(), AppendError> {
         let mut buf = Vec::with_capacity(bodies.iter().map(|b| b.len() + HEADER).sum());
         for body in bodies {
+            if body.is_empty() {
+                return Err(AppendError::Refused(Error::internal(
+                    "an empty record cannot be told from a zero-filled tail",
+                )));
+            }
             if body.len() > MAX_RECORD_BYTES {
                 return Err(AppendError::Refused(Error::new(
                     ErrorKind::PayloadTooLarge,
@@ -185,17 +208,21 @@ impl RecordLog {
             .append(true)
             .open(&self.path)
             .map_err(|e| AppendError::Refused(Error::io("open log for append", &self.path, e)))?;
-        let res = f
-            .write_all(&buf)
-            .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
+        let mut sync_started = false;
+        let res = f.write_all(&buf).and_then(|()| {
+            sync_started = sync;
+            if sync { f.sync_data() } else { Ok(()) }
+        });
         if let Err(e) = res {
-            // best effort: cut what may have been written so the log stays a sequence of records
-            let _ = f.set_len(self.len);
-            return Err(AppendError::Failed(Error::io(
-                "append to log",
-                &self.path,
-                e,
-            )));
+            // cut what may have been written so the log stays a sequence of records
+            let cut = f.set_len(self.len);
+            let error = Error::io("append to log", &self.path, e);
+            // a full disk during the write, with the file cut back: nothing was synced or left
+            // behind, so the log is as before and may be used again once there is room
+            if error.kind == ErrorKind::InsufficientStorage && cut.is_ok() && !sync_started {
+                return Err(AppendError::Refused(error));
+            }
+            return Err(AppendError::Failed(error));
         }
         if !self.exists {
             sync_parent_dir(&self.path).map_err(AppendError::Failed)?;
@@ -318,12 +345,62 @@ mod tests {
                 last_start
             );
         }
-        // a flipped bit in a body ends the log there
+        // a flipped bit inside the log (valid records follow) is corruption: refused, naming the
+        // file and the offset, and the file is left as it was
         let mut bad = full.clone();
         bad[HEADER + 1] ^= 0x40;
         std::fs::write(&p, &bad).expect("write");
-        let (recs, _) = collect(&p);
-        assert!(recs.is_empty());
+        let e = RecordLog::open(&p, |_| Ok(())).expect_err("corrupt");
+        assert!(
+            e.message.contains("corrupt log") && e.message.contains("offset 0"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains(&p.display().to_string()),
+            "{}",
+            e.message
+        );
+        assert_eq!(std::fs::read(&p).expect("read"), bad, "nothing was cut");
+        // so is a damaged length field in the middle
+        let mut bad = full.clone();
+        let second = HEADER + 3;
+        bad[second + 2] = 0x7f;
+        std::fs::write(&p, &bad).expect("write");
+        let e = RecordLog::open(&p, |_| Ok(())).expect_err("corrupt length");
+        assert!(
+            e.message.contains(&format!("offset {second}")),
+            "{}",
+            e.message
+        );
+        // the same flip in the last record cannot be told from a torn write: cut, with a warning
+        let mut bad = full.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 0x40;
+        std::fs::write(&p, &bad).expect("write");
+        let (recs, rep) = collect(&p);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(rep.truncated_bytes as usize, HEADER + 5);
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_torn_and_empty_records_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("wal.log");
+        let (mut log, _) = RecordLog::open(&p, |_| Ok(())).expect("open");
+        log.append(&[b"one"], true).expect("append");
+        match log.try_append(&[b""], true) {
+            Err(AppendError::Refused(_)) => {}
+            other => panic!("an empty record must be refused, got {other:?}"),
+        }
+        let mut data = std::fs::read(&p).expect("read");
+        let valid = data.len();
+        data.extend_from_slice(&[0u8; 4096]);
+        std::fs::write(&p, &data).expect("write");
+        let (recs, rep) = collect(&p);
+        assert_eq!(recs, vec![b"one".to_vec()]);
+        assert_eq!(rep.truncated_bytes, 4096);
+        assert_eq!(std::fs::metadata(&p).expect("meta").len() as usize, valid);
     }
 
     /// A write that fails for real (ENOSPC from /dev/full) is told apart from a refusal that left
@@ -341,8 +418,9 @@ mod tests {
         }
         std::os::unix::fs::symlink("/dev/full", &p).expect("symlink");
         match log.try_append(&[b"one"], true) {
+            // /dev/full cannot be cut back, so the write counts as failed, not refused
             Err(AppendError::Failed(e)) => {
-                assert_eq!(e.kind, ErrorKind::Internal);
+                assert_eq!(e.kind, ErrorKind::InsufficientStorage);
                 assert!(e.message.contains("append to log"), "{}", e.message);
             }
             other => panic!("expected a failed write, got {other:?}"),

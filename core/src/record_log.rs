@@ -150,6 +150,11 @@ impl RecordLog {
         &self.path
     }
 
+    /// Whether the log's file exists yet (an empty log creates none until its first append).
+    pub fn exists(&self) -> bool {
+        self.exists
+    }
+
     /// Bytes of valid records.
     pub fn len_bytes(&self) -> u64 {
         self.len

@@ -104,7 +104,7 @@ impl Catalog {
     }
 
     async fn with_meta(config: NodeConfig, meta: Meta) -> Result<Catalog> {
-        let shards = ShardManager::new(&config.data_dir.join("collections"), config.build_threads);
+        let shards = ShardManager::new(&config.data_dir.join("collections"), config.build_threads)?;
         let node_id = config.node_id;
         let cat = Catalog {
             config,

@@ -83,18 +83,26 @@ pub struct ShardActor;
 pub const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
 
 pub struct ShardArgs {
+    pub id: crate::manager::ReplicaId,
     pub data: Arc<ShardData>,
     pub wal: RecordLog,
+    /// The replica's directory: its identity is written there before its first record.
+    pub dir: std::path::PathBuf,
     pub snapshot_path: std::path::PathBuf,
     /// Node-wide limit on concurrent index builds.
     pub builds: Arc<Semaphore>,
     /// Where the actor records that the replica failed, for the manager to refuse requests with.
     pub failure: Failure,
+    /// The node's record of replicas that own data (a replica's first write enters it).
+    pub ledger: Arc<crate::replica_dir::Ledger>,
 }
 
 pub struct ShardState {
+    id: crate::manager::ReplicaId,
     data: Arc<ShardData>,
     wal: Arc<Mutex<RecordLog>>,
+    dir: std::path::PathBuf,
+    ledger: Arc<crate::replica_dir::Ledger>,
     snapshot_path: std::path::PathBuf,
     builds: Arc<Semaphore>,
     failure: Failure,
@@ -127,8 +135,11 @@ impl Actor for ShardActor {
         args: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
         let mut st = ShardState {
+            id: args.id,
             data: args.data,
             wal: Arc::new(Mutex::new(args.wal)),
+            dir: args.dir,
+            ledger: args.ledger,
             snapshot_path: args.snapshot_path,
             builds: args.builds,
             failure: args.failure,
@@ -236,6 +247,7 @@ async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64, WriteError> {
     let data = st.data.clone();
     let wal = st.wal.clone();
     let snapshot_path = st.snapshot_path.clone();
+    let (id, dir, ledger) = (st.id, st.dir.clone(), st.ledger.clone());
     // the write's CPU (validation, encoding, applying) runs below searches' priority
     priority::run(Class::Ingest, move || {
         let op = resolve(&data, op)?;
@@ -243,6 +255,10 @@ async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64, WriteError> {
         let rec = WalRecord { seq, op };
         let body = wal::encode(&rec)?;
         let mut wal = wal.lock();
+        if !wal.exists() {
+            // the first record: the directory says whose data it holds before it holds any
+            crate::replica_dir::ensure_identity(&dir, &data.spec)?;
+        }
         match wal.try_append(&[&body], true) {
             Ok(()) => {}
             Err(AppendError::Refused(e)) => return Err(WriteError::Refused(e)),
@@ -253,6 +269,12 @@ async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64, WriteError> {
         data.apply(&rec)
             .map_err(|e| WriteError::Fatal(Fatal::new(COMPONENT, e)))?;
         metrics::counter!("tessera_wal_records_total").increment(1);
+        if !ledger.owns(id)
+            && let Err(e) = ledger.record_owned(id)
+        {
+            // the write is durable; without the entry only a lost directory goes unnoticed
+            tracing::warn!(replica = %id, error = %e, "recording the replica in the ledger failed; retried at the next write");
+        }
         if wal.len_bytes() > WAL_CHECKPOINT_BYTES {
             // snapshot first, then truncate: a crash in between replays records the snapshot
             // already holds, and apply() skips them by sequence number

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod manager;
 pub mod point;
 pub mod priority;
+pub mod replica_dir;
 pub mod segment;
 pub mod store;
 pub mod wal;

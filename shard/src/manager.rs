@@ -3,7 +3,9 @@
 //!
 //! A replica whose WAL could not be written has failed ([`Fatal`]): its actor stopped, and every
 //! later request for it is refused with that failure (a 503 naming it) until the replica is closed
-//! and opened again, which replays what the disk really holds.
+//! and opened again, which replays what the disk really holds. So has a replica whose data could
+//! not be loaded (a corrupt WAL, a directory of another identity, data that went missing, see
+//! [`crate::replica_dir`]): it is registered failed and the node serves every other replica.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use tessera_core::{CollectionUid, Error, Fatal, Result, ShardId, ShardKey};
 use tokio::sync::Semaphore;
 
 use crate::actor::{ShardActor, ShardArgs, ShardMsg, WriteOp};
+use crate::replica_dir::{self, Ledger};
 use crate::store::{ShardData, ShardSpec};
 use crate::wal;
 
@@ -59,7 +62,8 @@ pub type Failure = Arc<OnceLock<Fatal>>;
 
 struct Replica {
     data: Arc<ShardData>,
-    actor: ActorRef<ShardMsg>,
+    /// None for a replica that failed to load: it has no actor, only its failure.
+    actor: Option<ActorRef<ShardMsg>>,
     failure: Failure,
 }
 
@@ -67,24 +71,25 @@ pub struct ShardManager {
     root: PathBuf,
     replicas: DashMap<ReplicaId, Replica>,
     builds: Arc<Semaphore>,
+    ledger: Arc<Ledger>,
 }
 
 impl ShardManager {
     /// `root` holds one directory per collection uid, one per shard inside it.
     /// Reads run on the caller's pool (the node's fair scheduler, through [`ShardManager::reader`]);
     /// background builds on at most `build_threads` threads.
-    pub fn new(root: &Path, build_threads: usize) -> ShardManager {
-        ShardManager {
+    /// Fails only when the node's ledger of replicas that own data is unreadable.
+    pub fn new(root: &Path, build_threads: usize) -> Result<ShardManager> {
+        Ok(ShardManager {
             root: root.to_path_buf(),
             replicas: DashMap::new(),
             builds: Arc::new(Semaphore::new(build_threads.max(1))),
-        }
+            ledger: Arc::new(Ledger::open(root)?),
+        })
     }
 
     fn dir(&self, id: ReplicaId) -> PathBuf {
-        self.root
-            .join(id.collection.to_string())
-            .join(id.shard.to_string())
+        replica_dir::dir_of(&self.root, id)
     }
 
     pub fn contains(&self, id: impl Into<ReplicaId>) -> bool {
@@ -96,39 +101,70 @@ impl ShardManager {
     }
 
     /// Loads a replica from disk (WAL replay) and starts its actor; nothing if already open.
-    /// An empty replica creates no files: its directory appears with its first write.
+    /// An empty replica creates no files: its directory appears with its first write. A replica
+    /// whose data cannot be loaded is registered failed (its requests get a 503 naming why) and
+    /// this answers Ok: one tenant's damage does not stop the node.
     pub async fn open(&self, spec: ShardSpec) -> Result<()> {
         let id = ReplicaId::of(&spec);
         if self.replicas.contains_key(&id) {
             return Ok(());
         }
         let dir = self.dir(id);
-        let (data, log) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let data = ShardData::new(spec);
-            if let Some((last_seq, points)) = wal::read_snapshot(&dir.join("points.snap"))? {
+        let owned = self.ledger.owns(id);
+        let (load_spec, ledger, load_dir) = (spec.clone(), self.ledger.clone(), dir.clone());
+        let loaded = tokio::task::spawn_blocking(move || -> Result<_> {
+            replica_dir::check(&load_dir, &load_spec)?;
+            replica_dir::check_present(&load_dir, id, owned)?;
+            let data = ShardData::new(load_spec);
+            if let Some((last_seq, points)) = wal::read_snapshot(&load_dir.join("points.snap"))? {
                 data.import(last_seq, points)?;
             }
-            let wal_path = dir.join("wal.log");
+            let wal_path = load_dir.join("wal.log");
             let log = if wal_path.exists() {
                 wal::open(&wal_path, |rec| data.apply(&rec))?
             } else {
                 wal::open(&wal_path, |_| Ok(()))?
             };
+            if !owned && replica_dir::has_data(&load_dir) {
+                // data from before the ledger existed
+                ledger.record_owned(id)?;
+            }
             Ok((data, log))
         })
         .await
-        .map_err(|e| Error::internal(format!("open task failed: {e}")))??;
+        .map_err(|e| Error::internal(format!("open task failed: {e}")))?;
+        let (data, log) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(replica = %id, key = ?spec.key, dir = %dir.display(), error = %e, "replica cannot be loaded; it is failed and refuses its requests");
+                metrics::counter!("tessera_replica_failures_total").increment(1);
+                let failure = Failure::default();
+                let _ = failure.set(Fatal::new("replica", e));
+                self.replicas.insert(
+                    id,
+                    Replica {
+                        data: Arc::new(ShardData::new(spec)),
+                        actor: None,
+                        failure,
+                    },
+                );
+                return Ok(());
+            }
+        };
         let data = Arc::new(data);
         let failure = Failure::default();
         let (actor, _handle) = Actor::spawn(
             None,
             ShardActor,
             ShardArgs {
+                id,
                 data: data.clone(),
                 wal: log,
-                snapshot_path: self.dir(id).join("points.snap"),
+                dir: dir.clone(),
+                snapshot_path: dir.join("points.snap"),
                 builds: self.builds.clone(),
                 failure: failure.clone(),
+                ledger: self.ledger.clone(),
             },
         )
         .await
@@ -137,7 +173,7 @@ impl ShardManager {
             id,
             Replica {
                 data,
-                actor,
+                actor: Some(actor),
                 failure,
             },
         );
@@ -148,10 +184,13 @@ impl ShardManager {
     /// Stops a replica's actor and, with `remove`, deletes its data.
     pub async fn close(&self, id: impl Into<ReplicaId>, remove: bool) -> Result<()> {
         let id = id.into();
-        if let Some((_, r)) = self.replicas.remove(&id) {
-            r.actor.stop(None);
+        if let Some((_, r)) = self.replicas.remove(&id)
+            && let Some(actor) = r.actor
+        {
+            actor.stop(None);
         }
         if remove {
+            self.ledger.record_released(id)?;
             let dir = self.dir(id);
             tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
                 Ok(()) => Ok(()),
@@ -167,6 +206,7 @@ impl ShardManager {
 
     /// Removes a whole collection's directory (after its replicas were closed).
     pub async fn remove_collection_dir(&self, uid: u64) -> Result<()> {
+        self.ledger.record_collection_released(uid)?;
         let dir = self.root.join(uid.to_string());
         tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -191,7 +231,11 @@ impl ShardManager {
         if let Some(f) = r.failure.get() {
             return Err(f.clone().into());
         }
-        Ok((r.data.clone(), r.actor.clone(), r.failure.clone()))
+        let actor = r
+            .actor
+            .clone()
+            .ok_or_else(|| Error::internal(format!("{id} has no actor and no recorded failure")))?;
+        Ok((r.data.clone(), actor, r.failure.clone()))
     }
 
     /// Applies a write through the replica's actor; answers its sequence number once durable.
@@ -234,8 +278,10 @@ impl ShardManager {
     pub async fn shutdown(&self) {
         let ids = self.replica_ids();
         for id in ids {
-            if let Some((_, r)) = self.replicas.remove(&id) {
-                r.actor.stop(None);
+            if let Some((_, r)) = self.replicas.remove(&id)
+                && let Some(actor) = r.actor
+            {
+                actor.stop(None);
             }
         }
     }
@@ -266,7 +312,7 @@ mod tests {
     #[tokio::test]
     async fn a_replica_refuses_requests_for_another_tenant() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let m = ShardManager::new(dir.path(), 1);
+        let m = ShardManager::new(dir.path(), 1).expect("manager");
         m.open(spec("acme")).await.expect("open");
         let id = (1, 0);
         let acme = ShardKey::Str("acme".into());
@@ -318,7 +364,7 @@ mod tests {
     async fn a_failed_wal_append_fails_the_replica() {
         tracing::info!("a replica with one durable write");
         let dir = tempfile::tempdir().expect("tempdir");
-        let m = ShardManager::new(dir.path(), 1);
+        let m = ShardManager::new(dir.path(), 1).expect("manager");
         m.open(spec("acme")).await.expect("open");
         let acme = ShardKey::Str("acme".into());
         let id = ReplicaId::new(1, 0);

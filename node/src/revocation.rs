@@ -101,7 +101,10 @@ mod tests {
     fn ve(matches: Vec<(&str, Value)>) -> ValueExists {
         ValueExists {
             collection: "users".into(),
-            matches: matches.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            matches: matches
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         }
     }
 
@@ -109,7 +112,11 @@ mod tests {
     fn the_lookup_filter_is_the_one_qdrants_json_would_give() {
         let cases = [
             vec![("user", json!("alice"))],
-            vec![("user", json!("alice")), ("n", json!(-3)), ("ok", json!(true))],
+            vec![
+                ("user", json!("alice")),
+                ("n", json!(-3)),
+                ("ok", json!(true)),
+            ],
             vec![("a.b[0].\"c d\"", json!(7))],
             vec![],
         ];
@@ -127,8 +134,18 @@ mod tests {
 
     #[test]
     fn conditions_the_filter_parser_refuses_never_hold() {
-        for value in [json!(1.5), json!(null), json!([1]), json!({"a": 1}), json!(u64::MAX)] {
-            assert_eq!(lookup_filter(&ve(vec![("user", value.clone())])), None, "{value}");
+        for value in [
+            json!(1.5),
+            json!(null),
+            json!([1]),
+            json!({"a": 1}),
+            json!(u64::MAX),
+        ] {
+            assert_eq!(
+                lookup_filter(&ve(vec![("user", value.clone())])),
+                None,
+                "{value}"
+            );
         }
         assert_eq!(lookup_filter(&ve(vec![("a..b", json!("x"))])), None);
     }

@@ -2,8 +2,8 @@
 //! back) and its usage. The quota model lives in the cluster crate, which knows no JSON; its
 //! HTTP shapes are here.
 
-use serde::Serialize;
-use tessera_cluster::Result;
+use serde::{Deserialize, Deserializer, Serialize};
+use tessera_cluster::{Error, Result};
 
 use crate::quota::{Quota, QuotaPatch, RequestCounts, Usage};
 
@@ -61,9 +61,71 @@ impl From<Quota> for QuotaView {
     }
 }
 
+/// `Some(v)` for a present field (v is `None` for `null`), so that "absent" and "null" differ.
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `Some(v)` for a present field that must not be `null`.
+fn not_null<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// The body of `PUT /admin/tenants/{t}/quota`: absent fields keep their value, `null` makes a
+/// limit unlimited, `weight` cannot be null. Unknown fields are an error (a typo must not be
+/// accepted and ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaPatchBody {
+    #[serde(default, deserialize_with = "present")]
+    read_rps: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    read_burst: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    write_rps: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    write_burst: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    write_bytes_per_s: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    max_concurrent_searches: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    max_points: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    max_bytes: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    max_batch: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    max_limit: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "not_null")]
+    weight: Option<u32>,
+}
+
 /// Parses a quota patch body, with the API's message style on error.
 pub fn quota_patch(body: &[u8]) -> Result<QuotaPatch> {
-    QuotaPatch::from_json(body)
+    let b: QuotaPatchBody = serde_json::from_slice(body)
+        .map_err(|e| Error::bad_request(format!("Format error in JSON body: {e}")))?;
+    Ok(QuotaPatch {
+        read_rps: b.read_rps,
+        read_burst: b.read_burst,
+        write_rps: b.write_rps,
+        write_burst: b.write_burst,
+        write_bytes_per_s: b.write_bytes_per_s,
+        max_concurrent_searches: b.max_concurrent_searches,
+        max_points: b.max_points,
+        max_bytes: b.max_bytes,
+        max_batch: b.max_batch,
+        max_limit: b.max_limit,
+        weight: b.weight,
+    })
 }
 
 /// `GET /admin/tenants/{t}/usage`: the tenant's usage against its quota on this node.

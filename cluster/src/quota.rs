@@ -1,11 +1,12 @@
-//! A tenant's limits: the resolved [`Quota`], the [`QuotaPatch`] an admin sends to change it, and
-//! the node-wide [`QuotaDefaults`] from the config file's `[quota]` table.
+//! A tenant's limits: the resolved [`Quota`], a [`QuotaPatch`] that changes some of them, and
+//! the node-wide [`QuotaDefaults`] from the config file's `[quota]` table. The JSON an admin
+//! sends and reads back is the HTTP API's business (node's `api/json/admin.rs`), not this model's.
 //!
 //! Every limit but `weight` is an `Option`: `None` (JSON `null`) means unlimited. A limit that is
 //! set is a positive number; there is no "0 means unlimited" and no "0 means blocked".
 
 use crate::{Error, Result};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// The largest accepted rate for request rates and `write_bytes_per_s`: the token buckets count
 /// in whole nanoseconds per cell, so a rate above one cell per nanosecond cannot be represented.
@@ -20,7 +21,7 @@ pub const DEFAULT_WEIGHT: u32 = 1;
 /// A tenant's resolved limits. `None` is unlimited.
 ///
 /// This is the form stored in metadata (plain serde, no skipped fields, so it also round-trips
-/// through non-self-describing formats such as bincode) and returned by `GET .../quota`.
+/// through non-self-describing formats such as bincode).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
@@ -155,109 +156,25 @@ impl Quota {
     }
 }
 
-/// `Some(v)` for a present field (v is `None` for `null`), so that "absent" and "null" differ.
-fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// `Some(v)` for a present field that must not be `null`.
-fn not_null<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
-/// A change to a tenant's quota, the body of `PUT /admin/tenants/{tenant}/quota`.
+/// A change to a tenant's quota (the admin API's `PUT .../quota` parses its body into one).
 ///
-/// Outer `None`: the field was absent and keeps its value. `Some(None)`: the field was `null`
-/// and the limit becomes unlimited (for a burst: equal to its rate). `Some(Some(v))`: set to v.
-/// `weight` cannot be null. Unknown fields are an error.
+/// Outer `None`: the field keeps its value. `Some(None)`: the limit becomes unlimited (for a
+/// burst: equal to its rate). `Some(Some(v))`: set to v. `weight` cannot be unlimited.
 ///
-/// This is a JSON input shape: its serialization skips absent fields, so store the resolved
-/// [`Quota`] (from [`Quota::apply_patch`]) in metadata, not the patch.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A patch is never stored: [`Quota::apply_patch`] resolves it into the [`Quota`] that is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuotaPatch {
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub read_rps: Option<Option<u32>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub read_burst: Option<Option<u32>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub write_rps: Option<Option<u32>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub write_burst: Option<Option<u32>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub write_bytes_per_s: Option<Option<u64>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub max_concurrent_searches: Option<Option<u32>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub max_points: Option<Option<u64>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub max_bytes: Option<Option<u64>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub max_batch: Option<Option<u32>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub max_limit: Option<Option<u32>>,
-    #[serde(
-        default,
-        deserialize_with = "not_null",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub weight: Option<u32>,
-}
-
-impl QuotaPatch {
-    /// Parses a request body, with the API's message style on error.
-    pub fn from_json(body: &[u8]) -> Result<QuotaPatch> {
-        serde_json::from_slice(body)
-            .map_err(|e| Error::bad_request(format!("Format error in JSON body: {e}")))
-    }
 }
 
 /// The quota of tenants without an override: the config file's `[quota]` table, with the same
@@ -321,65 +238,100 @@ mod tests {
     }
 
     #[test]
-    fn absent_fields_keep_their_value_and_null_is_unlimited() {
-        let p = QuotaPatch::from_json(br#"{"write_rps": 7, "read_burst": null}"#)
-            .expect("a valid patch parses");
+    fn absent_fields_keep_their_value_and_none_is_unlimited() {
+        let p = QuotaPatch {
+            write_rps: Some(Some(7)),
+            read_burst: Some(None),
+            ..QuotaPatch::default()
+        };
         let q = base().apply_patch(&p).expect("valid result");
         assert_eq!(q.write_rps, Some(7));
-        assert_eq!(q.read_burst, None, "null makes the burst follow the rate");
+        assert_eq!(
+            q.read_burst, None,
+            "unlimited makes the burst follow the rate"
+        );
         assert_eq!(q.read_bucket(), Some((10, 10)));
         assert_eq!(q.read_rps, Some(10), "absent: kept");
         assert_eq!(q.max_points, Some(1000), "absent: kept");
         assert_eq!(q.weight, 2, "absent: kept");
 
-        let empty = QuotaPatch::from_json(b"{}").expect("empty patch parses");
-        assert_eq!(base().apply_patch(&empty).expect("valid"), base());
+        assert_eq!(
+            base().apply_patch(&QuotaPatch::default()).expect("valid"),
+            base()
+        );
 
-        let unl = QuotaPatch::from_json(br#"{"max_points": null, "weight": 5}"#).expect("parses");
+        let unl = QuotaPatch {
+            max_points: Some(None),
+            weight: Some(5),
+            ..QuotaPatch::default()
+        };
         let q = base().apply_patch(&unl).expect("valid");
         assert_eq!(q.max_points, None);
         assert_eq!(q.weight, 5);
     }
 
     #[test]
-    fn unknown_fields_and_bad_values_are_refused_with_the_field_name() {
-        let e = QuotaPatch::from_json(br#"{"read_rsp": 3}"#).expect_err("typo is an error");
-        assert!(e.message.contains("read_rsp"), "{}", e.message);
-
-        let e = QuotaPatch::from_json(br#"{"weight": null}"#).expect_err("weight is not nullable");
-        assert!(e.message.contains("Format error"), "{}", e.message);
-
-        for (body, field) in [
-            (r#"{"read_rps": 0}"#, "read_rps"),
-            (r#"{"write_bytes_per_s": 0}"#, "write_bytes_per_s"),
-            (r#"{"max_batch": 0}"#, "max_batch"),
-            (r#"{"weight": 0}"#, "weight"),
-            (r#"{"weight": 1001}"#, "weight"),
-            (r#"{"read_rps": 2000000000}"#, "read_rps"),
-        ] {
-            let p = QuotaPatch::from_json(body.as_bytes()).expect("well-formed");
+    fn bad_values_are_refused_with_the_field_name() {
+        let patches = [
+            (
+                QuotaPatch {
+                    read_rps: Some(Some(0)),
+                    ..QuotaPatch::default()
+                },
+                "read_rps",
+            ),
+            (
+                QuotaPatch {
+                    write_bytes_per_s: Some(Some(0)),
+                    ..QuotaPatch::default()
+                },
+                "write_bytes_per_s",
+            ),
+            (
+                QuotaPatch {
+                    max_batch: Some(Some(0)),
+                    ..QuotaPatch::default()
+                },
+                "max_batch",
+            ),
+            (
+                QuotaPatch {
+                    weight: Some(0),
+                    ..QuotaPatch::default()
+                },
+                "weight",
+            ),
+            (
+                QuotaPatch {
+                    weight: Some(1001),
+                    ..QuotaPatch::default()
+                },
+                "weight",
+            ),
+            (
+                QuotaPatch {
+                    read_rps: Some(Some(2_000_000_000)),
+                    ..QuotaPatch::default()
+                },
+                "read_rps",
+            ),
+        ];
+        for (p, field) in patches {
             let e = base().apply_patch(&p).expect_err("invalid value");
-            assert!(e.message.contains(field), "{body}: {}", e.message);
+            assert!(e.message.contains(field), "{p:?}: {}", e.message);
             assert_eq!(e.kind, crate::ErrorKind::BadRequest);
         }
-        let e = QuotaPatch::from_json(br#"{"max_points": -1}"#).expect_err("negative");
-        assert!(e.message.contains("Format error"), "{}", e.message);
     }
 
     #[test]
-    fn quota_round_trips_through_json_and_patch_serializes_only_present_fields() {
+    fn quota_round_trips_through_the_metadata_codec() {
         let q = base();
-        let s = serde_json::to_string(&q).expect("serializes");
-        let back: Quota = serde_json::from_str(&s).expect("round trip");
+        let bytes =
+            bincode::serde::encode_to_vec(&q, bincode::config::standard()).expect("serializes");
+        let (back, _): (Quota, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                .expect("round trip");
         assert_eq!(back, q);
-
-        let p = QuotaPatch::from_json(br#"{"max_bytes": null, "max_limit": 50}"#).expect("parses");
-        let s = serde_json::to_value(&p).expect("serializes");
-        assert_eq!(s, serde_json::json!({"max_bytes": null, "max_limit": 50}));
-        assert_eq!(
-            QuotaPatch::from_json(s.to_string().as_bytes()).expect("again"),
-            p
-        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Per-tenant quotas, admission and fair scheduling (issue 5), as building blocks for the router
 //! and the admin API.
 //!
-//! * [`limits`]: a tenant's [`Quota`], the admin's [`QuotaPatch`], the config's [`QuotaDefaults`].
+//! * [`limits`]: a tenant's [`Quota`], a [`QuotaPatch`] changing it, the config's [`QuotaDefaults`]
+//!   (their JSON shapes are the admin API's, in `api/json/admin.rs`).
 //! * [`admission`]: [`Admission`], the cheap checks before any parsing or queueing: token buckets
 //!   (governor) for read and write requests and write bytes, concurrent searches, batch size,
 //!   `limit`, stored points and bytes; and the [`Usage`] the usage endpoint returns.

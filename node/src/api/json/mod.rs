@@ -1,16 +1,111 @@
-//! Conversions between Qdrant's JSON shapes and our internal types. Only the HTTP layer knows JSON
-//! shapes; everything past this module takes typed values.
+//! Qdrant's JSON shapes, and the only place that knows them: request bodies are parsed here into
+//! typed requests, responses are serde types built from internal values. Handlers neither read
+//! fields by name nor build JSON.
+//!
+//! Parsing is written out by hand rather than derived where serde's own messages would differ
+//! from the texts clients and tests already see ("Format error in JSON body: ..."), and where a
+//! check must come after the collection is known to be visible (404 before 400, as before).
+//!
+//! Responses are plain structs whose fields are declared in alphabetical order: the bodies used
+//! to be `serde_json::Value` maps, which serialize their keys sorted, and the bytes stay the same.
+//! For the same reason floats that were `f32` go out widened to `f64` (as `Value` stored them).
 
-use serde_json::{Map, Value, json};
-use tessera_cluster::meta::{
-    CollectionMeta, Distance, PayloadIndex, PayloadSchemaType, ShardKey, ShardingMethod,
-};
-use tessera_cluster::{Error, Result};
+pub mod admin;
+pub mod collections;
+pub mod points;
+pub mod query;
+pub mod service;
+pub mod shard_keys;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+use tessera_cluster::meta::ShardKey;
+use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::filter::{Filter, parse_filter};
 use tessera_shard::point::{Payload, PointId};
 use tessera_shard::store::{PayloadSelector, Record};
 
 use crate::router::KeySelector;
+
+/// Qdrant's success envelope.
+#[derive(Serialize)]
+pub struct Envelope<T> {
+    pub result: T,
+    pub status: &'static str,
+    pub time: f64,
+}
+
+/// Qdrant's error body: `{"status": {"error": ".."}, "time": 0.0}`.
+#[derive(Serialize)]
+pub struct ErrorBody {
+    pub status: ErrorStatus,
+    pub time: f64,
+}
+
+#[derive(Serialize)]
+pub struct ErrorStatus {
+    pub error: String,
+}
+
+impl ErrorBody {
+    pub fn new(message: String) -> ErrorBody {
+        ErrorBody {
+            status: ErrorStatus { error: message },
+            time: 0.0,
+        }
+    }
+}
+
+/// The result of a write: `wait=true` answers once it is applied.
+#[derive(Serialize)]
+pub struct UpdateResult {
+    pub operation_id: u64,
+    pub status: &'static str,
+}
+
+impl UpdateResult {
+    pub fn new(operation_id: u64, wait: bool) -> UpdateResult {
+        UpdateResult {
+            operation_id,
+            status: if wait { "completed" } else { "acknowledged" },
+        }
+    }
+}
+
+/// `{}`: Qdrant's empty objects (`message_send_failures`).
+#[derive(Serialize, Default)]
+pub struct Empty {}
+
+/// A request body as JSON; an empty body is `{}`.
+pub fn body_json(body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> {
+    let bytes = body_bytes(body)?;
+    if bytes.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("Format error in JSON body: {e}")))
+}
+
+/// The body's bytes, or the error of a body that could not be read (over the limit: 413).
+pub fn body_bytes(body: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::new(
+                ErrorKind::PayloadTooLarge,
+                "Payload too large: request body is over the configured limit",
+            )
+        } else {
+            bad(format!("Format error in JSON body: {}", r.body_text()))
+        }
+    })
+}
+
+/// A body that must be a JSON object.
+pub fn body_object(v: &Value) -> Result<&Map<String, Value>> {
+    obj(v, "body")
+}
 
 pub fn bad(m: impl Into<String>) -> Error {
     Error::bad_request(m)
@@ -46,10 +141,15 @@ pub fn point_id(v: &Value) -> Result<PointId> {
     }
 }
 
-pub fn point_id_json(id: &PointId) -> Value {
-    match id {
-        PointId::Num(n) => json!(n),
-        PointId::Uuid(s) | PointId::Str(s) => json!(s),
+/// A point id as Qdrant writes it: a number or a string.
+pub struct IdJson(pub PointId);
+
+impl Serialize for IdJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match &self.0 {
+            PointId::Num(n) => serializer.serialize_u64(*n),
+            PointId::Uuid(s) | PointId::Str(s) => serializer.serialize_str(s),
+        }
     }
 }
 
@@ -65,10 +165,15 @@ pub fn shard_key(v: &Value) -> Result<ShardKey> {
     }
 }
 
-pub fn shard_key_json(k: &ShardKey) -> Value {
-    match k {
-        ShardKey::Num(n) => json!(n),
-        ShardKey::Str(s) => json!(s),
+/// A shard key as Qdrant writes it: a number or a string.
+pub struct KeyJson(pub ShardKey);
+
+impl Serialize for KeyJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match &self.0 {
+            ShardKey::Num(n) => serializer.serialize_u64(*n),
+            ShardKey::Str(s) => serializer.serialize_str(s),
+        }
     }
 }
 
@@ -226,125 +331,29 @@ pub fn limit(o: &Map<String, Value>, default: usize, max: usize) -> Result<usize
     Ok(l)
 }
 
-pub fn record_json((key, r): (Option<ShardKey>, Record)) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), point_id_json(&r.id));
-    m.insert(
-        "payload".into(),
-        r.payload.map(Value::Object).unwrap_or(Value::Null),
-    );
-    m.insert(
-        "vector".into(),
-        r.vector.map(|v| json!(v)).unwrap_or(Value::Null),
-    );
-    m.insert(
-        "shard_key".into(),
-        key.as_ref().map(shard_key_json).unwrap_or(Value::Null),
-    );
-    m.insert("order_value".into(), Value::Null);
-    Value::Object(m)
+/// A point as Qdrant returns it from retrieve and scroll.
+#[derive(Serialize)]
+pub struct PointRecord {
+    pub id: IdJson,
+    pub order_value: Option<()>,
+    pub payload: Option<Payload>,
+    pub shard_key: Option<KeyJson>,
+    pub vector: Option<Vec<f64>>,
 }
 
-pub fn distance(v: &Value) -> Result<Distance> {
-    match v.as_str() {
-        Some("Cosine") => Ok(Distance::Cosine),
-        Some("Dot") => Ok(Distance::Dot),
-        Some("Euclid") => Ok(Distance::Euclid),
-        Some(other) => Err(bad(format!(
-            "Wrong input: distance {other} is not supported (Cosine, Dot or Euclid)"
-        ))),
-        None => Err(bad(
-            "Format error in JSON body: vectors.distance must be a string",
-        )),
-    }
-}
-
-pub fn distance_name(d: Distance) -> &'static str {
-    match d {
-        Distance::Cosine => "Cosine",
-        Distance::Dot => "Dot",
-        Distance::Euclid => "Euclid",
-    }
-}
-
-pub fn schema_type(s: &str) -> Result<PayloadSchemaType> {
-    Ok(match s {
-        "keyword" => PayloadSchemaType::Keyword,
-        "integer" => PayloadSchemaType::Integer,
-        "float" => PayloadSchemaType::Float,
-        "bool" => PayloadSchemaType::Bool,
-        "geo" => PayloadSchemaType::Geo,
-        "text" => PayloadSchemaType::Text,
-        "datetime" => PayloadSchemaType::Datetime,
-        "uuid" => PayloadSchemaType::Uuid,
-        other => return Err(bad(format!("Wrong input: unknown field_schema {other}"))),
-    })
-}
-
-pub fn schema_name(s: PayloadSchemaType) -> &'static str {
-    match s {
-        PayloadSchemaType::Keyword => "keyword",
-        PayloadSchemaType::Integer => "integer",
-        PayloadSchemaType::Float => "float",
-        PayloadSchemaType::Bool => "bool",
-        PayloadSchemaType::Geo => "geo",
-        PayloadSchemaType::Text => "text",
-        PayloadSchemaType::Datetime => "datetime",
-        PayloadSchemaType::Uuid => "uuid",
-    }
-}
-
-pub fn payload_index(o: &Map<String, Value>) -> Result<(String, PayloadIndex)> {
-    let name = field(o, "field_name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("Format error in JSON body: field_name must be a string"))?
-        .to_string();
-    let (schema, is_tenant) = match field(o, "field_schema") {
-        Some(Value::String(s)) => (schema_type(s)?, false),
-        Some(Value::Object(m)) => {
-            let t = m.get("type").and_then(Value::as_str).ok_or_else(|| {
-                bad("Format error in JSON body: field_schema.type must be a string")
-            })?;
-            let tenant = m.get("is_tenant").and_then(Value::as_bool).unwrap_or(false);
-            (schema_type(t)?, tenant)
+impl PointRecord {
+    pub fn new((key, record): (Option<ShardKey>, Record)) -> PointRecord {
+        PointRecord {
+            id: IdJson(record.id),
+            order_value: None,
+            payload: record.payload,
+            shard_key: key.map(KeyJson),
+            vector: record.vector.map(widen),
         }
-        _ => return Err(bad("Format error in JSON body: field_schema is required")),
-    };
-    Ok((name, PayloadIndex { schema, is_tenant }))
+    }
 }
 
-/// Qdrant's collection config shape.
-pub fn collection_config(c: &CollectionMeta) -> Value {
-    let p = &c.params;
-    json!({
-        "params": {
-            "vectors": {"size": p.dim, "distance": distance_name(p.distance)},
-            "shard_number": p.shard_number,
-            "sharding_method": match p.sharding_method { ShardingMethod::Auto => "auto", ShardingMethod::Custom => "custom" },
-            "replication_factor": p.replication_factor,
-            "write_consistency_factor": p.write_consistency_factor,
-            "on_disk_payload": p.on_disk_payload,
-        },
-        "hnsw_config": {
-            "m": p.hnsw.m,
-            "ef_construct": p.hnsw.ef_construct,
-            "full_scan_threshold": p.hnsw.full_scan_threshold,
-            "max_indexing_threads": 0,
-            "on_disk": false,
-            "payload_m": p.hnsw.payload_m,
-        },
-        "optimizer_config": {
-            "deleted_threshold": 0.3,
-            "vacuum_min_vector_number": 1000,
-            "default_segment_number": 0,
-            "max_segment_size": null,
-            "memmap_threshold": null,
-            "indexing_threshold": 10000,
-            "flush_interval_sec": 5,
-            "max_optimization_threads": null,
-        },
-        "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0},
-        "quantization_config": null,
-        "strict_mode_config": null,
-    })
+/// f32 values as `serde_json::Value` held them (widened to f64), so numbers print as before.
+pub fn widen(v: Vec<f32>) -> Vec<f64> {
+    v.into_iter().map(f64::from).collect()
 }

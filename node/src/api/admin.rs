@@ -1,0 +1,111 @@
+//! Admin endpoints of a tenant (manage rights): suspension, quota and usage.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path, State};
+
+use super::json::admin::{QuotaView, TenantInfo, UsageView, quota_patch};
+use super::json::{bad, body_json, body_object};
+use super::{AppState, Reply, ok};
+use crate::access;
+use crate::quota::Quotas;
+use crate::router::Ctx;
+
+fn tenant_info(app: &AppState, tenant: String) -> TenantInfo {
+    let suspended = app.catalog.meta.read().is_suspended(&tenant);
+    TenantInfo { suspended, tenant }
+}
+
+pub async fn tenant(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    ok(tenant_info(&app, tenant), started)
+}
+
+async fn set_suspended(app: AppState, ctx: Ctx, tenant: String, suspended: bool) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    app.catalog
+        .set_tenant_suspended(tenant.clone(), suspended)
+        .await?;
+    tracing::info!(%tenant, suspended, "tenant suspension changed");
+    ok(tenant_info(&app, tenant), started)
+}
+
+pub async fn suspend(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    set_suspended(app, ctx, tenant, true).await
+}
+
+pub async fn resume(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    set_suspended(app, ctx, tenant, false).await
+}
+
+pub async fn quota(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let quota = app.router.quotas.admission.quota(&tenant);
+    ok(QuotaView::from(quota), started)
+}
+
+/// Changes a tenant's quota: absent fields keep their value, `null` is unlimited. Stored in
+/// the metadata, so it survives restarts.
+pub async fn set_quota(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let bytes = body.map_err(|r| bad(format!("Format error in JSON body: {}", r.body_text())))?;
+    // an object, never serde's sequence form of a struct
+    body_object(&body_json(Ok(bytes.clone()))?)?;
+    let patch = quota_patch(&bytes)?;
+    let quota = app
+        .router
+        .quotas
+        .admission
+        .quota(&tenant)
+        .apply_patch(&patch)?;
+    app.catalog
+        .set_tenant_quota(tenant.clone(), Some(quota.clone()))
+        .await?;
+    app.router.quotas.follow(&app.catalog.meta.read())?;
+    tracing::info!(%tenant, ?quota, "tenant quota changed");
+    ok(QuotaView::from(quota), started)
+}
+
+pub async fn usage(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(tenant): Path<String>,
+) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let stored = Quotas::storage_of(&app.catalog.meta.read(), &app.catalog.shards, &tenant);
+    let admission = &app.router.quotas.admission;
+    admission.record_storage(&tenant, stored);
+    let queue_depth = app.router.quotas.scheduler.queue_depth(&tenant);
+    ok(
+        UsageView::new(admission.usage(&tenant), queue_depth),
+        started,
+    )
+}

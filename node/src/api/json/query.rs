@@ -1,0 +1,216 @@
+//! Search bodies: the universal query (`/points/query` and its batch) and the classic search,
+//! and the scored points they answer with.
+//!
+//! A nearest-neighbour body is parsed in two parts around the work that needs the collection:
+//! [`NearestHead`] (limit, offset, the query) before the query vector is resolved (a point id
+//! query reads the point) and its dimension checked, [`NearestTail`] after, so every error
+//! comes in the order it always has.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tessera_cluster::Result;
+use tessera_shard::filter::Filter;
+use tessera_shard::point::PointId;
+use tessera_shard::store::PayloadSelector;
+
+use super::{
+    IdJson, KeyJson, bad, field, filter, key_selector, limit, obj, point_id, usize_field, vector,
+    widen, with_payload, with_vector,
+};
+use crate::router::KeySelector;
+
+/// Most queries one batch request may carry.
+pub const MAX_BATCH_QUERIES: usize = 256;
+
+/// What a universal query body asks for.
+pub enum Query<'a> {
+    /// No query: the points in id order (a scroll), as Qdrant does.
+    Scroll(ScrollQuery),
+    /// A nearest-neighbour search for this query value (a vector or a point id).
+    Nearest(&'a Value),
+}
+
+/// A query without `query`.
+pub struct ScrollQuery {
+    pub limit: usize,
+    pub shard_key: KeySelector,
+    pub filter: Option<Filter>,
+    pub with_payload: PayloadSelector,
+    pub with_vector: bool,
+}
+
+impl<'a> Query<'a> {
+    pub fn parse(o: &'a Map<String, Value>, max_limit: usize) -> Result<Query<'a>> {
+        if field(o, "prefetch").is_some() {
+            return Err(bad("Wrong input: prefetch is not supported"));
+        }
+        match field(o, "query") {
+            None => Ok(Query::Scroll(ScrollQuery {
+                limit: limit(o, 10, max_limit)?,
+                shard_key: key_selector(o)?,
+                filter: filter(o)?,
+                with_payload: with_payload(field(o, "with_payload"), false)?,
+                with_vector: with_vector(field(o, "with_vector"))?,
+            })),
+            Some(Value::Object(m)) => match m.get("nearest") {
+                Some(nearest) => Ok(Query::Nearest(nearest)),
+                None => {
+                    let kind = m.keys().next().cloned().unwrap_or_default();
+                    Err(bad(format!(
+                        "Wrong input: query type `{kind}` is not supported"
+                    )))
+                }
+            },
+            Some(v) => Ok(Query::Nearest(v)),
+        }
+    }
+}
+
+/// `POST /collections/{c}/points/search`: the `vector` to search for.
+pub fn search_vector(o: &Map<String, Value>) -> Result<&Value> {
+    let q =
+        field(o, "vector").ok_or_else(|| bad("Format error in JSON body: vector is required"))?;
+    if !q.is_array() {
+        return Err(bad(
+            "Format error in JSON body: vector must be a list of numbers",
+        ));
+    }
+    Ok(q)
+}
+
+/// `POST /collections/{c}/points/query/batch`: the query bodies, each checked to be an object
+/// by [`batch_query`] when its turn comes (after the ones before it ran, as always).
+pub fn query_batch(o: &Map<String, Value>) -> Result<&[Value]> {
+    let searches = field(o, "searches")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("Format error in JSON body: searches must be a list"))?;
+    if searches.len() > MAX_BATCH_QUERIES {
+        return Err(bad(format!(
+            "Bad request: at most {MAX_BATCH_QUERIES} queries per batch"
+        )));
+    }
+    Ok(searches)
+}
+
+/// One query of a batch.
+pub fn batch_query(v: &Value) -> Result<&Map<String, Value>> {
+    obj(v, "searches[]")
+}
+
+/// What a nearest search looks for.
+pub enum Target {
+    Vector(Vec<f32>),
+    /// The vector of this point, which is left out of the results.
+    Point(PointId),
+}
+
+/// The part of a nearest search read before its vector is known.
+pub struct NearestHead {
+    pub limit: usize,
+    pub offset: usize,
+    pub target: Target,
+}
+
+impl NearestHead {
+    pub fn parse(o: &Map<String, Value>, query: &Value, max_limit: usize) -> Result<NearestHead> {
+        let limit = limit(o, 10, max_limit)?;
+        let offset = usize_field(o, "offset")?.unwrap_or(0);
+        if offset > max_limit {
+            return Err(bad(format!(
+                "Bad request: offset {offset} is over the maximum of {max_limit}"
+            )));
+        }
+        let target = match query {
+            Value::Array(_) => Target::Vector(vector(query)?),
+            Value::Number(_) | Value::String(_) => Target::Point(point_id(query)?),
+            _ => {
+                return Err(bad(
+                    "Wrong input: query must be a vector, a point id or {\"nearest\": ...}",
+                ));
+            }
+        };
+        Ok(NearestHead {
+            limit,
+            offset,
+            target,
+        })
+    }
+}
+
+/// The rest of a nearest search.
+pub struct NearestTail {
+    /// `None`: the default ef.
+    pub hnsw_ef: Option<usize>,
+    pub exact: bool,
+    pub score_threshold: Option<f64>,
+    pub filter: Option<Filter>,
+    pub with_payload: PayloadSelector,
+    pub with_vector: bool,
+}
+
+impl NearestTail {
+    pub fn parse(o: &Map<String, Value>) -> Result<NearestTail> {
+        let params = field(o, "params").map(|p| obj(p, "params")).transpose()?;
+        let hnsw_ef = params
+            .map(|p| usize_field(p, "hnsw_ef"))
+            .transpose()?
+            .flatten();
+        let exact = params
+            .and_then(|p| p.get("exact"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let score_threshold = field(o, "score_threshold")
+            .map(|v| {
+                v.as_f64().ok_or_else(|| {
+                    bad("Format error in JSON body: score_threshold must be a number")
+                })
+            })
+            .transpose()?;
+        Ok(NearestTail {
+            hnsw_ef,
+            exact,
+            score_threshold,
+            filter: filter(o)?,
+            with_payload: with_payload(field(o, "with_payload"), false)?,
+            with_vector: with_vector(field(o, "with_vector"))?,
+        })
+    }
+}
+
+/// A point found by a query or search.
+#[derive(Serialize)]
+pub struct ScoredPoint {
+    pub id: IdJson,
+    pub order_value: Option<()>,
+    pub payload: Option<tessera_shard::point::Payload>,
+    pub score: f64,
+    pub shard_key: Option<KeyJson>,
+    pub vector: Option<Vec<f64>>,
+    pub version: u64,
+}
+
+impl ScoredPoint {
+    pub fn new(
+        (key, record): (
+            Option<tessera_cluster::meta::ShardKey>,
+            tessera_shard::store::Record,
+        ),
+        score: f32,
+    ) -> ScoredPoint {
+        ScoredPoint {
+            id: IdJson(record.id),
+            order_value: None,
+            payload: record.payload,
+            score: f64::from(score),
+            shard_key: key.map(KeyJson),
+            vector: record.vector.map(widen),
+            version: record.version,
+        }
+    }
+}
+
+/// The answer to one universal query.
+#[derive(Serialize)]
+pub struct QueryResult {
+    pub points: Vec<ScoredPoint>,
+}

@@ -1,0 +1,201 @@
+//! Point endpoints: upsert, retrieve (by ids and by path), scroll, count, delete and the
+//! payload writes.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path, RawQuery, State};
+use tessera_cluster::{Error, Result};
+use tessera_shard::priority::{self, Class};
+use tessera_shard::store::PayloadSelector;
+
+use super::json::points::{
+    Count, CountResult, Retrieve, Scroll, ScrollPage, SelectedWrite, SelectedWriteKind, Upsert,
+    path_point_id,
+};
+use super::json::{IdJson, PointRecord, body_json, body_object};
+use super::{AppState, Reply, ok, query_flag, update_result, visible_collection};
+use crate::router::{Ctx, KeySelector};
+
+type Body = std::result::Result<Bytes, BytesRejection>;
+
+/// Bodies up to this size are parsed on the async worker; larger ones on the ingest pool.
+const PARSE_INLINE_BYTES: usize = 32 * 1024;
+
+pub async fn upsert(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    let wait = query_flag(&query, "wait")?;
+    // A large batch is parsed on the ingest pool: parsing megabytes of JSON on the async
+    // workers would hold up every other tenant's requests behind it, and the ingest pool runs
+    // below searches' CPU priority.
+    let large = body.as_ref().is_ok_and(|b| b.len() > PARSE_INLINE_BYTES);
+    let parse = {
+        let (app, ctx, name) = (app.clone(), ctx.clone(), name.clone());
+        move || parse_upsert(&app, &ctx, &name, body)
+    };
+    let upsert = if large {
+        priority::run(Class::Ingest, parse).await??
+    } else {
+        parse()?
+    };
+    let seq = app
+        .router
+        .upsert(&ctx, &name, &upsert.shard_key, upsert.points)
+        .await?;
+    update_result(seq, wait, started)
+}
+
+/// The shard keys and points of an upsert body, checked against the collection (a collection
+/// the caller cannot see is missing before anything but the body's shape is looked at).
+fn parse_upsert(app: &AppState, ctx: &Ctx, name: &str, body: Body) -> Result<Upsert> {
+    let v = body_json(body)?;
+    let o = body_object(&v)?;
+    let dim = visible_collection(app, ctx, name, |c| c.params.dim)?;
+    Upsert::parse(o, dim, app.catalog.config.max_batch_points)
+}
+
+/// Parses a points-selector write body and applies it to the named shard keys.
+async fn selected_write(
+    app: AppState,
+    ctx: Ctx,
+    name: String,
+    query: Option<String>,
+    body: Body,
+    kind: SelectedWriteKind,
+) -> Reply {
+    let started = Instant::now();
+    let v = body_json(body)?;
+    let SelectedWrite {
+        shard_key,
+        write,
+        points,
+    } = SelectedWrite::parse(body_object(&v)?, kind)?;
+    let seq = app
+        .router
+        .write_selected(&ctx, &name, &shard_key, points, write)
+        .await?;
+    update_result(seq, query_flag(&query, "wait")?, started)
+}
+
+macro_rules! selected_write_handler {
+    ($name:ident, $kind:expr) => {
+        pub async fn $name(
+            State(app): State<AppState>,
+            Extension(ctx): Extension<Ctx>,
+            Path(name): Path<String>,
+            RawQuery(query): RawQuery,
+            body: Body,
+        ) -> Reply {
+            selected_write(app, ctx, name, query, body, $kind).await
+        }
+    };
+}
+
+selected_write_handler!(delete, SelectedWriteKind::Delete);
+selected_write_handler!(set_payload, SelectedWriteKind::SetPayload);
+selected_write_handler!(overwrite_payload, SelectedWriteKind::OverwritePayload);
+selected_write_handler!(delete_payload, SelectedWriteKind::DeletePayload);
+selected_write_handler!(clear_payload, SelectedWriteKind::ClearPayload);
+
+pub async fn retrieve(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    let v = body_json(body)?;
+    let Retrieve {
+        shard_key,
+        ids,
+        with_payload,
+        with_vector,
+    } = Retrieve::parse(body_object(&v)?, app.catalog.config.max_limit)?;
+    let records = app
+        .router
+        .retrieve(&ctx, &name, &shard_key, ids, with_payload, with_vector)
+        .await?;
+    let records: Vec<PointRecord> = records.into_iter().map(PointRecord::new).collect();
+    ok(records, started)
+}
+
+pub async fn get(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path((name, id)): Path<(String, String)>,
+) -> Reply {
+    let started = Instant::now();
+    let ids = vec![path_point_id(&id)];
+    let records = app
+        .router
+        .retrieve(
+            &ctx,
+            &name,
+            &KeySelector::All,
+            ids,
+            PayloadSelector::All,
+            true,
+        )
+        .await?;
+    let record = records
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::not_found(format!("No point with id {id} found")))?;
+    ok(PointRecord::new(record), started)
+}
+
+pub async fn scroll(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    let v = body_json(body)?;
+    let Scroll {
+        shard_key,
+        offset,
+        limit,
+        filter,
+        with_payload,
+        with_vector,
+    } = Scroll::parse(body_object(&v)?, app.catalog.config.max_limit)?;
+    let (records, next) = app
+        .router
+        .scroll(
+            &ctx,
+            &name,
+            &shard_key,
+            offset,
+            limit,
+            filter,
+            with_payload,
+            with_vector,
+        )
+        .await?;
+    let page = ScrollPage {
+        next_page_offset: next.map(IdJson),
+        points: records.into_iter().map(PointRecord::new).collect(),
+    };
+    ok(page, started)
+}
+
+pub async fn count(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    let v = body_json(body)?;
+    let Count { shard_key, filter } = Count::parse(body_object(&v)?)?;
+    let count = app.router.count(&ctx, &name, &shard_key, filter).await?;
+    ok(CountResult { count }, started)
+}

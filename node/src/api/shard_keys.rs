@@ -1,0 +1,123 @@
+//! Shard key endpoints (create, delete, list) and the collection's cluster view, Qdrant's
+//! "distributed" group for a collection.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path, State};
+
+use super::json::shard_keys::{
+    CollectionCluster, CreateShardKey, ShardKeyEntry, ShardKeyList, ShardReplica, delete_shard_key,
+};
+use super::json::{KeyJson, body_json, body_object};
+use super::{AppState, Reply, ok, visible_collection};
+use crate::access;
+use crate::router::{Ctx, KeySelector};
+
+type Body = std::result::Result<Bytes, BytesRejection>;
+
+pub async fn create(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let CreateShardKey {
+        key,
+        shards_number,
+        replication_factor,
+        placement,
+    } = CreateShardKey::parse(body_object(&body_json(body)?)?)?;
+    app.catalog
+        .create_shard_key(name, key, shards_number, replication_factor, placement)
+        .await?;
+    ok(true, started)
+}
+
+pub async fn delete(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let key = delete_shard_key(body_object(&body_json(body)?)?)?;
+    app.catalog.delete_shard_key(name, key).await?;
+    ok(true, started)
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+) -> Reply {
+    let started = Instant::now();
+    let shard_keys = visible_collection(&app, &ctx, &name, |c| {
+        access::visible_keys(&ctx.principal, c)
+    })?
+    .into_iter()
+    .map(|key| ShardKeyEntry { key: KeyJson(key) })
+    .collect();
+    ok(ShardKeyList { shard_keys }, started)
+}
+
+/// The caller's shards of a collection and where their replicas are; points are counted on
+/// this node's replicas, unless the caller sees only a payload partition of them.
+pub async fn collection_cluster(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+) -> Reply {
+    let started = Instant::now();
+    let collection = visible_collection(&app, &ctx, &name, Clone::clone)?;
+    let scope = access::scope(
+        &ctx.principal,
+        &collection,
+        &KeySelector::All,
+        access::Need::Read,
+    )?;
+    let mut local_shards = Vec::new();
+    let mut remote_shards = Vec::new();
+    let shards = scope
+        .targets
+        .iter()
+        .filter_map(|(id, _)| collection.shards.get(id));
+    for shard in shards {
+        for replica in &shard.replicas {
+            let mut entry = ShardReplica {
+                peer_id: None,
+                points_count: None,
+                shard_id: shard.id,
+                shard_key: shard.key.clone().map(KeyJson),
+                state: format!("{:?}", replica.state),
+            };
+            if replica.node == app.catalog.node_id {
+                if scope.partition.is_none() {
+                    let points = app
+                        .catalog
+                        .shards
+                        .data((collection.uid, shard.id))
+                        .map(|data| data.stats().points)
+                        .unwrap_or(0);
+                    entry.points_count = Some(points);
+                }
+                local_shards.push(entry);
+            } else {
+                entry.peer_id = Some(replica.node);
+                remote_shards.push(entry);
+            }
+        }
+    }
+    let cluster = CollectionCluster {
+        peer_id: app.catalog.node_id,
+        shard_count: local_shards.len() + remote_shards.len(),
+        local_shards,
+        remote_shards,
+        shard_transfers: Vec::new(),
+    };
+    ok(cluster, started)
+}

@@ -28,6 +28,11 @@ use tower_layer::Layer;
 /// How long shutdown waits for open connections to finish before dropping them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// hyper's read buffer per connection (bounds a request head), and its most headers; both
+/// above the API's limits (`api::error::MAX_HEADER_BYTES`, `MAX_HEADERS`), which answer first.
+const HYPER_READ_BUFFER_BYTES: usize = 1 << 20;
+const HYPER_MAX_HEADERS: usize = 512;
+
 /// What the listener allows a client.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -49,7 +54,11 @@ pub async fn serve(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        // above the API's own header limits, so oversized headers get its 431 with Qdrant's
+        // error JSON rather than hyper's empty one
+        .max_buf_size(HYPER_READ_BUFFER_BYTES)
+        .max_headers(HYPER_MAX_HEADERS);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);

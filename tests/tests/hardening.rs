@@ -8,7 +8,9 @@
 //! - a client that never finishes its headers, or sends less body than it announced, is cut off
 //!   within the configured timeouts, and idle connections cannot take every connection slot;
 //! - a node started without `--node-id` gets a random id recorded in its data dir, keeps it
-//!   across restarts, and refuses to open that data dir under another id.
+//!   across restarts, and refuses to open that data dir under another id;
+//! - every error answer is Qdrant's error JSON: 405, unparsable path parameters, 431, a
+//!   `Content-Length` over the limit (at once, not after reading).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -318,6 +320,94 @@ fn a_node_without_an_id_gets_one_of_its_own() {
             stderr.contains(&format!("belongs to node {id}")),
             "the error names the recorded id: {stderr}"
         );
+        Ok(())
+    };
+    run().expect("scenario");
+}
+
+/// Asserts a raw HTTP answer is `status` with Qdrant's error JSON, and returns its message.
+fn qdrant_error(answer: &str, status: u16) -> Result<String> {
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no head/body split: {answer:?}"))?;
+    ensure!(
+        head.starts_with(&format!("HTTP/1.1 {status} ")),
+        "expected {status}: {head}"
+    );
+    ensure!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(body).with_context(|| format!("json: {body:?}"))?;
+    ensure!(body["time"].is_number(), "{body}");
+    error_message(&body)
+}
+
+#[test]
+fn every_error_answer_is_qdrant_error_json() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = || -> Result<()> {
+        let node = Node::start(tmp.path(), &[])?;
+        let addr = node.addr();
+        let ask = |request: &str| send_and_wait(addr, request.as_bytes()).map(|(a, _)| a);
+        let close = "Connection: close\r\n\r\n";
+
+        phase!("a method the route does not serve: 405 with its Allow header");
+        let answer = ask(&format!(
+            "PATCH /collections HTTP/1.1\r\nHost: t\r\n{close}"
+        ))?;
+        qdrant_error(&answer, 405)?;
+        ensure!(
+            answer.to_ascii_lowercase().contains("allow: get"),
+            "{answer}"
+        );
+
+        phase!("path parameters that do not parse: 400 naming them");
+        let msg = qdrant_error(
+            &ask(&format!(
+                "DELETE /cluster/peer/abc HTTP/1.1\r\nHost: t\r\n{close}"
+            ))?,
+            400,
+        )?;
+        ensure!(msg.contains("abc"), "{msg}");
+        qdrant_error(
+            &ask(&format!(
+                "GET /collections/%FF%FE/points/1 HTTP/1.1\r\nHost: t\r\n{close}"
+            ))?,
+            400,
+        )?;
+
+        phase!("a Content-Length over the body limit: 413 at once, without reading the body");
+        let started = Instant::now();
+        let msg = qdrant_error(
+            &ask(&format!(
+                "PUT /collections/x/points HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: 99999999999\r\n{close}"
+            ))?,
+            413,
+        )?;
+        ensure!(msg.contains("Payload too large"), "{msg}");
+        ensure!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+
+        phase!("too many or too large headers: 431");
+        let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
+        qdrant_error(
+            &ask(&format!(
+                "GET /collections HTTP/1.1\r\nHost: t\r\n{many}{close}"
+            ))?,
+            431,
+        )?;
+        let big = "a".repeat(300_000);
+        qdrant_error(
+            &ask(&format!(
+                "GET /collections HTTP/1.1\r\nHost: t\r\nx-big: {big}\r\n{close}"
+            ))?,
+            431,
+        )?;
         Ok(())
     };
     run().expect("scenario");

@@ -84,6 +84,10 @@ pub fn http(state: AppState) -> Http {
         .route_layer(axum::middleware::from_fn(middleware::track))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            error::request_limits(limit, request, next)
+        }))
+        .layer(axum::middleware::map_response(error::qdrant_error_bodies))
         .with_state(state)
 }
 

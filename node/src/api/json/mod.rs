@@ -12,6 +12,8 @@
 
 pub mod admin;
 pub mod collections;
+#[cfg(test)]
+mod fuzz;
 pub mod points;
 pub mod query;
 pub mod service;

@@ -1,5 +1,8 @@
 //! Authorization: what an authenticated caller may reach in a collection. Pure functions over the
 //! [`Principal`] and the collection's metadata; the router applies their answer to every request.
+//! This is also where a request's shard keys become the shards it may touch ([`targets`]), so
+//! every "not found" a data request can get is decided here, with one function per message
+//! ([`missing_collection`], [`missing_key`]).
 //!
 //! Architecture invariants:
 //! - Anything outside the caller's collections or tenant is answered exactly as a missing thing
@@ -12,13 +15,17 @@
 //!   binding, else the collection's payload index marked `is_tenant`. A collection with neither
 //!   is not partitioned, so a tenant caller cannot see it at all.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
-use tessera_cluster::meta::{CollectionMeta, PayloadSchemaType, ShardKey, ShardingMethod};
+use tessera_cluster::meta::{
+    CollectionMeta, NodeId, PayloadSchemaType, ShardId, ShardKey, ShardingMethod,
+};
 use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::filter::{Condition, FieldCondition, Filter, JsonPath, Match, MatchValue};
 
 use crate::auth::Principal;
-use crate::router::{KeySelector, Target, targets};
+use crate::context::{KeySelector, Target};
 
 /// What a request does to a collection's points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +73,7 @@ pub struct Scope {
     /// the one shard key it reaches. Set by the router.
     pub tenant: Option<String>,
     /// The node of each target shard's replica. Set by the router.
-    pub nodes:
-        std::collections::BTreeMap<tessera_cluster::meta::ShardId, tessera_cluster::meta::NodeId>,
+    pub nodes: BTreeMap<ShardId, NodeId>,
 }
 
 impl Scope {
@@ -89,6 +95,72 @@ pub fn missing_collection(name: &str) -> Error {
 /// The answer for a shard key the caller may not reach: the same as for a missing one.
 pub fn missing_key(key: &ShardKey) -> Error {
     Error::not_found(format!("Shard key {key} not found"))
+}
+
+/// The shards a request naming `selector` may touch in `collection`, before the caller's tenant
+/// is applied ([`scope`] does that): every shard for no key (reads), the named keys' shards, or
+/// the fallback's when a target key is missing. A key that does not exist is [`missing_key`].
+pub fn targets(
+    collection: &CollectionMeta,
+    selector: &KeySelector,
+    write: bool,
+) -> Result<Vec<Target>> {
+    match collection.params.sharding_method {
+        ShardingMethod::Auto => match selector {
+            KeySelector::All => Ok(collection
+                .shards
+                .keys()
+                .map(|shard| Target::new(*shard, None))
+                .collect()),
+            KeySelector::Keys(_) | KeySelector::Fallback { .. } => Err(Error::bad_request(
+                "Shard key specified, but the collection uses sharding_method auto",
+            )),
+        },
+        ShardingMethod::Custom => {
+            let keys: Vec<ShardKey> = match selector {
+                KeySelector::All if write => {
+                    return Err(Error::bad_request(
+                        "Shard key must be specified for a write to a collection with custom sharding",
+                    ));
+                }
+                KeySelector::All => {
+                    return Ok(collection
+                        .shards
+                        .values()
+                        .map(|shard| Target::new(shard.id, shard.key.clone()))
+                        .collect());
+                }
+                KeySelector::Keys(keys) => keys.clone(),
+                KeySelector::Fallback { target, fallback } => {
+                    if target
+                        .iter()
+                        .all(|key| collection.shard_keys.contains_key(key))
+                    {
+                        target.clone()
+                    } else {
+                        vec![fallback.clone()]
+                    }
+                }
+            };
+            if keys.is_empty() {
+                return Err(Error::bad_request("shard_key must name at least one key"));
+            }
+            let mut out = Vec::new();
+            for key in keys {
+                let shards = collection
+                    .shards_of_key(&key)
+                    .ok_or_else(|| missing_key(&key))?;
+                out.extend(
+                    shards
+                        .iter()
+                        .map(|shard| Target::new(*shard, Some(key.clone()))),
+                );
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        }
+    }
 }
 
 /// The shard key that is `tenant` in a custom-sharded collection (a string key of that name, or
@@ -237,7 +309,6 @@ pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use tessera_cluster::meta::*;
 
     use crate::auth::{Access, AccessSpec, AuthMethod, TenantSource};
@@ -306,9 +377,9 @@ pub(crate) mod tests {
         let c = collection(ShardingMethod::Custom, &["a", "b"]);
         let b = tenant("b", AccessSpec::Global(Access::ReadWrite));
         let s = scope(&b, &c, &KeySelector::All, Need::Read).expect("own key");
-        assert_eq!(s.targets, vec![(1, Some(key("b")))]);
+        assert_eq!(s.targets, vec![Target::new(1, Some(key("b")))]);
         let s = scope(&b, &c, &KeySelector::All, Need::Write).expect("write pinned");
-        assert_eq!(s.targets, vec![(1, Some(key("b")))]);
+        assert_eq!(s.targets, vec![Target::new(1, Some(key("b")))]);
         for sel in [
             KeySelector::Keys(vec![key("a")]),
             KeySelector::Keys(vec![key("b"), key("a")]),
@@ -326,7 +397,7 @@ pub(crate) mod tests {
             fallback: key("b"),
         };
         let s = scope(&b, &c, &fb, Need::Write).expect("fallback to own key");
-        assert_eq!(s.targets, vec![(1, Some(key("b")))]);
+        assert_eq!(s.targets, vec![Target::new(1, Some(key("b")))]);
         assert_eq!(visible_keys(&b, &c), vec![key("b")]);
     }
 
@@ -391,6 +462,59 @@ pub(crate) mod tests {
                 value: Value::from(5)
             })
         );
+    }
+
+    #[test]
+    fn a_key_reaches_only_its_shards() {
+        let c = collection(ShardingMethod::Custom, &["a", "b"]);
+        let a = key("a");
+        let t = targets(&c, &KeySelector::Keys(vec![a.clone()]), false).expect("targets");
+        assert_eq!(t, vec![Target::new(0, Some(a.clone()))]);
+        assert!(targets(&c, &KeySelector::All, true).is_err());
+        assert_eq!(targets(&c, &KeySelector::All, false).expect("all").len(), 2);
+        let missing = targets(&c, &KeySelector::Keys(vec![key("zz")]), false);
+        let e = missing.expect_err("missing");
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(e.message, missing_key(&key("zz")).message);
+        let fb = KeySelector::Fallback {
+            target: vec![key("zz")],
+            fallback: a.clone(),
+        };
+        assert_eq!(
+            targets(&c, &fb, true).expect("fallback"),
+            vec![Target::new(0, Some(a))]
+        );
+    }
+
+    #[test]
+    fn targets_of_several_keys_are_sorted_and_unique() {
+        let c = collection(ShardingMethod::Custom, &["a", "b"]);
+        let t = targets(
+            &c,
+            &KeySelector::Keys(vec![key("b"), key("a"), key("b")]),
+            true,
+        )
+        .expect("targets");
+        assert_eq!(
+            t,
+            vec![
+                Target::new(0, Some(key("a"))),
+                Target::new(1, Some(key("b")))
+            ]
+        );
+        let e = targets(&c, &KeySelector::Keys(vec![]), false).expect_err("no key");
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn an_auto_collection_takes_no_key() {
+        let c = collection(ShardingMethod::Auto, &[]);
+        assert_eq!(
+            targets(&c, &KeySelector::All, true).expect("all shards"),
+            vec![Target::new(0, None)]
+        );
+        let e = targets(&c, &KeySelector::Keys(vec![key("a")]), false).expect_err("a key");
+        assert_eq!(e.kind, ErrorKind::BadRequest);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Map, Value, json};
 use tessera_cluster::meta::{CollectionParams, HnswParams, ShardingMethod};
+use tessera_cluster::request::MetaRequest;
 use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::actor::{NewPoint, Selector};
 use tessera_shard::priority::{self, Class};
@@ -757,7 +758,9 @@ async fn create_collection(
             .and_then(Value::as_bool)
             .unwrap_or(false),
     };
-    s.catalog.create_collection(name, params).await?;
+    s.catalog
+        .submit(MetaRequest::CreateCollection { name, params })
+        .await?;
     ok(json!(true), t)
 }
 
@@ -787,7 +790,7 @@ async fn get_collection(
     let (mut indexed, mut segments, mut all_local) = (0usize, 0usize, true);
     // as Qdrant: yellow while index builds or merges are due on the shards (here: this node's)
     let mut optimizing = false;
-    for (id, _) in &scope.targets {
+    for id in scope.targets.iter().map(|target| &target.shard) {
         match s.catalog.shards.data((c.uid, *id)) {
             Some(d) => {
                 let st = d.stats();
@@ -844,8 +847,12 @@ async fn delete_collection(
 ) -> Reply {
     let t = Instant::now();
     access::check_manage(&ctx.principal)?;
-    let existed = match s.catalog.delete_collection(name).await {
-        Ok(()) => true,
+    let existed = match s
+        .catalog
+        .submit(MetaRequest::DeleteCollection { name })
+        .await
+    {
+        Ok(_) => true,
         Err(e) if e.kind == ErrorKind::NotFound => false,
         Err(e) => return Err(e.into()),
     };
@@ -874,7 +881,11 @@ async fn collection_cluster(
     let scope = access::scope(&ctx.principal, &c, &KeySelector::All, access::Need::Read)?;
     let mut local = Vec::new();
     let mut remote = Vec::new();
-    for sh in scope.targets.iter().filter_map(|(id, _)| c.shards.get(id)) {
+    for sh in scope
+        .targets
+        .iter()
+        .filter_map(|target| c.shards.get(&target.shard))
+    {
         for r in &sh.replicas {
             let mut e = json!({
                 "shard_id": sh.id,
@@ -942,7 +953,13 @@ async fn create_shard_key(
         }
     };
     s.catalog
-        .create_shard_key(name, key, shards_number, rf, placement)
+        .submit(MetaRequest::CreateShardKey {
+            collection: name,
+            key,
+            shards_number,
+            replication_factor: rf,
+            placement,
+        })
         .await?;
     ok(json!(true), t)
 }
@@ -961,7 +978,12 @@ async fn delete_shard_key(
         field(o, "shard_key")
             .ok_or_else(|| bad("Format error in JSON body: shard_key is required"))?,
     )?;
-    s.catalog.delete_shard_key(name, key).await?;
+    s.catalog
+        .submit(MetaRequest::DeleteShardKey {
+            collection: name,
+            key,
+        })
+        .await?;
     ok(json!(true), t)
 }
 
@@ -992,7 +1014,11 @@ async fn create_index(
     let (field_name, index) = payload_index(obj(&v, "body")?)?;
     let seq = s
         .catalog
-        .create_payload_index(name, field_name, index)
+        .submit(MetaRequest::CreatePayloadIndex {
+            collection: name,
+            field: field_name,
+            index,
+        })
         .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
@@ -1005,7 +1031,13 @@ async fn delete_index(
 ) -> Reply {
     let t = Instant::now();
     access::check_manage(&ctx.principal)?;
-    let seq = s.catalog.delete_payload_index(name, field_name).await?;
+    let seq = s
+        .catalog
+        .submit(MetaRequest::DeletePayloadIndex {
+            collection: name,
+            field: field_name,
+        })
+        .await?;
     update_result(seq, query_flag(&q, "wait")?, t)
 }
 
@@ -1572,7 +1604,10 @@ async fn set_suspended(s: AppState, ctx: Ctx, tenant: String, suspended: bool) -
     let t = Instant::now();
     access::check_manage(&ctx.principal)?;
     s.catalog
-        .set_tenant_suspended(tenant.clone(), suspended)
+        .submit(MetaRequest::SetTenantSuspended {
+            tenant: tenant.clone(),
+            suspended,
+        })
         .await?;
     tracing::info!(%tenant, suspended, "tenant suspension changed");
     ok(tenant_json(&s, &tenant), t)
@@ -1626,7 +1661,10 @@ async fn set_quota(
         .quota(&tenant)
         .apply_patch(&patch)?;
     s.catalog
-        .set_tenant_quota(tenant.clone(), Some(quota.clone()))
+        .submit(MetaRequest::SetTenantQuota {
+            tenant: tenant.clone(),
+            quota: Some(quota.clone()),
+        })
         .await?;
     s.router.quotas.follow(&s.catalog.meta.read())?;
     tracing::info!(%tenant, ?quota, "tenant quota changed");

@@ -42,7 +42,8 @@ pub struct TestCluster {
 
 impl TestCluster {
     /// Starts `nodes` nodes (ids 1..=nodes): node 1 bootstraps, the others join through it, and
-    /// this returns once every node sees all of them as members and a leader.
+    /// this returns once every node sees all of them as members (voters, up to three) and a
+    /// leader.
     pub fn start(nodes: u64) -> Result<TestCluster> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -139,7 +140,7 @@ impl TestCluster {
         }
     }
 
-    /// Waits until every node sees every node as a member, and a leader.
+    /// Waits until every node sees every node as a member (a voter, up to three), and a leader.
     fn wait_formed(&self, timeout: Duration) -> Result<()> {
         let started = Instant::now();
         let ids = self.ids();
@@ -147,9 +148,11 @@ impl TestCluster {
             let mut formed = true;
             for id in &ids {
                 let view = self.view(*id)?;
-                let peers = view["peers"].as_object().map(|p| p.len()).unwrap_or(0);
+                let peers = view["peers"].as_object().cloned().unwrap_or_default();
+                // up to three voters: a learner still being promoted cannot vote yet
+                let voters = peers.values().filter(|p| p["voter"] == true).count();
                 let ready = self.api(*id)?.get("/readyz")?.0 == 200;
-                formed &= peers == ids.len() && ready;
+                formed &= peers.len() == ids.len() && voters == ids.len().min(3) && ready;
             }
             if formed {
                 self.wait_for_leader(&ids, timeout)?;

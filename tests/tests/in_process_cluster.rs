@@ -110,8 +110,23 @@ fn isolating_the_leader_elects_another_and_metadata_writes_continue() -> Result<
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let keys = cluster.api(rest[1])?.ok_get("/collections/c/shards")?;
+    // the node asked reads its own change at once; the other one once it has applied it
+    let keys = cluster.api(via)?.ok_get("/collections/c/shards")?;
     ensure!(keys.to_string().contains("after"), "{keys}");
+    let applied = Instant::now();
+    while !cluster
+        .api(rest[1])?
+        .ok_get("/collections/c/shards")?
+        .to_string()
+        .contains("after")
+    {
+        ensure!(
+            applied.elapsed() < Duration::from_secs(5),
+            "node {} never applied the new key",
+            rest[1]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     phase!("heal: the old leader follows again");
     cluster.heal();

@@ -165,26 +165,33 @@ pub fn targets(
 
 /// The shard key that is `tenant` in a custom-sharded collection (a string key of that name, or
 /// a numeric key whose decimal form it is), if it exists.
-pub fn tenant_key(c: &CollectionMeta, tenant: &str) -> Option<ShardKey> {
+pub fn tenant_key(collection: &CollectionMeta, tenant: &str) -> Option<ShardKey> {
     let as_str = ShardKey::Str(tenant.to_owned());
-    if c.shard_keys.contains_key(&as_str) {
+    if collection.shard_keys.contains_key(&as_str) {
         return Some(as_str);
     }
     let n: u64 = tenant.parse().ok()?;
-    (n.to_string() == tenant && c.shard_keys.contains_key(&ShardKey::Num(n)))
+    (n.to_string() == tenant && collection.shard_keys.contains_key(&ShardKey::Num(n)))
         .then_some(ShardKey::Num(n))
 }
 
 /// The tenant's partition of a payload-partitioned collection, if the collection is one for
 /// this caller.
-pub fn partition(p: &Principal, c: &CollectionMeta, tenant: &str) -> Option<Partition> {
-    if let Some((field, value)) = &p.payload_binding {
+pub fn partition(
+    principal: &Principal,
+    collection: &CollectionMeta,
+    tenant: &str,
+) -> Option<Partition> {
+    if let Some((field, value)) = &principal.payload_binding {
         return Some(Partition {
             field: field.clone(),
             value: value.clone(),
         });
     }
-    let (field, index) = c.payload_indexes.iter().find(|(_, ix)| ix.is_tenant)?;
+    let (field, index) = collection
+        .payload_indexes
+        .iter()
+        .find(|(_, ix)| ix.is_tenant)?;
     let value = match (index.schema, tenant.parse::<i64>()) {
         (PayloadSchemaType::Integer, Ok(n)) => Value::from(n),
         _ => Value::String(tenant.to_owned()),
@@ -196,37 +203,37 @@ pub fn partition(p: &Principal, c: &CollectionMeta, tenant: &str) -> Option<Part
 }
 
 /// Whether the caller may know that collection `c` exists.
-pub fn visible(p: &Principal, c: &CollectionMeta) -> bool {
-    if !p.can_read(&c.name) {
+pub fn visible(principal: &Principal, collection: &CollectionMeta) -> bool {
+    if !principal.can_read(&collection.name) {
         return false;
     }
-    match &p.tenant {
+    match &principal.tenant {
         None => true,
-        Some(t) => match c.params.sharding_method {
-            ShardingMethod::Custom => tenant_key(c, t).is_some(),
-            ShardingMethod::Auto => partition(p, c, t).is_some(),
+        Some(t) => match collection.params.sharding_method {
+            ShardingMethod::Custom => tenant_key(collection, t).is_some(),
+            ShardingMethod::Auto => partition(principal, collection, t).is_some(),
         },
     }
 }
 
 /// Refuses a caller who may see the collection but not write to it.
-pub fn check_write(p: &Principal, c: &CollectionMeta) -> Result<()> {
-    if p.can_write(&c.name) {
+pub fn check_write(principal: &Principal, collection: &CollectionMeta) -> Result<()> {
+    if principal.can_write(&collection.name) {
         Ok(())
     } else {
         Err(Error::new(
             ErrorKind::Forbidden,
             format!(
                 "Forbidden: write access to collection `{}` is required",
-                c.name
+                collection.name
             ),
         ))
     }
 }
 
 /// Refuses a caller without manage rights (collection and shard-key changes, admin calls).
-pub fn check_manage(p: &Principal) -> Result<()> {
-    if p.can_manage() {
+pub fn check_manage(principal: &Principal) -> Result<()> {
+    if principal.can_manage() {
         Ok(())
     } else {
         Err(Error::new(
@@ -238,8 +245,8 @@ pub fn check_manage(p: &Principal) -> Result<()> {
 
 /// Refuses a caller without global read rights (cluster-wide information such as /cluster and
 /// /metrics). Callers bound to a tenant have none.
-pub fn check_global_read(p: &Principal) -> Result<()> {
-    if p.sees_all_collections() && p.tenant.is_none() {
+pub fn check_global_read(principal: &Principal) -> Result<()> {
+    if principal.sees_all_collections() && principal.tenant.is_none() {
         Ok(())
     } else {
         Err(Error::new(
@@ -250,35 +257,41 @@ pub fn check_global_read(p: &Principal) -> Result<()> {
 }
 
 /// The shard keys of the collection the caller may know of.
-pub fn visible_keys(p: &Principal, c: &CollectionMeta) -> Vec<ShardKey> {
-    match &p.tenant {
-        None => c.shard_keys.keys().cloned().collect(),
-        Some(t) => tenant_key(c, t).into_iter().collect(),
+pub fn visible_keys(principal: &Principal, collection: &CollectionMeta) -> Vec<ShardKey> {
+    match &principal.tenant {
+        None => collection.shard_keys.keys().cloned().collect(),
+        Some(t) => tenant_key(collection, t).into_iter().collect(),
     }
 }
 
 /// The shards a request may touch and the condition its points must satisfy, or the error to
 /// answer. A key the caller names outside its tenant is answered as a missing key.
-pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -> Result<Scope> {
-    if !visible(p, c) {
-        return Err(missing_collection(&c.name));
+pub fn scope(
+    principal: &Principal,
+    collection: &CollectionMeta,
+    selector: &KeySelector,
+    need: Need,
+) -> Result<Scope> {
+    if !visible(principal, collection) {
+        return Err(missing_collection(&collection.name));
     }
     if need == Need::Write {
-        check_write(p, c)?;
+        check_write(principal, collection)?;
     }
     let write = need == Need::Write;
     let mut partition_of = None;
-    let targets = match (&p.tenant, c.params.sharding_method) {
-        (None, _) => targets(c, sel, write)?,
+    let targets = match (&principal.tenant, collection.params.sharding_method) {
+        (None, _) => targets(collection, selector, write)?,
         (Some(t), ShardingMethod::Custom) => {
-            let own = tenant_key(c, t).ok_or_else(|| missing_collection(&c.name))?;
+            let own =
+                tenant_key(collection, t).ok_or_else(|| missing_collection(&collection.name))?;
             let only_own = |keys: &[ShardKey]| -> Result<()> {
                 match keys.iter().find(|k| **k != own) {
                     Some(other) => Err(missing_key(other)),
                     None => Ok(()),
                 }
             };
-            match sel {
+            match selector {
                 KeySelector::All => {}
                 KeySelector::Keys(keys) => only_own(keys)?,
                 KeySelector::Fallback { target, fallback } => {
@@ -289,16 +302,19 @@ pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -
                     }
                 }
             }
-            targets(c, &KeySelector::Keys(vec![own]), write)?
+            targets(collection, &KeySelector::Keys(vec![own]), write)?
         }
         (Some(t), ShardingMethod::Auto) => {
-            partition_of = Some(partition(p, c, t).ok_or_else(|| missing_collection(&c.name))?);
-            targets(c, sel, write)?
+            partition_of = Some(
+                partition(principal, collection, t)
+                    .ok_or_else(|| missing_collection(&collection.name))?,
+            );
+            targets(collection, selector, write)?
         }
     };
     Ok(Scope {
-        uid: c.uid,
-        dim: c.params.dim,
+        uid: collection.uid,
+        dim: collection.params.dim,
         targets,
         partition: partition_of,
         tenant: None,

@@ -76,8 +76,8 @@ pub struct Catalog {
     link: Option<Arc<Link>>,
 }
 
-pub fn metric_of(d: Distance) -> Metric {
-    match d {
+pub fn metric_of(distance: Distance) -> Metric {
+    match distance {
         Distance::Cosine => Metric::Cosine,
         Distance::Dot => Metric::Dot,
         Distance::Euclid => Metric::Euclid,
@@ -139,19 +139,24 @@ impl Catalog {
         Ok(cat)
     }
 
-    pub fn spec(&self, c: &CollectionMeta, shard_id: u32, key: Option<ShardKey>) -> ShardSpec {
+    pub fn spec(
+        &self,
+        collection: &CollectionMeta,
+        shard_id: u32,
+        key: Option<ShardKey>,
+    ) -> ShardSpec {
         ShardSpec {
-            collection_uid: c.uid,
+            collection_uid: collection.uid,
             shard_id,
             key,
-            dim: c.params.dim,
-            metric: metric_of(c.params.distance),
+            dim: collection.params.dim,
+            metric: metric_of(collection.params.distance),
             graph: GraphParams {
-                m: c.params.hnsw.m,
-                ef_construct: c.params.hnsw.ef_construct,
+                m: collection.params.hnsw.m,
+                ef_construct: collection.params.hnsw.ef_construct,
             },
             indexing_threshold: self.config.indexing_threshold,
-            full_scan_threshold: c.params.hnsw.full_scan_threshold,
+            full_scan_threshold: collection.params.hnsw.full_scan_threshold,
         }
     }
 

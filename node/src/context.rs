@@ -145,8 +145,8 @@ impl RequestNote {
         self.inner.lock().admitted
     }
 
-    pub fn set_body_bytes(&self, n: u64) {
-        self.inner.lock().body_bytes = n;
+    pub fn set_body_bytes(&self, bytes: u64) {
+        self.inner.lock().body_bytes = bytes;
     }
 
     pub fn body_bytes(&self) -> u64 {

@@ -145,14 +145,14 @@ pub enum ReadReply {
 }
 
 /// Runs a read on a replica's data (on the caller's pool).
-pub fn run_read(d: &ShardData, op: &ReadOp) -> ReadReply {
+pub fn run_read(data: &ShardData, op: &ReadOp) -> ReadReply {
     match op {
         ReadOp::Retrieve {
             ids,
             filter,
             with_payload,
             with_vector,
-        } => ReadReply::Records(d.retrieve(ids, filter.as_ref(), with_payload, *with_vector)),
+        } => ReadReply::Records(data.retrieve(ids, filter.as_ref(), with_payload, *with_vector)),
         ReadOp::Scroll {
             offset,
             limit,
@@ -160,7 +160,7 @@ pub fn run_read(d: &ShardData, op: &ReadOp) -> ReadReply {
             with_payload,
             with_vector,
         } => {
-            let (recs, next) = d.scroll(
+            let (recs, next) = data.scroll(
                 offset.as_ref(),
                 *limit,
                 filter.as_ref(),
@@ -169,9 +169,9 @@ pub fn run_read(d: &ShardData, op: &ReadOp) -> ReadReply {
             );
             ReadReply::Page(recs, next)
         }
-        ReadOp::Count { filter } => ReadReply::Count(d.count(filter.as_ref())),
-        ReadOp::VectorOf { id, filter } => ReadReply::Vector(d.vector_of(id, filter.as_ref())),
-        ReadOp::Search(p) => ReadReply::Hits(d.search(p)),
+        ReadOp::Count { filter } => ReadReply::Count(data.count(filter.as_ref())),
+        ReadOp::VectorOf { id, filter } => ReadReply::Vector(data.vector_of(id, filter.as_ref())),
+        ReadOp::Search(p) => ReadReply::Hits(data.search(p)),
     }
 }
 
@@ -201,21 +201,22 @@ pub enum ShardReply {
     Read(WireReply),
 }
 
-fn filter_out(f: &Option<Filter>) -> Option<String> {
-    f.as_ref().map(|f| f.to_json().to_string())
+fn filter_out(filter: &Option<Filter>) -> Option<String> {
+    filter.as_ref().map(|filter| filter.to_json().to_string())
 }
 
-fn filter_in(f: Option<String>) -> Result<Option<Filter>> {
-    f.map(|text| {
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))?;
-        parse_filter(&v).map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))
-    })
-    .transpose()
+fn filter_in(filter: Option<String>) -> Result<Option<Filter>> {
+    filter
+        .map(|text| {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))?;
+            parse_filter(&v).map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))
+        })
+        .transpose()
 }
 
-fn payload_out(p: &Payload) -> String {
-    String::from_utf8_lossy(&tessera_shard::wal::payload_to_json(p)).into_owned()
+fn payload_out(payload: &Payload) -> String {
+    String::from_utf8_lossy(&tessera_shard::wal::payload_to_json(payload)).into_owned()
 }
 
 fn payload_in(text: &str) -> Result<Payload> {
@@ -369,12 +370,12 @@ pub struct WireRecord {
 }
 
 impl WireRecord {
-    fn from_record(r: &Record) -> WireRecord {
+    fn from_record(record: &Record) -> WireRecord {
         WireRecord {
-            id: r.id.clone(),
-            version: r.version,
-            payload: r.payload.as_ref().map(payload_out),
-            vector: r.vector.clone(),
+            id: record.id.clone(),
+            version: record.version,
+            payload: record.payload.as_ref().map(payload_out),
+            vector: record.vector.clone(),
         }
     }
 
@@ -398,9 +399,9 @@ pub enum WireReply {
 }
 
 impl WireReply {
-    pub fn from_reply(r: &ReadReply) -> WireReply {
+    pub fn from_reply(reply: &ReadReply) -> WireReply {
         let recs = |v: &[Record]| v.iter().map(WireRecord::from_record).collect();
-        match r {
+        match reply {
             ReadReply::Records(v) => WireReply::Records(recs(v)),
             ReadReply::Page(v, next) => WireReply::Page(recs(v), next.clone()),
             ReadReply::Count(n) => WireReply::Count(*n as u64),
@@ -471,40 +472,42 @@ pub enum WireWrite {
     ClearPayload(WireSelector),
 }
 
-fn sel_out(s: &Selector) -> WireSelector {
-    match s {
+fn sel_out(selector: &Selector) -> WireSelector {
+    match selector {
         Selector::Ids(ids) => WireSelector::Ids(ids.clone()),
         Selector::Filter(f) => WireSelector::Filter(f.to_json().to_string()),
         Selector::IdsWhere(ids, f) => WireSelector::IdsWhere(ids.clone(), f.to_json().to_string()),
     }
 }
 
-fn sel_in(s: WireSelector) -> Result<Selector> {
+fn sel_in(selector: WireSelector) -> Result<Selector> {
     let f = |t: String| -> Result<Filter> { filter_in(Some(t)).map(|f| f.unwrap_or_default()) };
-    Ok(match s {
+    Ok(match selector {
         WireSelector::Ids(ids) => Selector::Ids(ids),
         WireSelector::Filter(t) => Selector::Filter(f(t)?),
         WireSelector::IdsWhere(ids, t) => Selector::IdsWhere(ids, f(t)?),
     })
 }
 
-fn points_out(p: &[NewPoint]) -> Vec<WirePoint> {
-    p.iter()
-        .map(|p| WirePoint {
-            id: p.id.clone(),
-            vector: p.vector.clone(),
-            payload: payload_out(&p.payload),
+fn points_out(points: &[NewPoint]) -> Vec<WirePoint> {
+    points
+        .iter()
+        .map(|point| WirePoint {
+            id: point.id.clone(),
+            vector: point.vector.clone(),
+            payload: payload_out(&point.payload),
         })
         .collect()
 }
 
-fn points_in(p: Vec<WirePoint>) -> Result<Vec<NewPoint>> {
-    p.into_iter()
-        .map(|p| {
+fn points_in(points: Vec<WirePoint>) -> Result<Vec<NewPoint>> {
+    points
+        .into_iter()
+        .map(|point| {
             Ok(NewPoint {
-                id: p.id,
-                vector: p.vector,
-                payload: payload_in(&p.payload)?,
+                id: point.id,
+                vector: point.vector,
+                payload: payload_in(&point.payload)?,
             })
         })
         .collect()

@@ -144,6 +144,63 @@ pub enum ReadReply {
     Hits(Vec<Hit>),
 }
 
+impl ReadReply {
+    /// The records of a retrieve, None for another kind of reply.
+    pub fn into_records(self) -> Option<Vec<Record>> {
+        match self {
+            ReadReply::Records(records) => Some(records),
+            ReadReply::Page(..)
+            | ReadReply::Count(_)
+            | ReadReply::Vector(_)
+            | ReadReply::Hits(_) => None,
+        }
+    }
+
+    /// The page of a scroll and the id that starts the next one.
+    pub fn into_page(self) -> Option<(Vec<Record>, Option<PointId>)> {
+        match self {
+            ReadReply::Page(records, next) => Some((records, next)),
+            ReadReply::Records(_)
+            | ReadReply::Count(_)
+            | ReadReply::Vector(_)
+            | ReadReply::Hits(_) => None,
+        }
+    }
+
+    /// The number of a count.
+    pub fn into_count(self) -> Option<usize> {
+        match self {
+            ReadReply::Count(count) => Some(count),
+            ReadReply::Records(_)
+            | ReadReply::Page(..)
+            | ReadReply::Vector(_)
+            | ReadReply::Hits(_) => None,
+        }
+    }
+
+    /// The vector of a point lookup (itself None when the shard has no such point).
+    pub fn into_vector(self) -> Option<Option<Vec<f32>>> {
+        match self {
+            ReadReply::Vector(vector) => Some(vector),
+            ReadReply::Records(_)
+            | ReadReply::Page(..)
+            | ReadReply::Count(_)
+            | ReadReply::Hits(_) => None,
+        }
+    }
+
+    /// The nearest points of a search.
+    pub fn into_hits(self) -> Option<Vec<Hit>> {
+        match self {
+            ReadReply::Hits(hits) => Some(hits),
+            ReadReply::Records(_)
+            | ReadReply::Page(..)
+            | ReadReply::Count(_)
+            | ReadReply::Vector(_) => None,
+        }
+    }
+}
+
 /// Runs a read on a replica's data (on the caller's pool).
 pub fn run_read(data: &ShardData, op: &ReadOp) -> ReadReply {
     match op {

@@ -31,7 +31,7 @@ pub struct Reach {
     pub link: Option<Arc<Link>>,
 }
 
-pub(super) fn wrong_reply() -> Error {
+fn wrong_reply() -> Error {
     Error::internal("a shard answered a different kind of read")
 }
 

@@ -28,7 +28,7 @@ use tessera_shard::filter::Filter;
 use tessera_shard::point::{Payload, PointId};
 use tessera_shard::store::{Hit, PayloadSelector, Record, SearchParams};
 
-use self::fanout::{Reach, read_all, replies, write_all, wrong_reply};
+use self::fanout::{Reach, read_all, replies, write_all};
 use self::merge::{groups, merge_hits, merge_pages, records_in_order, shard_for};
 use crate::access::{self, Need, Scope};
 use crate::catalog::Catalog;
@@ -427,10 +427,7 @@ impl Router {
                     with_payload,
                     with_vector,
                 };
-                let parts = replies(read_all(&cat, scope, op).await?, |r| match r {
-                    ReadReply::Records(r) => Some(r),
-                    _ => None,
-                })?;
+                let parts = replies(read_all(&cat, scope, op).await?, ReadReply::into_records)?;
                 // answer in the order asked; the same id under two shard keys is two points
                 Ok(records_in_order(parts, &ids))
             },
@@ -472,10 +469,7 @@ impl Router {
                     with_payload,
                     with_vector,
                 };
-                let parts = replies(read_all(&cat, scope, op).await?, |r| match r {
-                    ReadReply::Page(recs, next) => Some((recs, next)),
-                    _ => None,
-                })?;
+                let parts = replies(read_all(&cat, scope, op).await?, ReadReply::into_page)?;
                 Ok(merge_pages(parts, limit))
             },
         )
@@ -499,13 +493,8 @@ impl Router {
             move |cat, scope| async move {
                 let filter = scope.narrow(filter);
                 let parts = read_all(&cat, scope, ReadOp::Count { filter }).await?;
-                parts
-                    .into_iter()
-                    .map(|(_, r)| match r {
-                        ReadReply::Count(n) => Ok(n),
-                        _ => Err(wrong_reply()),
-                    })
-                    .sum()
+                let counts = replies(parts, ReadReply::into_count)?;
+                Ok(counts.into_iter().map(|(_, count)| count).sum())
             },
         )
         .await
@@ -535,10 +524,7 @@ impl Router {
                 let parts = read_all(&cat, scope, op).await?;
                 parts
                     .into_iter()
-                    .find_map(|(_, v)| match v {
-                        ReadReply::Vector(v) => v,
-                        _ => None,
-                    })
+                    .find_map(|(_, reply)| reply.into_vector().flatten())
                     .ok_or_else(|| Error::not_found(format!("No point with id {id} found")))
             },
         )
@@ -575,10 +561,7 @@ impl Router {
                 params.filter = scope.narrow(params.filter.take());
                 let k = params.k;
                 let parts = read_all(&cat, scope, ReadOp::Search(params)).await?;
-                let parts = replies(parts, |reply| match reply {
-                    ReadReply::Hits(hits) => Some(hits),
-                    _ => None,
-                })?;
+                let parts = replies(parts, ReadReply::into_hits)?;
                 Ok(merge_hits(parts, k, offset))
             },
         )

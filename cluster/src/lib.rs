@@ -12,6 +12,7 @@ pub mod meta;
 pub mod metastore;
 pub mod quota;
 pub mod raft;
+pub mod request;
 pub mod transport;
 
 pub use tessera_core::{Error, ErrorKind, Fatal, Result};

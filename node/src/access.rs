@@ -1,5 +1,8 @@
 //! Authorization: what an authenticated caller may reach in a collection. Pure functions over the
 //! [`Principal`] and the collection's metadata; the router applies their answer to every request.
+//! This is also where a request's shard keys become the shards it may touch ([`targets`]), so
+//! every "not found" a data request can get is decided here, with one function per message
+//! ([`missing_collection`], [`missing_key`]).
 //!
 //! Architecture invariants:
 //! - Anything outside the caller's collections or tenant is answered exactly as a missing thing
@@ -12,13 +15,17 @@
 //!   binding, else the collection's payload index marked `is_tenant`. A collection with neither
 //!   is not partitioned, so a tenant caller cannot see it at all.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
-use tessera_cluster::meta::{CollectionMeta, PayloadSchemaType, ShardKey, ShardingMethod};
+use tessera_cluster::meta::{
+    CollectionMeta, NodeId, PayloadSchemaType, ShardId, ShardKey, ShardingMethod,
+};
 use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::filter::{Condition, FieldCondition, Filter, JsonPath, Match, MatchValue};
 
 use crate::auth::Principal;
-use crate::router::{KeySelector, Target, targets};
+use crate::context::{KeySelector, Target};
 
 /// What a request does to a collection's points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +73,7 @@ pub struct Scope {
     /// the one shard key it reaches. Set by the router.
     pub tenant: Option<String>,
     /// The node of each target shard's replica. Set by the router.
-    pub nodes:
-        std::collections::BTreeMap<tessera_cluster::meta::ShardId, tessera_cluster::meta::NodeId>,
+    pub nodes: BTreeMap<ShardId, NodeId>,
 }
 
 impl Scope {
@@ -91,28 +97,101 @@ pub fn missing_key(key: &ShardKey) -> Error {
     Error::not_found(format!("Shard key {key} not found"))
 }
 
+/// The shards a request naming `selector` may touch in `collection`, before the caller's tenant
+/// is applied ([`scope`] does that): every shard for no key (reads), the named keys' shards, or
+/// the fallback's when a target key is missing. A key that does not exist is [`missing_key`].
+pub fn targets(
+    collection: &CollectionMeta,
+    selector: &KeySelector,
+    write: bool,
+) -> Result<Vec<Target>> {
+    match collection.params.sharding_method {
+        ShardingMethod::Auto => match selector {
+            KeySelector::All => Ok(collection
+                .shards
+                .keys()
+                .map(|shard| Target::new(*shard, None))
+                .collect()),
+            KeySelector::Keys(_) | KeySelector::Fallback { .. } => Err(Error::bad_request(
+                "Shard key specified, but the collection uses sharding_method auto",
+            )),
+        },
+        ShardingMethod::Custom => {
+            let keys: Vec<ShardKey> = match selector {
+                KeySelector::All if write => {
+                    return Err(Error::bad_request(
+                        "Shard key must be specified for a write to a collection with custom sharding",
+                    ));
+                }
+                KeySelector::All => {
+                    return Ok(collection
+                        .shards
+                        .values()
+                        .map(|shard| Target::new(shard.id, shard.key.clone()))
+                        .collect());
+                }
+                KeySelector::Keys(keys) => keys.clone(),
+                KeySelector::Fallback { target, fallback } => {
+                    if target
+                        .iter()
+                        .all(|key| collection.shard_keys.contains_key(key))
+                    {
+                        target.clone()
+                    } else {
+                        vec![fallback.clone()]
+                    }
+                }
+            };
+            if keys.is_empty() {
+                return Err(Error::bad_request("shard_key must name at least one key"));
+            }
+            let mut out = Vec::new();
+            for key in keys {
+                let shards = collection
+                    .shards_of_key(&key)
+                    .ok_or_else(|| missing_key(&key))?;
+                out.extend(
+                    shards
+                        .iter()
+                        .map(|shard| Target::new(*shard, Some(key.clone()))),
+                );
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        }
+    }
+}
+
 /// The shard key that is `tenant` in a custom-sharded collection (a string key of that name, or
 /// a numeric key whose decimal form it is), if it exists.
-pub fn tenant_key(c: &CollectionMeta, tenant: &str) -> Option<ShardKey> {
+pub fn tenant_key(collection: &CollectionMeta, tenant: &str) -> Option<ShardKey> {
     let as_str = ShardKey::Str(tenant.to_owned());
-    if c.shard_keys.contains_key(&as_str) {
+    if collection.shard_keys.contains_key(&as_str) {
         return Some(as_str);
     }
     let n: u64 = tenant.parse().ok()?;
-    (n.to_string() == tenant && c.shard_keys.contains_key(&ShardKey::Num(n)))
+    (n.to_string() == tenant && collection.shard_keys.contains_key(&ShardKey::Num(n)))
         .then_some(ShardKey::Num(n))
 }
 
 /// The tenant's partition of a payload-partitioned collection, if the collection is one for
 /// this caller.
-pub fn partition(p: &Principal, c: &CollectionMeta, tenant: &str) -> Option<Partition> {
-    if let Some((field, value)) = &p.payload_binding {
+pub fn partition(
+    principal: &Principal,
+    collection: &CollectionMeta,
+    tenant: &str,
+) -> Option<Partition> {
+    if let Some((field, value)) = &principal.payload_binding {
         return Some(Partition {
             field: field.clone(),
             value: value.clone(),
         });
     }
-    let (field, index) = c.payload_indexes.iter().find(|(_, ix)| ix.is_tenant)?;
+    let (field, index) = collection
+        .payload_indexes
+        .iter()
+        .find(|(_, ix)| ix.is_tenant)?;
     let value = match (index.schema, tenant.parse::<i64>()) {
         (PayloadSchemaType::Integer, Ok(n)) => Value::from(n),
         _ => Value::String(tenant.to_owned()),
@@ -124,37 +203,37 @@ pub fn partition(p: &Principal, c: &CollectionMeta, tenant: &str) -> Option<Part
 }
 
 /// Whether the caller may know that collection `c` exists.
-pub fn visible(p: &Principal, c: &CollectionMeta) -> bool {
-    if !p.can_read(&c.name) {
+pub fn visible(principal: &Principal, collection: &CollectionMeta) -> bool {
+    if !principal.can_read(&collection.name) {
         return false;
     }
-    match &p.tenant {
+    match &principal.tenant {
         None => true,
-        Some(t) => match c.params.sharding_method {
-            ShardingMethod::Custom => tenant_key(c, t).is_some(),
-            ShardingMethod::Auto => partition(p, c, t).is_some(),
+        Some(t) => match collection.params.sharding_method {
+            ShardingMethod::Custom => tenant_key(collection, t).is_some(),
+            ShardingMethod::Auto => partition(principal, collection, t).is_some(),
         },
     }
 }
 
 /// Refuses a caller who may see the collection but not write to it.
-pub fn check_write(p: &Principal, c: &CollectionMeta) -> Result<()> {
-    if p.can_write(&c.name) {
+pub fn check_write(principal: &Principal, collection: &CollectionMeta) -> Result<()> {
+    if principal.can_write(&collection.name) {
         Ok(())
     } else {
         Err(Error::new(
             ErrorKind::Forbidden,
             format!(
                 "Forbidden: write access to collection `{}` is required",
-                c.name
+                collection.name
             ),
         ))
     }
 }
 
 /// Refuses a caller without manage rights (collection and shard-key changes, admin calls).
-pub fn check_manage(p: &Principal) -> Result<()> {
-    if p.can_manage() {
+pub fn check_manage(principal: &Principal) -> Result<()> {
+    if principal.can_manage() {
         Ok(())
     } else {
         Err(Error::new(
@@ -166,8 +245,8 @@ pub fn check_manage(p: &Principal) -> Result<()> {
 
 /// Refuses a caller without global read rights (cluster-wide information such as /cluster and
 /// /metrics). Callers bound to a tenant have none.
-pub fn check_global_read(p: &Principal) -> Result<()> {
-    if p.sees_all_collections() && p.tenant.is_none() {
+pub fn check_global_read(principal: &Principal) -> Result<()> {
+    if principal.sees_all_collections() && principal.tenant.is_none() {
         Ok(())
     } else {
         Err(Error::new(
@@ -178,35 +257,41 @@ pub fn check_global_read(p: &Principal) -> Result<()> {
 }
 
 /// The shard keys of the collection the caller may know of.
-pub fn visible_keys(p: &Principal, c: &CollectionMeta) -> Vec<ShardKey> {
-    match &p.tenant {
-        None => c.shard_keys.keys().cloned().collect(),
-        Some(t) => tenant_key(c, t).into_iter().collect(),
+pub fn visible_keys(principal: &Principal, collection: &CollectionMeta) -> Vec<ShardKey> {
+    match &principal.tenant {
+        None => collection.shard_keys.keys().cloned().collect(),
+        Some(t) => tenant_key(collection, t).into_iter().collect(),
     }
 }
 
 /// The shards a request may touch and the condition its points must satisfy, or the error to
 /// answer. A key the caller names outside its tenant is answered as a missing key.
-pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -> Result<Scope> {
-    if !visible(p, c) {
-        return Err(missing_collection(&c.name));
+pub fn scope(
+    principal: &Principal,
+    collection: &CollectionMeta,
+    selector: &KeySelector,
+    need: Need,
+) -> Result<Scope> {
+    if !visible(principal, collection) {
+        return Err(missing_collection(&collection.name));
     }
     if need == Need::Write {
-        check_write(p, c)?;
+        check_write(principal, collection)?;
     }
     let write = need == Need::Write;
     let mut partition_of = None;
-    let targets = match (&p.tenant, c.params.sharding_method) {
-        (None, _) => targets(c, sel, write)?,
+    let targets = match (&principal.tenant, collection.params.sharding_method) {
+        (None, _) => targets(collection, selector, write)?,
         (Some(t), ShardingMethod::Custom) => {
-            let own = tenant_key(c, t).ok_or_else(|| missing_collection(&c.name))?;
+            let own =
+                tenant_key(collection, t).ok_or_else(|| missing_collection(&collection.name))?;
             let only_own = |keys: &[ShardKey]| -> Result<()> {
                 match keys.iter().find(|k| **k != own) {
                     Some(other) => Err(missing_key(other)),
                     None => Ok(()),
                 }
             };
-            match sel {
+            match selector {
                 KeySelector::All => {}
                 KeySelector::Keys(keys) => only_own(keys)?,
                 KeySelector::Fallback { target, fallback } => {
@@ -217,16 +302,19 @@ pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -
                     }
                 }
             }
-            targets(c, &KeySelector::Keys(vec![own]), write)?
+            targets(collection, &KeySelector::Keys(vec![own]), write)?
         }
         (Some(t), ShardingMethod::Auto) => {
-            partition_of = Some(partition(p, c, t).ok_or_else(|| missing_collection(&c.name))?);
-            targets(c, sel, write)?
+            partition_of = Some(
+                partition(principal, collection, t)
+                    .ok_or_else(|| missing_collection(&collection.name))?,
+            );
+            targets(collection, selector, write)?
         }
     };
     Ok(Scope {
-        uid: c.uid,
-        dim: c.params.dim,
+        uid: collection.uid,
+        dim: collection.params.dim,
         targets,
         partition: partition_of,
         tenant: None,
@@ -237,7 +325,6 @@ pub fn scope(p: &Principal, c: &CollectionMeta, sel: &KeySelector, need: Need) -
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use tessera_cluster::meta::*;
 
     use crate::auth::{Access, AccessSpec, AuthMethod, TenantSource};
@@ -306,9 +393,9 @@ pub(crate) mod tests {
         let c = collection(ShardingMethod::Custom, &["a", "b"]);
         let b = tenant("b", AccessSpec::Global(Access::ReadWrite));
         let s = scope(&b, &c, &KeySelector::All, Need::Read).expect("own key");
-        assert_eq!(s.targets, vec![(1, Some(key("b")))]);
+        assert_eq!(s.targets, vec![Target::new(1, Some(key("b")))]);
         let s = scope(&b, &c, &KeySelector::All, Need::Write).expect("write pinned");
-        assert_eq!(s.targets, vec![(1, Some(key("b")))]);
+        assert_eq!(s.targets, vec![Target::new(1, Some(key("b")))]);
         for sel in [
             KeySelector::Keys(vec![key("a")]),
             KeySelector::Keys(vec![key("b"), key("a")]),
@@ -326,7 +413,7 @@ pub(crate) mod tests {
             fallback: key("b"),
         };
         let s = scope(&b, &c, &fb, Need::Write).expect("fallback to own key");
-        assert_eq!(s.targets, vec![(1, Some(key("b")))]);
+        assert_eq!(s.targets, vec![Target::new(1, Some(key("b")))]);
         assert_eq!(visible_keys(&b, &c), vec![key("b")]);
     }
 
@@ -391,6 +478,59 @@ pub(crate) mod tests {
                 value: Value::from(5)
             })
         );
+    }
+
+    #[test]
+    fn a_key_reaches_only_its_shards() {
+        let c = collection(ShardingMethod::Custom, &["a", "b"]);
+        let a = key("a");
+        let t = targets(&c, &KeySelector::Keys(vec![a.clone()]), false).expect("targets");
+        assert_eq!(t, vec![Target::new(0, Some(a.clone()))]);
+        assert!(targets(&c, &KeySelector::All, true).is_err());
+        assert_eq!(targets(&c, &KeySelector::All, false).expect("all").len(), 2);
+        let missing = targets(&c, &KeySelector::Keys(vec![key("zz")]), false);
+        let e = missing.expect_err("missing");
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(e.message, missing_key(&key("zz")).message);
+        let fb = KeySelector::Fallback {
+            target: vec![key("zz")],
+            fallback: a.clone(),
+        };
+        assert_eq!(
+            targets(&c, &fb, true).expect("fallback"),
+            vec![Target::new(0, Some(a))]
+        );
+    }
+
+    #[test]
+    fn targets_of_several_keys_are_sorted_and_unique() {
+        let c = collection(ShardingMethod::Custom, &["a", "b"]);
+        let t = targets(
+            &c,
+            &KeySelector::Keys(vec![key("b"), key("a"), key("b")]),
+            true,
+        )
+        .expect("targets");
+        assert_eq!(
+            t,
+            vec![
+                Target::new(0, Some(key("a"))),
+                Target::new(1, Some(key("b")))
+            ]
+        );
+        let e = targets(&c, &KeySelector::Keys(vec![]), false).expect_err("no key");
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn an_auto_collection_takes_no_key() {
+        let c = collection(ShardingMethod::Auto, &[]);
+        assert_eq!(
+            targets(&c, &KeySelector::All, true).expect("all shards"),
+            vec![Target::new(0, None)]
+        );
+        let e = targets(&c, &KeySelector::Keys(vec![key("a")]), false).expect_err("a key");
+        assert_eq!(e.kind, ErrorKind::BadRequest);
     }
 
     #[test]

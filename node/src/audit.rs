@@ -9,10 +9,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, TrySendError};
 
-use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::access::Scope;
+pub use crate::context::RequestNote;
 
 /// Lines buffered between requests and the writer thread.
 const QUEUE: usize = 16 * 1024;
@@ -97,84 +96,6 @@ impl AuditLog {
                 metrics::counter!("tessera_audit_dropped_total").increment(1);
             }
         }
-    }
-}
-
-/// What the edge and the router learnt about a request: for its audit line, its per-tenant
-/// metrics, and its admission (a request is admitted once, at the edge when its tenant is known
-/// from the token, else by the router once the shard key it names is known).
-#[derive(Default)]
-pub struct RequestNote {
-    inner: Mutex<NoteInner>,
-}
-
-#[derive(Default)]
-struct NoteInner {
-    tenant: Option<String>,
-    shard_keys: Option<String>,
-    denied: bool,
-    admitted: bool,
-    /// Held while the request runs: the tenant's concurrent-search place.
-    permit: Option<crate::quota::ReadPermit>,
-    /// The request body's size (Content-Length), for the write-bytes quota.
-    body_bytes: u64,
-}
-
-impl RequestNote {
-    /// The tenant the request is attributed to and the shard keys it reaches.
-    pub fn set_scope(&self, tenant: Option<&str>, scope: &Scope) {
-        let mut keys: Vec<String> = scope
-            .targets
-            .iter()
-            .filter_map(|(_, k)| k.as_ref().map(|k| k.to_string()))
-            .collect();
-        keys.dedup();
-        let mut g = self.inner.lock();
-        if g.tenant.is_none() {
-            g.tenant = tenant.map(str::to_owned);
-        }
-        if !keys.is_empty() {
-            g.shard_keys = Some(keys.join(","));
-        }
-    }
-
-    /// The request was refused by authorization (outside the caller's scope or rights).
-    pub fn deny(&self) {
-        self.inner.lock().denied = true;
-    }
-
-    /// Marks the request admitted by quotas, keeping its read permit (if any) until it ends.
-    pub fn admit(&self, tenant: &str, permit: Option<crate::quota::ReadPermit>) {
-        let mut g = self.inner.lock();
-        g.admitted = true;
-        g.permit = permit;
-        if g.tenant.is_none() {
-            g.tenant = Some(tenant.to_owned());
-        }
-    }
-
-    pub fn admitted(&self) -> bool {
-        self.inner.lock().admitted
-    }
-
-    pub fn set_body_bytes(&self, n: u64) {
-        self.inner.lock().body_bytes = n;
-    }
-
-    pub fn body_bytes(&self) -> u64 {
-        self.inner.lock().body_bytes
-    }
-
-    pub fn denied(&self) -> bool {
-        self.inner.lock().denied
-    }
-
-    pub fn tenant(&self) -> Option<String> {
-        self.inner.lock().tenant.clone()
-    }
-
-    pub fn shard_keys(&self) -> Option<String> {
-        self.inner.lock().shard_keys.clone()
     }
 }
 

@@ -1,25 +1,38 @@
-//! The node's catalog: proposes metadata changes and makes the shard manager follow them.
+//! The node's catalog: submits metadata changes and makes the shard manager follow them.
 //!
-//! Today the metadata lives in an embedded single-node store; the cluster work puts the same
-//! commands behind Raft. Either way: the proposer decides placement and ids, `apply` is pure, and
-//! the shard manager reacts to what was applied.
+//! The metadata lives in an embedded single-node store, or in a cluster behind Raft. Either way
+//! a change is a [`MetaRequest`] that goes one path, [`Catalog::submit`]: forwarded to the leader
+//! when this node is not it, else serialised, decided against the current state and load
+//! ([`tessera_cluster::request::decide`], pure), proposed, and settled (the replicas it created
+//! are open on their nodes). `apply` is pure, and every node's shard manager follows what was
+//! applied ([`Catalog::follow`], [`Catalog::follow_raft`]).
+//!
+//! Architecture invariants:
+//! - Only the leader proposes; every other node forwards the request and waits until it has
+//!   applied it itself, so a client reads its own change on the node it asked.
+//! - Every node opens and closes its replicas by following the applied log, never by being told.
+//! - The catalog reaches other nodes only through the [`Link`] it is built with; it does not
+//!   import the peer service, the router or the API.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tessera_cluster::meta::MetadataState;
 use tessera_cluster::meta::{
-    Applied, CollectionMeta, CollectionParams, Command, Distance, NodeId, PayloadIndex, ShardKey,
-    ShardingMethod, place,
+    Applied, CollectionMeta, Command, Distance, MetadataState, NodeId, ShardKey,
 };
 use tessera_cluster::metastore::MetaStore;
-use tessera_cluster::raft::{MetaRaft, StateView};
-use tessera_cluster::{Error, Result};
+use tessera_cluster::raft::{MetaEvent, MetaRaft, StateView};
+use tessera_cluster::request::{MetaRequest, decide};
+use tessera_cluster::transport::BoxFuture;
+use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::manager::ShardManager;
 use tessera_shard::store::ShardSpec;
 use tessera_shard::{GraphParams, Metric};
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::config::NodeConfig;
+use crate::peer::membership::learn_addresses;
+use crate::peer::{Link, MetaExecutor};
 
 /// The metadata a node reads and changes: embedded on a single node, Raft-replicated in a
 /// cluster. Either way `apply` is the same pure function and reads never wait for Raft.
@@ -53,17 +66,18 @@ const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Catalog {
     pub config: NodeConfig,
     pub meta: Arc<Meta>,
-    pub shards: ShardManager,
+    pub shards: Arc<ShardManager>,
     /// This node's id in the metadata (1 for a single node).
     pub node_id: NodeId,
     /// Serialises proposals with the shard manager's reaction to them.
     propose_lock: tokio::sync::Mutex<()>,
-    /// The cluster link, to forward changes to the leader and ask peers about replicas.
-    link: std::sync::OnceLock<Arc<crate::cluster::Link>>,
+    /// The cluster link, to forward changes to the leader and ask peers about replicas (None
+    /// on a single node).
+    link: Option<Arc<Link>>,
 }
 
-pub fn metric_of(d: Distance) -> Metric {
-    match d {
+pub fn metric_of(distance: Distance) -> Metric {
+    match distance {
         Distance::Cosine => Metric::Cosine,
         Distance::Dot => Metric::Dot,
         Distance::Euclid => Metric::Euclid,
@@ -77,13 +91,13 @@ impl Catalog {
         let meta = tokio::task::spawn_blocking(move || MetaStore::open(&meta_dir))
             .await
             .map_err(|e| Error::internal(format!("open metadata: {e}")))??;
-        Catalog::with_meta(config, Meta::Local(meta)).await
+        Catalog::with_meta(config, Meta::Local(meta), None).await
     }
 
-    /// A cluster member whose metadata is the Raft group's.
-    pub async fn open_raft(config: NodeConfig, raft: MetaRaft) -> Result<Catalog> {
+    /// A cluster member whose metadata is the Raft group's, reaching peers through `link`.
+    pub async fn open_raft(config: NodeConfig, raft: MetaRaft, link: Arc<Link>) -> Result<Catalog> {
         let view = raft.state();
-        Catalog::with_meta(config, Meta::Raft { raft, view }).await
+        Catalog::with_meta(config, Meta::Raft { raft, view }, Some(link)).await
     }
 
     /// Voters the metadata group grows to (cluster mode).
@@ -95,16 +109,16 @@ impl Catalog {
             .unwrap_or(1)
     }
 
-    pub fn link(&self) -> Option<&Arc<crate::cluster::Link>> {
-        self.link.get()
+    /// The cluster link (None on a single node).
+    pub fn link(&self) -> Option<&Arc<Link>> {
+        self.link.as_ref()
     }
 
-    pub fn set_link(&self, link: Arc<crate::cluster::Link>) {
-        let _ = self.link.set(link);
-    }
-
-    async fn with_meta(config: NodeConfig, meta: Meta) -> Result<Catalog> {
-        let shards = ShardManager::new(&config.data_dir.join("collections"), config.build_threads)?;
+    async fn with_meta(config: NodeConfig, meta: Meta, link: Option<Arc<Link>>) -> Result<Catalog> {
+        let shards = Arc::new(ShardManager::new(
+            &config.data_dir.join("collections"),
+            config.build_threads,
+        )?);
         let node_id = config.node_id;
         let cat = Catalog {
             config,
@@ -112,7 +126,7 @@ impl Catalog {
             shards,
             node_id,
             propose_lock: tokio::sync::Mutex::new(()),
-            link: std::sync::OnceLock::new(),
+            link,
         };
         // open every replica placed on this node
         let started = std::time::Instant::now();
@@ -125,20 +139,55 @@ impl Catalog {
         Ok(cat)
     }
 
-    pub fn spec(&self, c: &CollectionMeta, shard_id: u32, key: Option<ShardKey>) -> ShardSpec {
+    pub fn spec(
+        &self,
+        collection: &CollectionMeta,
+        shard_id: u32,
+        key: Option<ShardKey>,
+    ) -> ShardSpec {
         ShardSpec {
-            collection_uid: c.uid,
+            collection_uid: collection.uid,
             shard_id,
             key,
-            dim: c.params.dim,
-            metric: metric_of(c.params.distance),
+            dim: collection.params.dim,
+            metric: metric_of(collection.params.distance),
             graph: GraphParams {
-                m: c.params.hnsw.m,
-                ef_construct: c.params.hnsw.ef_construct,
+                m: collection.params.hnsw.m,
+                ef_construct: collection.params.hnsw.ef_construct,
             },
             indexing_threshold: self.config.indexing_threshold,
-            full_scan_threshold: c.params.hnsw.full_scan_threshold,
+            full_scan_threshold: collection.params.hnsw.full_scan_threshold,
         }
+    }
+
+    /// Makes a metadata change: forwarded to the leader if this node is not it, else decided,
+    /// proposed and settled here. Answers the index this node has applied (at least the
+    /// change's), so a read on this node sees it.
+    pub async fn submit(&self, request: MetaRequest) -> Result<u64> {
+        if let Some(forwarded) = self.forward(&request).await {
+            forwarded?;
+            return Ok(self.meta.read().applied);
+        }
+        let _serialised = self.propose_lock.lock().await;
+        let load = self.load();
+        let applied = self
+            .propose(move |state, uid| decide(state, &load, uid, request))
+            .await?;
+        self.settle(applied).await?;
+        Ok(self.meta.read().applied)
+    }
+
+    /// Runs a metadata change forwarded by another node (this node is the leader, or says why
+    /// not): the same path as a change made over this node's API. Answers the applied index.
+    pub async fn execute(&self, request: MetaRequest) -> Result<u64> {
+        if let Some(raft) = self.meta.raft()
+            && raft.leader().map(|(id, _)| id) != Some(self.node_id)
+        {
+            return Err(Error::unavailable(
+                "this node is no longer the metadata leader; retry",
+            ));
+        }
+        self.submit(request).await
     }
 
     /// Proposes the command `make` builds from the current state and a fresh unique id: on a
@@ -146,9 +195,7 @@ impl Catalog {
     /// changes are forwarded to it first, see [`Catalog::forward`]).
     async fn propose(
         &self,
-        make: impl FnOnce(&tessera_cluster::meta::MetadataState, u64) -> Result<Command>
-        + Send
-        + 'static,
+        make: impl FnOnce(&MetadataState, u64) -> Result<Command> + Send + 'static,
     ) -> Result<Applied> {
         match &*self.meta {
             Meta::Local(_) => {
@@ -176,10 +223,10 @@ impl Catalog {
 
     /// In a cluster, on a node that is not the leader: sends the change to the leader, waits
     /// until this node has applied it, and answers for it. `None`: this node decides.
-    async fn forward(&self, op: crate::cluster::MetaOp) -> Option<Result<()>> {
+    async fn forward(&self, request: &MetaRequest) -> Option<Result<()>> {
         let raft = self.meta.raft()?;
-        let Some(link) = self.link.get() else {
-            return Some(Err(Error::unavailable("the cluster link is not ready")));
+        let Some(link) = self.link.as_ref() else {
+            return Some(Err(Error::internal("a cluster member without a link")));
         };
         // a leader that is down is being replaced: wait (bounded) for the next one and send
         // the change there
@@ -191,9 +238,9 @@ impl Catalog {
                 _ => None,
             };
             if let Some(leader) = leader {
-                match link.forward_meta(leader, op.clone()).await {
+                match link.forward_meta(leader, request.clone()).await {
                     Ok(index) => return Some(raft.wait_applied(index, REPLICAS_READY).await),
-                    Err(e) if e.kind == tessera_cluster::ErrorKind::Unavailable => {
+                    Err(e) if e.kind == ErrorKind::Unavailable => {
                         tracing::debug!(leader, error = %e, "forward failed; looking for the leader");
                     }
                     Err(e) => return Some(Err(e)),
@@ -218,7 +265,9 @@ impl Catalog {
                 let (uid, shards) = match &applied {
                     Applied::CollectionCreated { uid } => (*uid, None),
                     Applied::ShardsCreated { uid, shards } => (*uid, Some(shards.clone())),
-                    _ => return Ok(()),
+                    Applied::CollectionDeleted { .. }
+                    | Applied::ShardsDeleted { .. }
+                    | Applied::Nothing => return Ok(()),
                 };
                 let placed: Vec<(NodeId, u32)> = {
                     let st = self.meta.read();
@@ -237,7 +286,7 @@ impl Catalog {
                         let open = if node == self.node_id {
                             self.shards.contains((uid, shard))
                         } else {
-                            match self.link.get() {
+                            match &self.link {
                                 Some(link) => link.has_replica(node, uid, shard).await,
                                 None => false,
                             }
@@ -299,7 +348,7 @@ impl Catalog {
             }
         }
         // new replicas go to reachable nodes only
-        if let Some(link) = self.link.get() {
+        if let Some(link) = &self.link {
             load.retain(|id, _| *id == self.node_id || link.check_up(*id).is_ok());
         }
         load
@@ -341,260 +390,49 @@ impl Catalog {
         }
         Ok(())
     }
+}
 
-    pub async fn create_collection(&self, name: String, params: CollectionParams) -> Result<()> {
-        if let Some(r) = self
-            .forward(crate::cluster::MetaOp::CreateCollection {
-                name: name.clone(),
-                params: params.clone(),
-            })
-            .await
-        {
-            return r;
+impl Catalog {
+    /// Follows the Raft log on every node: opens and closes this node's replicas for every
+    /// applied command, and keeps the link's address book current with the membership. After a
+    /// snapshot (or a lag) the whole state is followed again. Runs until Raft stops.
+    pub async fn follow_raft(self: Arc<Self>) {
+        let Some(raft) = self.meta.raft().cloned() else {
+            return;
+        };
+        let mut events = raft.subscribe();
+        if let Err(e) = self.open_placed().await {
+            tracing::error!(error = %e, "opening this node's replicas failed");
         }
-        let _g = self.propose_lock.lock().await;
-        let load = self.load();
-        let applied = self
-            .propose(move |_, index| {
-                let shards = match params.sharding_method {
-                    ShardingMethod::Auto => place(
-                        &load,
-                        0,
-                        params.shard_number,
-                        params.replication_factor.min(load.len() as u32),
-                    )?,
-                    ShardingMethod::Custom => Vec::new(),
-                };
-                Ok(Command::CreateCollection {
-                    name,
-                    uid: index,
-                    params,
-                    shards,
-                })
-            })
-            .await?;
-        self.settle(applied).await
-    }
-
-    pub async fn delete_collection(&self, name: String) -> Result<()> {
-        if let Some(r) = self
-            .forward(crate::cluster::MetaOp::DeleteCollection { name: name.clone() })
-            .await
-        {
-            return r;
-        }
-        let _g = self.propose_lock.lock().await;
-        let applied = self
-            .propose(move |_, _| Ok(Command::DeleteCollection { name }))
-            .await?;
-        self.settle(applied).await
-    }
-
-    pub async fn create_shard_key(
-        &self,
-        collection: String,
-        key: ShardKey,
-        shards_number: Option<u32>,
-        replication_factor: Option<u32>,
-        placement: Option<Vec<NodeId>>,
-    ) -> Result<()> {
-        if let Some(r) = self
-            .forward(crate::cluster::MetaOp::CreateShardKey {
-                collection: collection.clone(),
-                key: key.clone(),
-                shards_number,
-                replication_factor,
-                placement: placement.clone(),
-            })
-            .await
-        {
-            return r;
-        }
-        let _g = self.propose_lock.lock().await;
-        let mut load = self.load();
-        if let Some(p) = &placement {
-            if p.is_empty() {
-                return Err(Error::bad_request("placement must name at least one peer"));
-            }
-            if let Some(unknown) = p.iter().find(|n| !load.contains_key(n)) {
-                return Err(Error::bad_request(format!(
-                    "placement names unknown peer {unknown}"
-                )));
-            }
-            load.retain(|n, _| p.contains(n));
-        }
-        let applied = self
-            .propose(move |st, _| {
-                let c = st.collection(&collection)?;
-                let n = shards_number.unwrap_or(c.params.shard_number);
-                if n == 0 || n > tessera_cluster::meta::MAX_SHARDS_PER_KEY {
-                    return Err(Error::bad_request(format!(
-                        "shards_number must be between 1 and {}",
-                        tessera_cluster::meta::MAX_SHARDS_PER_KEY
-                    )));
+        loop {
+            match events.recv().await {
+                Ok(MetaEvent::Applied {
+                    result: Ok(applied),
+                    ..
+                }) => {
+                    if let Err(e) = self.follow(applied).await {
+                        tracing::error!(error = %e, "following an applied change failed");
+                    }
                 }
-                let rf = replication_factor.unwrap_or(c.params.replication_factor);
-                if rf == 0 {
-                    return Err(Error::bad_request("replication_factor must be at least 1"));
+                Ok(MetaEvent::Applied { result: Err(_), .. }) => {}
+                Ok(MetaEvent::Membership { membership, .. }) => {
+                    if let Some(link) = &self.link {
+                        learn_addresses(link, membership.nodes());
+                    }
                 }
-                let shards = place(&load, c.next_shard_id, n, rf)?;
-                Ok(Command::CreateShardKey {
-                    collection,
-                    key,
-                    shards,
-                })
-            })
-            .await?;
-        self.settle(applied).await
-    }
-
-    pub async fn delete_shard_key(&self, collection: String, key: ShardKey) -> Result<()> {
-        if let Some(r) = self
-            .forward(crate::cluster::MetaOp::DeleteShardKey {
-                collection: collection.clone(),
-                key: key.clone(),
-            })
-            .await
-        {
-            return r;
-        }
-        let _g = self.propose_lock.lock().await;
-        let applied = self
-            .propose(move |_, _| Ok(Command::DeleteShardKey { collection, key }))
-            .await?;
-        self.settle(applied).await
-    }
-
-    pub async fn create_payload_index(
-        &self,
-        collection: String,
-        field: String,
-        index: PayloadIndex,
-    ) -> Result<u64> {
-        if let Some(r) = self
-            .forward(crate::cluster::MetaOp::CreatePayloadIndex {
-                collection: collection.clone(),
-                field: field.clone(),
-                index: index.clone(),
-            })
-            .await
-        {
-            return r.map(|()| self.meta.read().applied);
-        }
-        let _g = self.propose_lock.lock().await;
-        self.propose(move |_, _| {
-            Ok(Command::CreatePayloadIndex {
-                collection,
-                field,
-                index,
-            })
-        })
-        .await?;
-        Ok(self.meta.read().applied)
-    }
-
-    pub async fn delete_payload_index(&self, collection: String, field: String) -> Result<u64> {
-        if let Some(r) = self
-            .forward(crate::cluster::MetaOp::DeletePayloadIndex {
-                collection: collection.clone(),
-                field: field.clone(),
-            })
-            .await
-        {
-            return r.map(|()| self.meta.read().applied);
-        }
-        let _g = self.propose_lock.lock().await;
-        self.propose(move |_, _| Ok(Command::DeletePayloadIndex { collection, field }))
-            .await?;
-        Ok(self.meta.read().applied)
-    }
-
-    /// Suspends a tenant (every request attributed to it is refused with 403) or resumes it.
-    pub async fn set_tenant_suspended(&self, tenant: String, suspended: bool) -> Result<()> {
-        if let Some(r) = self
-            .forward(crate::cluster::MetaOp::SetTenantSuspended {
-                tenant: tenant.clone(),
-                suspended,
-            })
-            .await
-        {
-            return r;
-        }
-        let _g = self.propose_lock.lock().await;
-        self.propose(move |_, _| Ok(Command::SetTenantSuspended { tenant, suspended }))
-            .await?;
-        Ok(())
-    }
-
-    /// Sets a tenant's quota, or returns it to the defaults (None).
-    pub async fn set_tenant_quota(
-        &self,
-        tenant: String,
-        quota: Option<tessera_cluster::quota::Quota>,
-    ) -> Result<()> {
-        if let Some(r) = self
-            .forward(crate::cluster::MetaOp::SetTenantQuota {
-                tenant: tenant.clone(),
-                quota: quota.clone(),
-            })
-            .await
-        {
-            return r;
-        }
-        let _g = self.propose_lock.lock().await;
-        self.propose(move |_, _| Ok(Command::SetTenantQuota { tenant, quota }))
-            .await?;
-        Ok(())
-    }
-
-    /// Runs a metadata change forwarded by another node (this node is the leader, or says why
-    /// not): the same path as a change made over this node's API. Answers the applied index.
-    pub async fn execute(&self, op: crate::cluster::MetaOp) -> Result<u64> {
-        use crate::cluster::MetaOp as Op;
-        if let Some(raft) = self.meta.raft()
-            && raft.leader().map(|(id, _)| id) != Some(self.node_id)
-        {
-            return Err(Error::unavailable(
-                "this node is no longer the metadata leader; retry",
-            ));
-        }
-        match op {
-            Op::CreateCollection { name, params } => self.create_collection(name, params).await?,
-            Op::DeleteCollection { name } => self.delete_collection(name).await?,
-            Op::CreateShardKey {
-                collection,
-                key,
-                shards_number,
-                replication_factor,
-                placement,
-            } => {
-                self.create_shard_key(
-                    collection,
-                    key,
-                    shards_number,
-                    replication_factor,
-                    placement,
-                )
-                .await?
+                Ok(MetaEvent::SnapshotInstalled { .. }) | Err(RecvError::Lagged(_)) => {
+                    if let Err(e) = self.open_placed().await {
+                        tracing::error!(error = %e, "re-following the metadata failed");
+                    }
+                }
+                Err(RecvError::Closed) => return,
             }
-            Op::DeleteShardKey { collection, key } => {
-                self.delete_shard_key(collection, key).await?
-            }
-            Op::CreatePayloadIndex {
-                collection,
-                field,
-                index,
-            } => {
-                self.create_payload_index(collection, field, index).await?;
-            }
-            Op::DeletePayloadIndex { collection, field } => {
-                self.delete_payload_index(collection, field).await?;
-            }
-            Op::SetTenantSuspended { tenant, suspended } => {
-                self.set_tenant_suspended(tenant, suspended).await?
-            }
-            Op::SetTenantQuota { tenant, quota } => self.set_tenant_quota(tenant, quota).await?,
         }
-        Ok(self.meta.read().applied)
+    }
+}
+
+impl MetaExecutor for Catalog {
+    fn execute(&self, request: MetaRequest) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(Catalog::execute(self, request))
     }
 }

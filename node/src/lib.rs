@@ -1,6 +1,18 @@
 //! The tessera node: HTTP API, router, catalog (metadata + shard manager), configuration.
 //!
-//! `main.rs` is thin: it parses the CLI and calls [`start`]; harnesses start nodes the same way.
+//! `main.rs` is thin: it parses the CLI and calls [`start`]; process harnesses start nodes the
+//! same way, in-process harnesses through [`start_with`] and a transport of their own.
+//!
+//! Modules depend one way, each only on those before it (config and auth are below them all):
+//! ```text
+//! context -> access -> quota -> shard_rpc -> peer -> catalog -> router -> api
+//! ```
+//! (`audit` uses `context`; `revocation` uses the router.) This file is on top: it builds the
+//! parts in that order and wires them together.
+//!
+//! Architecture invariant: no part is bound late through a shared cell. The transport is bound
+//! first and serves only once Raft, the catalog and the router exist
+//! ([`tessera_cluster::transport::Transport::serve`]).
 
 pub mod access;
 pub mod api;
@@ -8,14 +20,15 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cert_cli;
-pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod http_server;
 pub mod identity;
+pub mod peer;
 pub mod quota;
-pub mod remote;
 pub mod revocation;
 pub mod router;
+pub mod shard_rpc;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,12 +36,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tessera_cluster::raft::{MetaNode, MetaRaft, RaftSettings};
+use tessera_cluster::transport::Transport;
+use tessera_cluster::transport::certs::NodeTls;
+use tessera_cluster::transport::quic::{QuicConfig, QuicTransport};
 
 use crate::api::AppState;
 use crate::audit::{AuditLog, AuditTarget};
 use crate::auth::Authenticator;
 use crate::catalog::Catalog;
-use crate::config::NodeConfig;
+use crate::config::{ClusterConfig, NodeConfig};
+use crate::peer::{Link, PeerService};
 use crate::quota::Quotas;
 use crate::revocation::Revocations;
 use crate::router::Router;
@@ -66,36 +84,125 @@ pub fn metrics_recorder() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Opens the node's data, binds its HTTP listener and serves until `shutdown` completes.
+/// Opens the node's data, binds its HTTP listener and serves until `shutdown` completes. A
+/// cluster member (`config.cluster`) talks to its peers over QUIC with mutual TLS.
 pub async fn start(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
+    let config = settle(config)?;
+    let transport = match &config.cluster {
+        Some(cluster) => Some(bind_quic(config.node_id, cluster)?),
+        None => None,
+    };
+    run(config, transport, shutdown).await
+}
+
+/// Starts a cluster member that talks to its peers through `transport` (bound, not serving yet:
+/// the node serves it once its parts exist), e.g. the in-memory hub of an in-process cluster.
+/// `config.cluster` says whether it bootstraps or joins; its `p2p_addr` and `tls_dir` are not
+/// used, the transport has its own address.
+pub async fn start_with(
+    config: NodeConfig,
+    transport: Arc<dyn Transport>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    anyhow::ensure!(
+        config.cluster.is_some(),
+        "start_with needs cluster settings (bootstrap or join)"
+    );
+    run(settle(config)?, Some(transport), shutdown).await
+}
+
+/// Creates the data dir and settles the node's id against it, before anything uses the id.
+fn settle(mut config: NodeConfig) -> anyhow::Result<NodeConfig> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-    let mut config = config;
     config.node_id = identity::settle_node_id(&config.data_dir, config.requested_node_id)?;
+    Ok(config)
+}
+
+/// Binds the QUIC endpoint of a cluster member (not serving yet).
+fn bind_quic(node_id: u64, cluster: &ClusterConfig) -> anyhow::Result<Arc<dyn Transport>> {
+    let tls = NodeTls::load_dir(&cluster.tls_dir)
+        .map_err(|e| anyhow::anyhow!("load tls dir {}: {e}", cluster.tls_dir.display()))?;
+    let mut quic = QuicConfig::new(cluster.p2p_addr);
+    quic.node_id = Some(node_id);
+    let transport = QuicTransport::bind(quic, &tls, None)
+        .map_err(|e| anyhow::anyhow!("bind p2p {}: {e}", cluster.p2p_addr))?;
+    Ok(Arc::new(transport))
+}
+
+/// The parts of a cluster member that exist before the catalog: Raft on the transport, and the
+/// link to peers.
+struct Member {
+    raft: MetaRaft,
+    link: Arc<Link>,
+    transport: Arc<dyn Transport>,
+    config: ClusterConfig,
+}
+
+/// Starts the Raft member on `transport` (bootstrapping a new cluster if asked) and the link.
+async fn start_member(
+    config: &NodeConfig,
+    cluster: &ClusterConfig,
+    transport: Arc<dyn Transport>,
+    http_addr: SocketAddr,
+) -> anyhow::Result<Member> {
+    let p2p_addr = transport
+        .local_addr()
+        .map_err(|e| anyhow::anyhow!("p2p address: {e}"))?;
+    let me = MetaNode::new(p2p_addr.to_string(), http_addr.to_string());
+    let raft = MetaRaft::start(
+        config.node_id,
+        me,
+        &config.data_dir,
+        transport.clone(),
+        RaftSettings::default(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("start metadata raft: {e}"))?;
+    let link = Arc::new(Link::new(transport.clone(), Some(raft.clone())));
+    peer::membership::learn_addresses(&link, &raft.metrics().nodes);
+    if cluster.bootstrap {
+        raft.initialize_single()
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+    }
+    Ok(Member {
+        raft,
+        link,
+        transport,
+        config: cluster.clone(),
+    })
+}
+
+async fn run(
+    config: NodeConfig,
+    transport: Option<Arc<dyn Transport>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("bind http {}", config.http_addr))?;
     let http_addr = listener.local_addr()?;
-    let cluster = match &config.cluster {
-        Some(cc) => Some(
-            cluster::ClusterNode::start(config.node_id, cc, http_addr, &config.data_dir).await?,
-        ),
-        None => None,
+    let member = match (&config.cluster, transport) {
+        (Some(cluster), Some(transport)) => {
+            Some(start_member(&config, cluster, transport, http_addr).await?)
+        }
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            anyhow::bail!("a transport goes with cluster settings, and only with them")
+        }
     };
-    let catalog = Arc::new(match &cluster {
-        Some(c) => Catalog::open_raft(config.clone(), c.raft.clone())
+    let catalog = Arc::new(match &member {
+        Some(m) => Catalog::open_raft(config.clone(), m.raft.clone(), m.link.clone())
             .await
             .map_err(|e| anyhow::anyhow!("open catalog: {e}"))?,
         None => Catalog::open(config.clone())
             .await
             .map_err(|e| anyhow::anyhow!("open catalog: {e}"))?,
     });
-    if let Some(c) = &cluster {
-        catalog.set_link(c.link.clone());
-    }
     let auth = Arc::new(
         Authenticator::new(config.auth.clone())
             .map_err(|e| anyhow::anyhow!("authentication settings: {e}"))?,
@@ -120,13 +227,13 @@ pub async fn start(
         Router::start(
             catalog.clone(),
             quotas.clone(),
-            cluster.as_ref().map(|c| c.link.clone()),
+            member.as_ref().map(|m| m.link.clone()),
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    if let Some(c) = &cluster {
-        c.serve(catalog.clone(), quotas);
+    if let Some(m) = &member {
+        serve_peers(m, &catalog, &quotas)?;
     }
     let app = api::http(AppState {
         catalog: catalog.clone(),
@@ -136,7 +243,7 @@ pub async fn start(
         audit,
         revocations: Arc::new(Revocations::default()),
     });
-    tracing::info!(node = config.node_id, cluster = cluster.is_some(), %http_addr, data_dir = %config.data_dir.display(), "tessera serving");
+    tracing::info!(node = config.node_id, cluster = member.is_some(), %http_addr, data_dir = %config.data_dir.display(), "tessera serving");
     let limits = http_server::HttpLimits {
         header_timeout: std::time::Duration::from_millis(config.http_header_timeout_ms),
         body_timeout: std::time::Duration::from_millis(config.http_body_timeout_ms),
@@ -147,17 +254,41 @@ pub async fn start(
             .await
             .context("http server")?;
         router.stop();
-        if let Some(c) = &cluster {
-            if let Err(e) = c.raft.shutdown().await {
+        if let Some(m) = &member {
+            if let Err(e) = m.raft.shutdown().await {
                 tracing::warn!(error = %e, "metadata raft shutdown");
             }
-            c.link.transport.shutdown().await;
+            m.transport.shutdown().await;
         }
         catalog.shards.shutdown().await;
         tracing::info!("tessera stopped");
         Ok(())
     });
     Ok(Running { http_addr, serve })
+}
+
+/// Serves peers' calls on the member's transport, follows the Raft log with the catalog, pings
+/// peers, and joins the cluster if asked: the last step of a member's start.
+fn serve_peers(
+    member: &Member,
+    catalog: &Arc<Catalog>,
+    quotas: &Arc<Quotas>,
+) -> anyhow::Result<()> {
+    let service = Arc::new(PeerService {
+        raft: member.raft.clone(),
+        link: member.link.clone(),
+        shards: catalog.shards.clone(),
+        quotas: quotas.clone(),
+        meta: catalog.clone(),
+        max_voters: member.config.max_voters,
+    });
+    member
+        .transport
+        .serve(service.handler())
+        .map_err(|e| anyhow::anyhow!("serve p2p: {e}"))?;
+    tokio::spawn(catalog.clone().follow_raft());
+    peer::membership::spawn_background(&member.raft, &member.link, &member.config);
+    Ok(())
 }
 
 /// How often the JWKS file's modification time is checked.

@@ -7,6 +7,13 @@
 //!
 //! [`Api`] is the HTTP side: JSON requests answering `(status, body)`, cheap to clone and `Send`,
 //! so a writer thread can keep its own while the test kills and restarts the process.
+//!
+//! [`TestCluster`] is the in-process counterpart: N nodes in this process over the in-memory
+//! transport with faults, driven through the same [`Api`].
+
+pub mod cluster;
+
+pub use cluster::TestCluster;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -1,16 +1,16 @@
 //! Raft-replicated metadata (openraft 0.9, `storage-v2`).
 //!
 //! The metadata state machine ([`crate::meta::MetadataState`]) sits behind Raft: every node keeps
-//! the same state by applying the same committed log. This module is transport-agnostic: Raft
-//! RPCs leave through a [`RaftTransport`] (QUIC in production, [`MemRouter`] in tests) and arrive
-//! through [`handle_rpc`] / [`MetaRaft::handle_rpc_bytes`].
+//! the same state by applying the same committed log. Raft RPCs ride the node's one
+//! [`crate::transport::Transport`] as `Service::Raft` (QUIC in production, the in-memory hub with
+//! faults in tests) and arrive through [`handle_rpc`] / [`MetaRaft::handle_rpc_bytes`].
 //!
 //! ```text
 //! MetaRaft (facade: start, initialize, add_learner, change_membership, propose, state, metrics)
 //!   openraft::Raft<TypeConfig>
 //!     LogStore      <data>/raft/log        journal of entries, votes, truncations, purges (fsynced)
 //!     StateMachine  <data>/raft/snapshot   MetadataState + last applied log id + membership
-//!     Network       RaftTransport          RaftRpc / RaftReply, serde enums (bincode via codec)
+//!     Network       dyn Transport          RaftRpc / RaftReply, serde enums (bincode via codec)
 //! ```
 //!
 //! Architecture invariant: nothing here matches on [`Command`]'s variants; commands are applied
@@ -25,7 +25,6 @@ use crate::error::Result;
 use crate::meta::{Applied, Command};
 
 mod log_store;
-mod mem_transport;
 mod network;
 mod node;
 mod state_machine;
@@ -33,10 +32,9 @@ mod state_machine;
 mod tests;
 
 pub use log_store::{LogReader, LogStore};
-pub use mem_transport::MemRouter;
 pub use network::{
-    BoxFuture, ByteTransport, NetError, Network, NetworkFactory, OverBytes, RaftReply, RaftRpc,
-    RaftTransport, decode_reply, decode_rpc, encode_reply, encode_rpc, handle_rpc,
+    BoxFuture, NetError, Network, NetworkFactory, RAFT_CALL_DEADLINE, RaftReply, RaftRpc,
+    decode_reply, decode_rpc, encode_reply, encode_rpc, handle_rpc,
 };
 pub use node::{MetaMetrics, MetaRaft, MetaRaftError, RaftSettings, Role};
 pub use state_machine::{MetaEvent, StateMachine, StateView};
@@ -74,9 +72,9 @@ impl fmt::Display for MetaNode {
 /// The application data of a Raft entry: one metadata command. A newtype so that it can
 /// implement `Display` (openraft logs entries) without touching [`Command`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetaRequest(pub Command);
+pub struct LogCommand(pub Command);
 
-impl fmt::Display for MetaRequest {
+impl fmt::Display for LogCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Debug of a command is bounded by the command's own limits (names, shard counts)
         write!(f, "{:?}", self.0)
@@ -99,7 +97,7 @@ pub struct MetaResponse {
 openraft::declare_raft_types!(
     /// openraft's type configuration for the metadata group.
     pub TypeConfig:
-        D = MetaRequest,
+        D = LogCommand,
         R = MetaResponse,
         NodeId = NodeId,
         Node = MetaNode,

@@ -1,13 +1,20 @@
-//! Raft RPCs over any transport: the [`RaftTransport`] trait, the wire enums [`RaftRpc`] and
-//! [`RaftReply`], openraft's network traits on top of them, and the server-side [`handle_rpc`].
+//! Raft RPCs over the node's [`Transport`] (`Service::Raft`, the same transport as shard and admin
+//! calls): the wire enums [`RaftRpc`] and [`RaftReply`], openraft's network traits on top of them,
+//! and the server-side [`handle_rpc`].
 //!
-//! The enums derive serde so they can travel as bytes ([`encode_rpc`] / [`decode_reply`] use our
-//! versioned, size-limited codec). Deadlines are openraft's: it drops the call's future when the
-//! RPC's time is up, so a transport only needs its own connect/IO limits.
+//! The enums derive serde so they travel as bytes ([`encode_rpc`] / [`decode_reply`] use our
+//! versioned, size-limited codec). openraft drops the call's future when the RPC's time is up;
+//! every call also carries the transport's own deadline ([`RAFT_CALL_DEADLINE`]).
+//!
+//! A peer is called by node id. Its address comes from the membership openraft hands us
+//! ([`MetaNode::p2p_addr`]) and is written into the transport's address book before the call,
+//! so a member back on new addresses is reached there at once.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -22,10 +29,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{MetaNode, NodeId, Raft, TypeConfig};
 use crate::codec;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
+use crate::transport::{Service, Transport};
 
-/// A boxed, sendable future (keeps [`RaftTransport`] dyn-compatible).
+/// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Deadline of one Raft RPC on the transport.
+pub const RAFT_CALL_DEADLINE: Duration = Duration::from_secs(3);
 
 /// A Raft request from one node to another.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,59 +78,6 @@ pub enum NetError {
     Failed(String),
 }
 
-/// How Raft RPCs leave this node. One method, dyn-compatible, so the node can plug in QUIC and
-/// tests an in-memory hub ([`super::MemRouter`]).
-pub trait RaftTransport: Send + Sync + 'static {
-    /// Sends `rpc` to node `target` (reachable at `node`) and returns its reply. The receiver
-    /// passes it to [`handle_rpc`] (or [`super::MetaRaft::handle_rpc_bytes`]).
-    fn send(
-        &self,
-        target: NodeId,
-        node: &MetaNode,
-        rpc: RaftRpc,
-    ) -> BoxFuture<'static, Result<RaftReply, NetError>>;
-}
-
-/// A transport that carries opaque request bytes to a peer and brings back its reply bytes (a
-/// QUIC stream, say). [`OverBytes`] turns it into a [`RaftTransport`]; the receiving side hands
-/// the bytes to [`super::MetaRaft::handle_rpc_bytes`].
-pub trait ByteTransport: Send + Sync + 'static {
-    /// Sends `request` to node `target` and returns the reply bytes.
-    fn call(
-        &self,
-        target: NodeId,
-        node: &MetaNode,
-        request: Vec<u8>,
-    ) -> BoxFuture<'static, Result<Vec<u8>, NetError>>;
-}
-
-/// A [`RaftTransport`] over a [`ByteTransport`]: encodes each [`RaftRpc`] with [`encode_rpc`] and
-/// decodes the reply with [`decode_reply`].
-pub struct OverBytes<T>(pub T);
-
-impl<T: ByteTransport> RaftTransport for OverBytes<T> {
-    fn send(
-        &self,
-        target: NodeId,
-        node: &MetaNode,
-        rpc: RaftRpc,
-    ) -> BoxFuture<'static, Result<RaftReply, NetError>> {
-        let request = match encode_rpc(&rpc) {
-            Ok(b) => b,
-            Err(e) => {
-                let e = NetError::Failed(format!("encode {}: {e}", rpc.kind()));
-                return Box::pin(async move { Err(e) });
-            }
-        };
-        let call = self.0.call(target, node, request);
-        Box::pin(async move {
-            let reply = call.await?;
-            decode_reply(&reply)
-                .map_err(|e| NetError::Failed(format!("reply from node {target}: {e}")))
-        })
-    }
-}
-
 /// Serves one incoming Raft RPC on this node's Raft.
 pub async fn handle_rpc(raft: &Raft, rpc: RaftRpc) -> RaftReply {
     match rpc {
@@ -151,22 +109,22 @@ pub fn decode_reply(bytes: &[u8]) -> Result<RaftReply> {
     codec::decode(bytes)
 }
 
-/// openraft's network factory over a [`RaftTransport`].
+/// openraft's network factory over the node's [`Transport`].
 #[derive(Clone)]
 pub struct NetworkFactory {
-    transport: Arc<dyn RaftTransport>,
+    transport: Arc<dyn Transport>,
 }
 
 impl NetworkFactory {
     /// A factory whose connections all go through `transport`.
-    pub fn new(transport: Arc<dyn RaftTransport>) -> NetworkFactory {
+    pub fn new(transport: Arc<dyn Transport>) -> NetworkFactory {
         NetworkFactory { transport }
     }
 }
 
 /// openraft's connection to one peer: the transport plus the peer's id and addresses.
 pub struct Network {
-    transport: Arc<dyn RaftTransport>,
+    transport: Arc<dyn Transport>,
     target: NodeId,
     node: MetaNode,
 }
@@ -223,7 +181,44 @@ fn remote_err<E: std::error::Error>(
 
 impl Network {
     async fn call(&self, rpc: RaftRpc) -> Result<RaftReply, NetError> {
-        self.transport.send(self.target, &self.node, rpc).await
+        let request = encode_rpc(&rpc)
+            .map_err(|e| NetError::Failed(format!("encode {}: {e}", rpc.kind())))?;
+        self.learn_address();
+        let reply = self
+            .transport
+            .call(self.target, Service::Raft, request, RAFT_CALL_DEADLINE)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::Unavailable | ErrorKind::Timeout => NetError::Unreachable(e.message),
+                ErrorKind::BadRequest
+                | ErrorKind::Unauthenticated
+                | ErrorKind::Forbidden
+                | ErrorKind::NotFound
+                | ErrorKind::AlreadyExists
+                | ErrorKind::Conflict
+                | ErrorKind::TooManyRequests { .. }
+                | ErrorKind::PayloadTooLarge
+                | ErrorKind::InsufficientStorage
+                | ErrorKind::Internal => NetError::Failed(e.message),
+            })?;
+        decode_reply(&reply)
+            .map_err(|e| NetError::Failed(format!("reply from node {}: {e}", self.target)))
+    }
+
+    /// Writes the membership's address of the peer into the transport's address book when it
+    /// is new or changed (an address that is not `host:port` of an IP is left to the book).
+    fn learn_address(&self) {
+        let Ok(addr) = self.node.p2p_addr.parse::<SocketAddr>() else {
+            return;
+        };
+        let known = self
+            .transport
+            .peers()
+            .into_iter()
+            .any(|(id, at)| id == self.target && at == addr);
+        if !known {
+            self.transport.set_peer(self.target, addr);
+        }
     }
 }
 

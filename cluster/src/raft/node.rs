@@ -19,11 +19,12 @@ use openraft::{ServerState, SnapshotPolicy};
 use tokio::sync::broadcast;
 
 use super::log_store::LogStore;
-use super::network::{NetworkFactory, RaftReply, RaftRpc, RaftTransport, decode_rpc, encode_reply};
+use super::network::{NetworkFactory, RaftReply, RaftRpc, decode_rpc, encode_reply};
 use super::state_machine::{MetaEvent, StateMachine, StateView};
-use super::{MetaNode, MetaRequest, NodeId, Raft};
+use super::{LogCommand, MetaNode, NodeId, Raft};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Applied, Command};
+use crate::transport::Transport;
 
 /// Timing and retention of the metadata group. The defaults elect a new leader well under 2 s
 /// after the old one is lost (election timeout 300–600 ms, heartbeat 100 ms).
@@ -233,7 +234,7 @@ impl MetaRaft {
         id: NodeId,
         node: MetaNode,
         data_dir: &Path,
-        transport: Arc<dyn RaftTransport>,
+        transport: Arc<dyn Transport>,
         settings: RaftSettings,
     ) -> Result<MetaRaft> {
         let config = Arc::new(settings.openraft_config()?);
@@ -400,7 +401,7 @@ impl MetaRaft {
                 let resp = self
                     .inner
                     .raft
-                    .client_write(MetaRequest(command))
+                    .client_write(LogCommand(command))
                     .await
                     .map_err(write_err)?;
                 match resp.data.outcome {

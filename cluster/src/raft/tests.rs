@@ -1,9 +1,11 @@
 //! Tests of the metadata Raft group: the storage against openraft's conformance suite, the log
-//! journal on its own, and in-process clusters of three nodes over the in-memory transport.
+//! journal on its own, and in-process clusters of three nodes over the in-memory transport
+//! ([`MemoryHub`]) with faults ([`FaultyTransport`]), the same `Service::Raft` path as over QUIC.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
@@ -16,6 +18,9 @@ use crate::meta::{
     Applied, CollectionParams, Command, Distance, HnswParams, MetadataState, ShardKey,
     ShardingMethod, place,
 };
+use crate::transport::faults::{Faults, FaultyTransport};
+use crate::transport::memory::MemoryHub;
+use crate::transport::{PeerInfo, Service, Transport, handler_fn};
 
 /// Runs a test body under a deadline, so a hung election fails the test instead of the CI job.
 async fn bounded<F: Future<Output = ()>>(secs: u64, body: F) {
@@ -73,7 +78,7 @@ fn blank(term: u64, index: u64) -> Entry {
 fn command_entry(term: u64, index: u64, name: &str) -> Entry {
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(MetaRequest(create_collection(name, index))),
+        payload: EntryPayload::Normal(LogCommand(create_collection(name, index))),
     }
 }
 
@@ -117,7 +122,7 @@ async fn log_journal_survives_reopen_truncate_purge_and_torn_tail() {
         let entries = log.try_get_log_entries(2..3).await.expect("read");
         assert_eq!(
             entries[0].payload,
-            EntryPayload::Normal(MetaRequest(create_collection("c2", 2)))
+            EntryPayload::Normal(LogCommand(create_collection("c2", 2)))
         );
 
         tracing::info!("purge rewrites the journal with what is live");
@@ -190,7 +195,10 @@ fn create_shard_key(state: &MetadataState, collection: &str, key: &str, nodes: &
 }
 
 fn addr(id: u64) -> MetaNode {
-    MetaNode::new(format!("node-{id}:7100"), format!("node-{id}:6333"))
+    MetaNode::new(
+        MemoryHub::addr_of(id).to_string(),
+        format!("node-{id}:6333"),
+    )
 }
 
 fn fast_settings() -> RaftSettings {
@@ -202,7 +210,8 @@ fn fast_settings() -> RaftSettings {
 }
 
 struct TestCluster {
-    router: MemRouter,
+    hub: Arc<MemoryHub>,
+    faults: Arc<Faults>,
     base: tempfile::TempDir,
     settings: RaftSettings,
     running: BTreeMap<u64, MetaRaft>,
@@ -211,7 +220,8 @@ struct TestCluster {
 impl TestCluster {
     fn new(settings: RaftSettings) -> TestCluster {
         TestCluster {
-            router: MemRouter::new(),
+            hub: MemoryHub::new(),
+            faults: Faults::new(7),
             base: tempfile::tempdir().expect("tempdir"),
             settings,
             running: BTreeMap::new(),
@@ -222,23 +232,56 @@ impl TestCluster {
         self.base.path().join(format!("node-{id}"))
     }
 
+    /// Starts node `id` as a node does: bind the transport, start Raft on it, then serve Raft
+    /// RPCs with it.
     async fn start(&mut self, id: u64) -> MetaRaft {
+        let memory = Arc::new(self.hub.attach(id, MemoryHub::addr_of(id)));
+        let transport: Arc<dyn Transport> =
+            Arc::new(FaultyTransport::new(memory, id, self.faults.clone()));
         let raft = MetaRaft::start(
             id,
             addr(id),
             &self.dir(id),
-            self.router.transport(id),
+            transport.clone(),
             self.settings.clone(),
         )
         .await
         .expect("start node");
-        self.router.register(raft.clone());
+        let served = raft.clone();
+        transport
+            .serve(handler_fn(
+                move |_from: PeerInfo, service: Service, body: Vec<u8>| {
+                    let raft = served.clone();
+                    async move {
+                        match service {
+                            Service::Raft => raft.handle_rpc_bytes(&body).await,
+                            Service::Shard
+                            | Service::Replication
+                            | Service::Transfer
+                            | Service::Admin => Err(crate::Error::bad_request(format!(
+                                "service {service:?} is not served"
+                            ))),
+                        }
+                    }
+                },
+            ))
+            .expect("serve raft");
         self.running.insert(id, raft.clone());
         raft
     }
 
+    /// Cuts node `id` off: calls to and from it fail as unreachable.
+    fn isolate(&self, id: u64) {
+        self.faults.isolate(id);
+    }
+
+    /// Reconnects an isolated node.
+    fn heal(&self, id: u64) {
+        self.faults.heal_node(id);
+    }
+
     async fn stop(&mut self, id: u64) {
-        self.router.unregister(id);
+        self.hub.unregister(MemoryHub::addr_of(id));
         if let Some(r) = self.running.remove(&id) {
             r.shutdown().await.expect("shutdown");
         }
@@ -515,7 +558,7 @@ async fn restarted_nodes_recover_from_disk_and_catch_up() {
         }
 
         tracing::info!("restart it cut off: it rebuilds its state from its own log");
-        c.router.isolate(down);
+        c.isolate(down);
         let restarted = c.start(down).await;
         restarted
             .wait_applied(applied_before, Duration::from_secs(10))
@@ -524,7 +567,7 @@ async fn restarted_nodes_recover_from_disk_and_catch_up() {
         assert_eq!(restarted.state().read().collections, before.collections);
 
         tracing::info!("reconnect it: it catches up with what it missed");
-        c.router.heal(down);
+        c.heal(down);
         let leader = c.leader().await;
         c.converge(&leader).await;
         assert_eq!(restarted.state().read().collections.len(), 10);
@@ -577,7 +620,7 @@ async fn lagging_node_catches_up_by_snapshot_after_compaction() {
             .copied()
             .find(|id| *id != leader.id())
             .expect("a follower");
-        c.router.isolate(lagging);
+        c.isolate(lagging);
         for i in 0..25 {
             c.propose(create_collection(&format!("c{i}"), i))
                 .await
@@ -594,7 +637,7 @@ async fn lagging_node_catches_up_by_snapshot_after_compaction() {
 
         tracing::info!("reconnect it: the entries it needs are gone, so it gets the snapshot");
         let mut events = c.node(lagging).subscribe();
-        c.router.heal(lagging);
+        c.heal(lagging);
         let leader = c.leader().await;
         c.converge(&leader).await;
         let lm = c.node(lagging).metrics();
@@ -643,7 +686,7 @@ async fn leader_without_quorum_answers_unavailable_quickly() {
             .filter(|id| *id != leader.id())
             .collect();
         for f in &followers {
-            c.router.isolate(*f);
+            c.isolate(*f);
         }
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let asked = Instant::now();
@@ -658,7 +701,7 @@ async fn leader_without_quorum_answers_unavailable_quickly() {
 
         tracing::info!("heal: a leader is found again and writes resume");
         for f in &followers {
-            c.router.heal(*f);
+            c.heal(*f);
         }
         c.propose(create_collection("after", 3))
             .await

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{BoxFuture, NodeId, Service, Transport, TransportStats};
+use super::{BoxFuture, Handler, NodeId, Service, Transport, TransportStats};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Default)]
@@ -263,6 +263,18 @@ impl Transport for FaultyTransport {
 
     fn stats(&self) -> TransportStats {
         self.inner.stats()
+    }
+
+    fn serve(&self, handler: Arc<dyn Handler>) -> Result<()> {
+        self.inner.serve(handler)
+    }
+
+    fn local_addr(&self) -> Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        self.inner.shutdown()
     }
 }
 

@@ -1,6 +1,7 @@
-//! An in-process transport for tests of cluster logic: nodes register their handlers on a shared
-//! [`MemoryHub`] under an address, and calls go straight to the handler (in its own task, with
-//! the same deadline, error and panic semantics as QUIC, and the same frame-size limit).
+//! An in-process transport for in-process clusters and tests of cluster logic: nodes attach to a
+//! shared [`MemoryHub`] under an address, serve their handler once their services exist
+//! ([`Transport::serve`]), and calls go straight to the handler (in its own task, with the same
+//! deadline, error and panic semantics as QUIC, and the same frame-size limit).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,8 +16,9 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 
-/// A node on the hub: its id and handler.
-type Registered = (NodeId, Arc<dyn Handler>);
+/// A node on the hub: its id and handler (none until it serves: calls to it are unavailable, as
+/// to a node still starting).
+type Registered = (NodeId, Option<Arc<dyn Handler>>);
 
 /// The shared "network" of in-process nodes: address to handler.
 #[derive(Default)]
@@ -53,7 +55,16 @@ impl MemoryHub {
         addr: SocketAddr,
         handler: Arc<dyn Handler>,
     ) -> MemoryTransport {
-        self.nodes.write().insert(addr, (id, handler));
+        let transport = self.attach(id, addr);
+        self.nodes.write().insert(addr, (id, Some(handler)));
+        transport
+    }
+
+    /// Puts node `id` on the hub at `addr` without a handler yet (replacing any previous
+    /// registration: a restart): it can call at once and is served once it calls
+    /// [`Transport::serve`].
+    pub fn attach(self: &Arc<Self>, id: NodeId, addr: SocketAddr) -> MemoryTransport {
+        self.nodes.write().insert(addr, (id, None));
         MemoryTransport {
             inner: Arc::new(Inner {
                 hub: self.clone(),
@@ -156,9 +167,14 @@ impl Transport for MemoryTransport {
                         format!("frame of {} bytes is over the limit", body.len()),
                     ));
                 }
-                let handler = inner.hub.nodes.read().get(&addr).map(|(_, h)| h.clone());
-                let Some(handler) = handler else {
-                    return Err(Error::unavailable(format!("no node at {addr}")));
+                let handler = match inner.hub.nodes.read().get(&addr) {
+                    None => return Err(Error::unavailable(format!("no node at {addr}"))),
+                    Some((id, None)) => {
+                        return Err(Error::unavailable(format!(
+                            "node {id} at {addr} is not serving yet"
+                        )));
+                    }
+                    Some((_, Some(handler))) => handler.clone(),
                 };
                 Counters::add(&inner.counters.bytes_sent, body.len() as u64);
                 let from = PeerInfo {
@@ -189,6 +205,37 @@ impl Transport for MemoryTransport {
 
     fn stats(&self) -> TransportStats {
         self.inner.counters.snapshot()
+    }
+
+    fn serve(&self, handler: Arc<dyn Handler>) -> Result<()> {
+        let mut nodes = self.inner.hub.nodes.write();
+        match nodes.get_mut(&self.inner.addr) {
+            Some((id, slot)) if *id == self.inner.id => {
+                *slot = Some(handler);
+                Ok(())
+            }
+            Some(_) | None => Err(Error::unavailable(format!(
+                "node {} is no longer on the hub at {}",
+                self.inner.id, self.inner.addr
+            ))),
+        }
+    }
+
+    fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.inner.addr)
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let mut nodes = inner.hub.nodes.write();
+            if nodes
+                .get(&inner.addr)
+                .is_some_and(|(id, _)| *id == inner.id)
+            {
+                nodes.remove(&inner.addr);
+            }
+        })
     }
 }
 
@@ -267,9 +314,22 @@ mod tests {
                 .await
                 .expect("back");
 
+            tracing::info!("a node attached without a handler is unavailable until it serves");
+            let c = hub.attach(3, MemoryHub::addr_of(3));
+            let e = a
+                .call(3, Service::Raft, b"x".to_vec(), d)
+                .await
+                .expect_err("not serving");
+            assert_eq!(e.kind, ErrorKind::Unavailable);
+            c.serve(echo(3)).expect("serve");
+            a.call(3, Service::Raft, b"x".to_vec(), d)
+                .await
+                .expect("served");
+            c.shutdown().await;
+
             let s = a.stats();
-            assert_eq!(s.calls, 7);
-            assert_eq!(s.failures, 5);
+            assert_eq!(s.calls, 9);
+            assert_eq!(s.failures, 6);
             assert_eq!(s.timeouts, 1);
         })
         .await

@@ -10,6 +10,9 @@
 //! - [`faults::FaultyTransport`]: wraps any transport and injects partitions, isolation, drops and
 //!   delay, driven by a shared [`faults::Faults`].
 //!
+//! A node binds its transport first and serves it once its services exist ([`Transport::serve`]),
+//! so nothing on the serving side is bound late through a shared cell.
+//!
 //! Architecture invariant: nothing here knows what a body means. The frame format is in [`frame`].
 
 pub mod certs;
@@ -155,6 +158,19 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Counters since start.
     fn stats(&self) -> TransportStats;
+
+    /// Starts serving incoming calls with `handler`. A transport is bound before the services
+    /// it serves exist (Raft calls out while it starts, the catalog needs the link), so serving
+    /// is a separate step taken once they do; until then calls to this node fail with
+    /// `Unavailable`, as to a node still starting. Serving a second time is refused (QUIC) or
+    /// replaces the handler (memory).
+    fn serve(&self, handler: Arc<dyn Handler>) -> Result<()>;
+
+    /// The address peers reach this node at (the real port when bound to port 0).
+    fn local_addr(&self) -> Result<SocketAddr>;
+
+    /// Stops serving and closes connections; calls to this node fail afterwards.
+    fn shutdown(&self) -> BoxFuture<'static, ()>;
 }
 
 /// Counters of a transport, as a plain snapshot.

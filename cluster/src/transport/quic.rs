@@ -238,6 +238,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 struct Inner {
     endpoint: Endpoint,
     config: QuicConfig,
+    /// Installed on the endpoint once the transport serves.
+    server_config: quinn::ServerConfig,
     book: AddressBook,
     conns: Mutex<HashMap<SocketAddr, Slot>>,
     counters: Arc<Counters>,
@@ -260,41 +262,59 @@ impl std::fmt::Debug for QuicTransport {
 }
 
 impl QuicTransport {
-    /// Binds the endpoint and, when `handler` is given, serves incoming calls with it (a
-    /// call-only transport passes `None`). Must run inside a tokio runtime.
+    /// Binds the endpoint and, when `handler` is given, serves incoming calls with it at once;
+    /// without one the transport only calls until [`Transport::serve`] installs a handler (a
+    /// node binds first and serves once its services exist). Must run inside a tokio runtime.
     pub fn bind(
         config: QuicConfig,
         tls: &NodeTls,
         handler: Option<Arc<dyn Handler>>,
     ) -> Result<QuicTransport> {
-        let server = match handler {
-            Some(_) => Some(server_config(tls, &config)?),
-            None => None,
-        };
+        let server = server_config(tls, &config)?;
         let socket = std::net::UdpSocket::bind(config.bind)
             .map_err(|e| Error::unavailable(format!("bind udp {}: {e}", config.bind)))?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| Error::internal("quic transport needs a tokio runtime"))?;
         let endpoint_config = endpoint_config(tls)?;
-        let mut endpoint = Endpoint::new(endpoint_config, server, socket, runtime)
+        // no server config until serving: connection attempts are refused, as by a node that
+        // is not up yet
+        let mut endpoint = Endpoint::new(endpoint_config, None, socket, runtime)
             .map_err(|e| Error::unavailable(format!("quic endpoint on {}: {e}", config.bind)))?;
         endpoint.set_default_client_config(client_config(tls, &config)?);
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             endpoint,
             config,
+            server_config: server,
             book: AddressBook::default(),
             conns: Mutex::new(HashMap::new()),
             counters: Arc::new(Counters::default()),
             shutdown,
             server: Mutex::new(None),
         });
+        let transport = QuicTransport { inner };
         if let Some(handler) = handler {
-            let task = tokio::spawn(accept_loop(inner.clone(), handler));
-            *inner.server.lock() = Some(task);
-            info!(addr = ?inner.endpoint.local_addr().ok(), "quic transport serving");
+            transport.start_serving(handler)?;
         }
-        Ok(QuicTransport { inner })
+        Ok(transport)
+    }
+
+    /// Accepts connections and serves their calls with `handler`; refused if already serving.
+    fn start_serving(&self, handler: Arc<dyn Handler>) -> Result<()> {
+        let inner = &self.inner;
+        let mut server = inner.server.lock();
+        if server.is_some() {
+            return Err(Error::conflict("the quic transport is already serving"));
+        }
+        if *inner.shutdown.borrow() {
+            return Err(Error::unavailable("the quic transport is shut down"));
+        }
+        inner
+            .endpoint
+            .set_server_config(Some(inner.server_config.clone()));
+        *server = Some(tokio::spawn(accept_loop(inner.clone(), handler)));
+        info!(addr = ?inner.endpoint.local_addr().ok(), "quic transport serving");
+        Ok(())
     }
 
     /// The bound UDP address (the real port when bound to port 0).
@@ -650,6 +670,19 @@ impl Transport for QuicTransport {
 
     fn stats(&self) -> TransportStats {
         self.inner.counters.snapshot()
+    }
+
+    fn serve(&self, handler: Arc<dyn Handler>) -> Result<()> {
+        self.start_serving(handler)
+    }
+
+    fn local_addr(&self) -> Result<SocketAddr> {
+        QuicTransport::local_addr(self)
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move { QuicTransport::shutdown(&this).await })
     }
 }
 

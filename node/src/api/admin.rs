@@ -1,6 +1,7 @@
 //! Admin endpoints of a tenant (manage rights): suspension, quota and usage.
 
 use std::time::Instant;
+use tessera_cluster::request::MetaRequest;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -32,7 +33,10 @@ async fn set_suspended(app: AppState, ctx: Ctx, tenant: String, suspended: bool)
     let started = Instant::now();
     access::check_manage(&ctx.principal)?;
     app.catalog
-        .set_tenant_suspended(tenant.clone(), suspended)
+        .submit(MetaRequest::SetTenantSuspended {
+            tenant: tenant.clone(),
+            suspended,
+        })
         .await?;
     tracing::info!(%tenant, suspended, "tenant suspension changed");
     ok(tenant_info(&app, tenant), started)
@@ -86,7 +90,10 @@ pub async fn set_quota(
         .quota(&tenant)
         .apply_patch(&patch)?;
     app.catalog
-        .set_tenant_quota(tenant.clone(), Some(quota.clone()))
+        .submit(MetaRequest::SetTenantQuota {
+            tenant: tenant.clone(),
+            quota: Some(quota.clone()),
+        })
         .await?;
     app.router.quotas.follow(&app.catalog.meta.read())?;
     tracing::info!(%tenant, ?quota, "tenant quota changed");

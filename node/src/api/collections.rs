@@ -1,6 +1,7 @@
 //! Collection endpoints: list, create, info, update, delete, exists, and payload indexes.
 
 use std::time::Instant;
+use tessera_cluster::request::MetaRequest;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -43,7 +44,9 @@ pub async fn create(
     let started = Instant::now();
     access::check_manage(&ctx.principal)?;
     let params = create_collection(body_object(&body_json(body)?)?)?;
-    app.catalog.create_collection(name, params).await?;
+    app.catalog
+        .submit(MetaRequest::CreateCollection { name, params })
+        .await?;
     ok(true, started)
 }
 
@@ -77,8 +80,8 @@ pub async fn info(
     let (mut indexed, mut segments, mut all_local) = (0usize, 0usize, true);
     // as Qdrant: yellow while index builds or merges are due on the shards (here: this node's)
     let mut optimizing = false;
-    for (id, _) in &scope.targets {
-        match app.catalog.shards.data((collection.uid, *id)) {
+    for target in &scope.targets {
+        match app.catalog.shards.data((collection.uid, target.shard)) {
             Some(data) => {
                 let stats = data.stats();
                 indexed += stats.indexed_points;
@@ -123,8 +126,12 @@ pub async fn delete(
 ) -> Reply {
     let started = Instant::now();
     access::check_manage(&ctx.principal)?;
-    let existed = match app.catalog.delete_collection(name).await {
-        Ok(()) => true,
+    let existed = match app
+        .catalog
+        .submit(MetaRequest::DeleteCollection { name })
+        .await
+    {
+        Ok(_) => true,
         Err(e) if e.kind == ErrorKind::NotFound => false,
         Err(e) => return Err(e.into()),
     };
@@ -153,7 +160,11 @@ pub async fn create_index(
     let (field_name, index) = payload_index(body_object(&body_json(body)?)?)?;
     let seq = app
         .catalog
-        .create_payload_index(name, field_name, index)
+        .submit(MetaRequest::CreatePayloadIndex {
+            collection: name,
+            field: field_name,
+            index,
+        })
         .await?;
     update_result(seq, query_flag(&query, "wait")?, started)
 }
@@ -166,6 +177,12 @@ pub async fn delete_index(
 ) -> Reply {
     let started = Instant::now();
     access::check_manage(&ctx.principal)?;
-    let seq = app.catalog.delete_payload_index(name, field_name).await?;
+    let seq = app
+        .catalog
+        .submit(MetaRequest::DeletePayloadIndex {
+            collection: name,
+            field: field_name,
+        })
+        .await?;
     update_result(seq, query_flag(&query, "wait")?, started)
 }

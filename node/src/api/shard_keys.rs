@@ -2,6 +2,7 @@
 //! "distributed" group for a collection.
 
 use std::time::Instant;
+use tessera_cluster::request::MetaRequest;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -32,7 +33,13 @@ pub async fn create(
         placement,
     } = CreateShardKey::parse(body_object(&body_json(body)?)?)?;
     app.catalog
-        .create_shard_key(name, key, shards_number, replication_factor, placement)
+        .submit(MetaRequest::CreateShardKey {
+            collection: name,
+            key,
+            shards_number,
+            replication_factor,
+            placement,
+        })
         .await?;
     ok(true, started)
 }
@@ -46,7 +53,12 @@ pub async fn delete(
     let started = Instant::now();
     access::check_manage(&ctx.principal)?;
     let key = delete_shard_key(body_object(&body_json(body)?)?)?;
-    app.catalog.delete_shard_key(name, key).await?;
+    app.catalog
+        .submit(MetaRequest::DeleteShardKey {
+            collection: name,
+            key,
+        })
+        .await?;
     ok(true, started)
 }
 
@@ -85,7 +97,7 @@ pub async fn collection_cluster(
     let shards = scope
         .targets
         .iter()
-        .filter_map(|(id, _)| collection.shards.get(id));
+        .filter_map(|target| collection.shards.get(&target.shard));
     for shard in shards {
         for replica in &shard.replicas {
             let mut entry = ShardReplica {

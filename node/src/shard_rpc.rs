@@ -1,6 +1,8 @@
-//! Shard requests between nodes: what the router sends to a replica on another node over QUIC,
-//! and how a node serves it. Reads and writes are plain data ([`ReadOp`], `WriteOp`), so a
-//! local replica and a remote one run exactly the same code ([`run_read`]).
+//! Shard RPC: how a replica on this node serves a read or a write ([`serve_read`],
+//! [`serve_write`]), for the router's local calls and for calls from other nodes alike, and the
+//! wire form of those calls ([`ShardRpc`], [`ShardReply`]). Reads and writes are plain data
+//! ([`ReadOp`], `WriteOp`), so a local replica and a remote one run exactly the same code
+//! ([`run_read`]).
 //!
 //! On the wire every payload and filter travels as JSON text (bincode cannot carry
 //! `serde_json::Value`), inside bincode frames with a version byte (`tessera_cluster::codec`).
@@ -9,13 +11,102 @@
 //! against the replica it owns, exactly as for a local call, and runs reads through its own
 //! fair scheduler under the tenant the request is attributed to.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use tessera_cluster::meta::{ShardId, ShardKey};
 use tessera_cluster::{Error, Result};
 use tessera_shard::actor::{NewPoint, Selector, WriteOp};
 use tessera_shard::filter::{Filter, parse_filter};
+use tessera_shard::manager::ShardManager;
 use tessera_shard::point::{Payload, PointId};
 use tessera_shard::store::{Hit, PayloadSelector, Record, SearchParams, ShardData};
+
+use crate::quota::Quotas;
+
+/// How long a call to a shard on another node may take before it fails (503).
+pub const SHARD_CALL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The scheduler queue of requests attributed to no tenant (e.g. an admin's read of several
+/// tenants' keys at once).
+pub const UNATTRIBUTED: &str = "_unattributed";
+
+/// One replica of this node: the collection's uid, the shard, and the key it must own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalShard {
+    pub uid: u64,
+    pub shard: ShardId,
+    pub key: Option<ShardKey>,
+}
+
+/// Applies a write to a replica on this node (for a local request or a remote node's).
+pub async fn serve_write(shards: &ShardManager, replica: LocalShard, op: WriteOp) -> Result<u64> {
+    count_shard_request(replica.key.as_ref(), "write");
+    shards
+        .write((replica.uid, replica.shard), replica.key.as_ref(), op)
+        .await
+}
+
+/// Runs a read on a replica on this node, through the fair scheduler under `tenant`.
+pub async fn serve_read(
+    shards: &ShardManager,
+    quotas: &Quotas,
+    replica: LocalShard,
+    tenant: &str,
+    weight: u32,
+    op: Arc<ReadOp>,
+) -> Result<ReadReply> {
+    count_shard_request(replica.key.as_ref(), "read");
+    let data = shards.reader((replica.uid, replica.shard), replica.key.as_ref())?;
+    quotas
+        .scheduler
+        .run(tenant, weight, 1, move || run_read(&data, &op))
+        .await
+}
+
+/// Serves one shard call from another node: decodes it, runs it as a local call would, and
+/// encodes the answer.
+pub async fn serve_remote(shards: &ShardManager, quotas: &Quotas, body: &[u8]) -> Result<Vec<u8>> {
+    let reply = match tessera_cluster::codec::decode::<ShardRpc>(body)? {
+        ShardRpc::Write {
+            uid,
+            shard,
+            key,
+            op,
+        } => ShardReply::Seq(
+            serve_write(shards, LocalShard { uid, shard, key }, op.into_op()?).await?,
+        ),
+        ShardRpc::Read {
+            uid,
+            shard,
+            key,
+            tenant,
+            weight,
+            op,
+        } => {
+            let reply = serve_read(
+                shards,
+                quotas,
+                LocalShard { uid, shard, key },
+                &tenant,
+                weight.max(1),
+                Arc::new(op.into_op()?),
+            )
+            .await?;
+            ShardReply::Read(WireReply::from_reply(&reply))
+        }
+    };
+    tessera_cluster::codec::encode(&reply)
+}
+
+/// Counts the shard requests this node serves, by shard key: the routing test reads them to
+/// prove that nodes without a tenant's shards get no request for it.
+fn count_shard_request(key: Option<&ShardKey>, kind: &'static str) {
+    let key = key.map(|k| k.to_string()).unwrap_or_else(|| "_auto".into());
+    metrics::counter!("tessera_shard_requests_total", "shard_key" => key, "kind" => kind)
+        .increment(1);
+}
 
 /// A read of one shard.
 #[derive(Debug, Clone)]
@@ -53,15 +144,72 @@ pub enum ReadReply {
     Hits(Vec<Hit>),
 }
 
+impl ReadReply {
+    /// The records of a retrieve, None for another kind of reply.
+    pub fn into_records(self) -> Option<Vec<Record>> {
+        match self {
+            ReadReply::Records(records) => Some(records),
+            ReadReply::Page(..)
+            | ReadReply::Count(_)
+            | ReadReply::Vector(_)
+            | ReadReply::Hits(_) => None,
+        }
+    }
+
+    /// The page of a scroll and the id that starts the next one.
+    pub fn into_page(self) -> Option<(Vec<Record>, Option<PointId>)> {
+        match self {
+            ReadReply::Page(records, next) => Some((records, next)),
+            ReadReply::Records(_)
+            | ReadReply::Count(_)
+            | ReadReply::Vector(_)
+            | ReadReply::Hits(_) => None,
+        }
+    }
+
+    /// The number of a count.
+    pub fn into_count(self) -> Option<usize> {
+        match self {
+            ReadReply::Count(count) => Some(count),
+            ReadReply::Records(_)
+            | ReadReply::Page(..)
+            | ReadReply::Vector(_)
+            | ReadReply::Hits(_) => None,
+        }
+    }
+
+    /// The vector of a point lookup (itself None when the shard has no such point).
+    pub fn into_vector(self) -> Option<Option<Vec<f32>>> {
+        match self {
+            ReadReply::Vector(vector) => Some(vector),
+            ReadReply::Records(_)
+            | ReadReply::Page(..)
+            | ReadReply::Count(_)
+            | ReadReply::Hits(_) => None,
+        }
+    }
+
+    /// The nearest points of a search.
+    pub fn into_hits(self) -> Option<Vec<Hit>> {
+        match self {
+            ReadReply::Hits(hits) => Some(hits),
+            ReadReply::Records(_)
+            | ReadReply::Page(..)
+            | ReadReply::Count(_)
+            | ReadReply::Vector(_) => None,
+        }
+    }
+}
+
 /// Runs a read on a replica's data (on the caller's pool).
-pub fn run_read(d: &ShardData, op: &ReadOp) -> ReadReply {
+pub fn run_read(data: &ShardData, op: &ReadOp) -> ReadReply {
     match op {
         ReadOp::Retrieve {
             ids,
             filter,
             with_payload,
             with_vector,
-        } => ReadReply::Records(d.retrieve(ids, filter.as_ref(), with_payload, *with_vector)),
+        } => ReadReply::Records(data.retrieve(ids, filter.as_ref(), with_payload, *with_vector)),
         ReadOp::Scroll {
             offset,
             limit,
@@ -69,7 +217,7 @@ pub fn run_read(d: &ShardData, op: &ReadOp) -> ReadReply {
             with_payload,
             with_vector,
         } => {
-            let (recs, next) = d.scroll(
+            let (recs, next) = data.scroll(
                 offset.as_ref(),
                 *limit,
                 filter.as_ref(),
@@ -78,9 +226,9 @@ pub fn run_read(d: &ShardData, op: &ReadOp) -> ReadReply {
             );
             ReadReply::Page(recs, next)
         }
-        ReadOp::Count { filter } => ReadReply::Count(d.count(filter.as_ref())),
-        ReadOp::VectorOf { id, filter } => ReadReply::Vector(d.vector_of(id, filter.as_ref())),
-        ReadOp::Search(p) => ReadReply::Hits(d.search(p)),
+        ReadOp::Count { filter } => ReadReply::Count(data.count(filter.as_ref())),
+        ReadOp::VectorOf { id, filter } => ReadReply::Vector(data.vector_of(id, filter.as_ref())),
+        ReadOp::Search(p) => ReadReply::Hits(data.search(p)),
     }
 }
 
@@ -110,21 +258,22 @@ pub enum ShardReply {
     Read(WireReply),
 }
 
-fn filter_out(f: &Option<Filter>) -> Option<String> {
-    f.as_ref().map(|f| f.to_json().to_string())
+fn filter_out(filter: &Option<Filter>) -> Option<String> {
+    filter.as_ref().map(|filter| filter.to_json().to_string())
 }
 
-fn filter_in(f: Option<String>) -> Result<Option<Filter>> {
-    f.map(|text| {
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))?;
-        parse_filter(&v).map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))
-    })
-    .transpose()
+fn filter_in(filter: Option<String>) -> Result<Option<Filter>> {
+    filter
+        .map(|text| {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))?;
+            parse_filter(&v).map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))
+        })
+        .transpose()
 }
 
-fn payload_out(p: &Payload) -> String {
-    String::from_utf8_lossy(&tessera_shard::wal::payload_to_json(p)).into_owned()
+fn payload_out(payload: &Payload) -> String {
+    String::from_utf8_lossy(&tessera_shard::wal::payload_to_json(payload)).into_owned()
 }
 
 fn payload_in(text: &str) -> Result<Payload> {
@@ -278,12 +427,12 @@ pub struct WireRecord {
 }
 
 impl WireRecord {
-    fn from_record(r: &Record) -> WireRecord {
+    fn from_record(record: &Record) -> WireRecord {
         WireRecord {
-            id: r.id.clone(),
-            version: r.version,
-            payload: r.payload.as_ref().map(payload_out),
-            vector: r.vector.clone(),
+            id: record.id.clone(),
+            version: record.version,
+            payload: record.payload.as_ref().map(payload_out),
+            vector: record.vector.clone(),
         }
     }
 
@@ -307,9 +456,9 @@ pub enum WireReply {
 }
 
 impl WireReply {
-    pub fn from_reply(r: &ReadReply) -> WireReply {
+    pub fn from_reply(reply: &ReadReply) -> WireReply {
         let recs = |v: &[Record]| v.iter().map(WireRecord::from_record).collect();
-        match r {
+        match reply {
             ReadReply::Records(v) => WireReply::Records(recs(v)),
             ReadReply::Page(v, next) => WireReply::Page(recs(v), next.clone()),
             ReadReply::Count(n) => WireReply::Count(*n as u64),
@@ -380,40 +529,42 @@ pub enum WireWrite {
     ClearPayload(WireSelector),
 }
 
-fn sel_out(s: &Selector) -> WireSelector {
-    match s {
+fn sel_out(selector: &Selector) -> WireSelector {
+    match selector {
         Selector::Ids(ids) => WireSelector::Ids(ids.clone()),
         Selector::Filter(f) => WireSelector::Filter(f.to_json().to_string()),
         Selector::IdsWhere(ids, f) => WireSelector::IdsWhere(ids.clone(), f.to_json().to_string()),
     }
 }
 
-fn sel_in(s: WireSelector) -> Result<Selector> {
+fn sel_in(selector: WireSelector) -> Result<Selector> {
     let f = |t: String| -> Result<Filter> { filter_in(Some(t)).map(|f| f.unwrap_or_default()) };
-    Ok(match s {
+    Ok(match selector {
         WireSelector::Ids(ids) => Selector::Ids(ids),
         WireSelector::Filter(t) => Selector::Filter(f(t)?),
         WireSelector::IdsWhere(ids, t) => Selector::IdsWhere(ids, f(t)?),
     })
 }
 
-fn points_out(p: &[NewPoint]) -> Vec<WirePoint> {
-    p.iter()
-        .map(|p| WirePoint {
-            id: p.id.clone(),
-            vector: p.vector.clone(),
-            payload: payload_out(&p.payload),
+fn points_out(points: &[NewPoint]) -> Vec<WirePoint> {
+    points
+        .iter()
+        .map(|point| WirePoint {
+            id: point.id.clone(),
+            vector: point.vector.clone(),
+            payload: payload_out(&point.payload),
         })
         .collect()
 }
 
-fn points_in(p: Vec<WirePoint>) -> Result<Vec<NewPoint>> {
-    p.into_iter()
-        .map(|p| {
+fn points_in(points: Vec<WirePoint>) -> Result<Vec<NewPoint>> {
+    points
+        .into_iter()
+        .map(|point| {
             Ok(NewPoint {
-                id: p.id,
-                vector: p.vector,
-                payload: payload_in(&p.payload)?,
+                id: point.id,
+                vector: point.vector,
+                payload: payload_in(&point.payload)?,
             })
         })
         .collect()

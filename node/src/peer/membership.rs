@@ -1,0 +1,171 @@
+//! Membership of the metadata group: joining through a seed, adding and removing members on the
+//! leader, announcing new addresses after a restart, and pinging peers so the link knows who is
+//! down. The loops here run on their own tasks, started once the node serves
+//! ([`spawn_background`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_cluster::meta::NodeId;
+use tessera_cluster::raft::{MetaNode, MetaRaft, Role};
+use tessera_cluster::transport::Service;
+use tessera_cluster::{Error, Result, codec};
+
+use super::link::{ADMIN_DEADLINE, Link};
+use super::rpc::AdminRpc;
+use crate::config::ClusterConfig;
+
+/// Peers are pinged this often; one missed ping marks a peer down until it answers again.
+const PING_EVERY: Duration = Duration::from_millis(300);
+/// A joining node retries this long before giving up.
+const JOIN_FOR: Duration = Duration::from_secs(120);
+
+/// Pings peers, and joins the cluster through `config.join` or tells the leader about new
+/// addresses of this member.
+pub fn spawn_background(raft: &MetaRaft, link: &Arc<Link>, config: &ClusterConfig) {
+    tokio::spawn(ping_peers(raft.clone(), link.clone()));
+    match config.join {
+        Some(seed) => tokio::spawn(join(raft.clone(), link.clone(), seed)),
+        None => tokio::spawn(announce(raft.clone(), link.clone())),
+    };
+}
+
+/// Writes every member's p2p address into the transport's address book.
+pub fn learn_addresses<'a>(
+    link: &Link,
+    members: impl IntoIterator<Item = (&'a NodeId, &'a MetaNode)>,
+) {
+    for (id, member) in members {
+        if let Ok(addr) = member.p2p_addr.parse() {
+            link.transport.set_peer(*id, addr);
+        }
+    }
+}
+
+/// Pings every other member; a peer that misses a ping is down until it answers.
+async fn ping_peers(raft: MetaRaft, link: Arc<Link>) {
+    let me = raft.id();
+    loop {
+        tokio::time::sleep(PING_EVERY).await;
+        // the address book follows the membership (a restarted node learns it from its log)
+        let members = raft.metrics().nodes;
+        learn_addresses(&link, &members);
+        link.ping_round(members.keys().copied().filter(|id| *id != me))
+            .await;
+    }
+}
+
+/// A member restarted with other addresses (a pod with a new IP) tells the leader, so that
+/// peers dial the new ones: the same request as a join, which updates a member's addresses.
+async fn announce(raft: MetaRaft, link: Arc<Link>) {
+    let started = Instant::now();
+    while started.elapsed() < JOIN_FOR {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let metrics = raft.metrics();
+        let Some(known) = metrics.nodes.get(&raft.id()) else {
+            return; // not a member (yet): nothing to update
+        };
+        if known == raft.node() {
+            return;
+        }
+        let Some(leader) = metrics.leader_node else {
+            continue;
+        };
+        let Ok(addr) = leader.p2p_addr.parse::<SocketAddr>() else {
+            continue;
+        };
+        join(raft.clone(), link.clone(), addr).await;
+        return;
+    }
+}
+
+/// Asks the seed node to add this node, until it is a member (bounded).
+async fn join(raft: MetaRaft, link: Arc<Link>, seed: SocketAddr) {
+    let started = Instant::now();
+    let rpc = AdminRpc::Join {
+        id: raft.id(),
+        node: raft.node().clone(),
+    };
+    let Ok(body) = codec::encode(&rpc) else {
+        return;
+    };
+    while started.elapsed() < JOIN_FOR {
+        match link
+            .transport
+            .call_addr(seed, Service::Admin, body.clone(), ADMIN_DEADLINE)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(%seed, "joined the cluster");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%seed, error = %e, "join failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    tracing::error!(%seed, "could not join the cluster");
+}
+
+/// On the leader (forwarded there otherwise): adds `id` as a learner, then as a voter while
+/// the cluster has fewer voters than `max_voters`. Idempotent.
+pub async fn add_member(
+    raft: &MetaRaft,
+    link: &Link,
+    id: NodeId,
+    node: MetaNode,
+    max_voters: usize,
+) -> Result<()> {
+    let metrics = raft.metrics();
+    if metrics.role != Role::Leader {
+        let (leader, _) = raft
+            .leader()
+            .ok_or_else(|| Error::unavailable("no metadata leader yet"))?;
+        let body = codec::encode(&AdminRpc::Join { id, node })?;
+        link.transport
+            .call(leader, Service::Admin, body, ADMIN_DEADLINE)
+            .await?;
+        return Ok(());
+    }
+    if let Ok(addr) = node.p2p_addr.parse() {
+        link.transport.set_peer(id, addr);
+    }
+    if metrics.nodes.get(&id).is_some_and(|known| *known != node) {
+        // a member back with other addresses: record them (voter or learner, it stays one)
+        raft.set_node(id, node.clone()).await.map_err(Error::from)?;
+        tracing::info!(node = id, p2p = %node.p2p_addr, "member addresses updated");
+        return Ok(());
+    }
+    if !metrics.voters.contains(&id) {
+        raft.add_learner(id, node).await.map_err(Error::from)?;
+        let voters = raft.metrics().voters;
+        if voters.len() < max_voters {
+            let mut next = voters;
+            next.insert(id);
+            raft.change_membership(next, true)
+                .await
+                .map_err(Error::from)?;
+        }
+    }
+    tracing::info!(node = id, "member added");
+    Ok(())
+}
+
+/// On the leader: removes `id` from the voters (never the last one).
+pub async fn remove_member(raft: &MetaRaft, id: NodeId) -> Result<()> {
+    let metrics = raft.metrics();
+    if metrics.role != Role::Leader {
+        return Err(Error::unavailable("not the metadata leader"));
+    }
+    let mut voters = metrics.voters.clone();
+    voters.remove(&id);
+    if voters.is_empty() {
+        return Err(Error::bad_request("cannot remove the last voter"));
+    }
+    raft.change_membership(voters, false)
+        .await
+        .map_err(Error::from)?;
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! The admin RPCs between nodes and what serving them asks of this node's metadata.
+//!
+//! Only this module and [`crate::shard_rpc`] define inter-node message shapes of the node.
+
+use serde::{Deserialize, Serialize};
+use tessera_cluster::Result;
+use tessera_cluster::meta::{NodeId, ShardId};
+use tessera_cluster::raft::MetaNode;
+use tessera_cluster::request::MetaRequest;
+use tessera_cluster::transport::BoxFuture;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum AdminRpc {
+    /// A new node asks to become a member (learner, then voter up to the configured count).
+    Join {
+        id: NodeId,
+        node: MetaNode,
+    },
+    /// A metadata change forwarded to the leader.
+    Meta(MetaRequest),
+    /// Whether a replica is open on the called node.
+    HasReplica {
+        uid: u64,
+        shard: ShardId,
+    },
+    /// Removes a node from the membership (on the leader).
+    Remove {
+        id: NodeId,
+    },
+    Ping,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum AdminReply {
+    Joined,
+    Applied(u64),
+    HasReplica(bool),
+    Pong,
+}
+
+/// Runs a metadata change forwarded by another node, as this node's own API would: the
+/// catalog implements it, and the peer service serves `AdminRpc::Meta` through it.
+pub trait MetaExecutor: Send + Sync + 'static {
+    /// Runs `request` on this node (the leader, or says why not); answers the applied index.
+    fn execute(&self, request: MetaRequest) -> BoxFuture<'_, Result<u64>>;
+}

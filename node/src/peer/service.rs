@@ -1,0 +1,71 @@
+//! The transport handler: serves peers' Raft, shard and admin calls on this node.
+//!
+//! Built once Raft, the shard manager and the catalog exist, and installed on the transport with
+//! [`tessera_cluster::transport::Transport::serve`]; before that the transport refuses calls, so
+//! nothing here waits for a part that is not there yet.
+
+use std::sync::Arc;
+
+use tessera_cluster::raft::MetaRaft;
+use tessera_cluster::transport::{Handler, PeerInfo, Service, handler_fn};
+use tessera_cluster::{Error, Result, codec};
+use tessera_shard::manager::ShardManager;
+
+use super::link::Link;
+use super::membership::{add_member, remove_member};
+use super::rpc::{AdminReply, AdminRpc, MetaExecutor};
+use crate::quota::Quotas;
+use crate::shard_rpc;
+
+/// What serving peers' calls needs of this node.
+pub struct PeerService {
+    pub raft: MetaRaft,
+    pub link: Arc<Link>,
+    pub shards: Arc<ShardManager>,
+    pub quotas: Arc<Quotas>,
+    /// Runs forwarded metadata changes (the catalog).
+    pub meta: Arc<dyn MetaExecutor>,
+    /// Voters the metadata group grows to.
+    pub max_voters: usize,
+}
+
+impl PeerService {
+    /// The transport handler serving this node's services.
+    pub fn handler(self: Arc<Self>) -> Arc<dyn Handler> {
+        handler_fn(move |from: PeerInfo, service: Service, body: Vec<u8>| {
+            let served = self.clone();
+            async move { served.serve(from, service, &body).await }
+        })
+    }
+
+    async fn serve(&self, from: PeerInfo, service: Service, body: &[u8]) -> Result<Vec<u8>> {
+        match service {
+            Service::Raft => self.raft.handle_rpc_bytes(body).await,
+            Service::Shard => shard_rpc::serve_remote(&self.shards, &self.quotas, body).await,
+            Service::Admin => self.serve_admin(from, body).await,
+            Service::Replication | Service::Transfer => Err(Error::bad_request(format!(
+                "service {service:?} is not served"
+            ))),
+        }
+    }
+
+    async fn serve_admin(&self, from: PeerInfo, body: &[u8]) -> Result<Vec<u8>> {
+        let reply = match codec::decode::<AdminRpc>(body)? {
+            AdminRpc::Ping => AdminReply::Pong,
+            AdminRpc::HasReplica { uid, shard } => {
+                AdminReply::HasReplica(self.shards.contains((uid, shard)))
+            }
+            AdminRpc::Meta(request) => AdminReply::Applied(self.meta.execute(request).await?),
+            AdminRpc::Join { id, node } => {
+                add_member(&self.raft, &self.link, id, node, self.max_voters).await?;
+                AdminReply::Joined
+            }
+            AdminRpc::Remove { id } => {
+                remove_member(&self.raft, id).await?;
+                AdminReply::Joined
+            }
+        };
+        tracing::debug!(peer = %from.addr, "admin call served");
+        codec::encode(&reply)
+    }
+}

@@ -256,11 +256,18 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+pub use tessera_core::missing_collection;
+
+/// The answer for a shard key that does not exist, or that the caller may not see.
+pub fn missing_key(key: &ShardKey) -> Error {
+    tessera_core::missing_key(Some(key))
+}
+
 impl MetadataState {
     pub fn collection(&self, name: &str) -> Result<&CollectionMeta> {
         self.collections
             .get(name)
-            .ok_or_else(|| Error::not_found(format!("Collection `{name}` doesn't exist!")))
+            .ok_or_else(|| missing_collection(&name))
     }
 
     /// Applies a committed command. Errors are deterministic (every replica of the state gets the
@@ -316,9 +323,10 @@ impl MetadataState {
                 Ok(Applied::CollectionCreated { uid: *uid })
             }
             Command::DeleteCollection { name } => {
-                let meta = self.collections.remove(name).ok_or_else(|| {
-                    Error::not_found(format!("Collection `{name}` doesn't exist!"))
-                })?;
+                let meta = self
+                    .collections
+                    .remove(name)
+                    .ok_or_else(|| missing_collection(&name))?;
                 Ok(Applied::CollectionDeleted {
                     uid: meta.uid,
                     shards: meta.shards.keys().copied().collect(),
@@ -329,9 +337,10 @@ impl MetadataState {
                 key,
                 shards,
             } => {
-                let meta = self.collections.get_mut(collection).ok_or_else(|| {
-                    Error::not_found(format!("Collection `{collection}` doesn't exist!"))
-                })?;
+                let meta = self
+                    .collections
+                    .get_mut(collection)
+                    .ok_or_else(|| missing_collection(&collection))?;
                 if meta.params.sharding_method != ShardingMethod::Custom {
                     return Err(Error::bad_request(format!(
                         "Shard keys can only be created in a collection with sharding_method custom; `{collection}` uses auto"
@@ -357,13 +366,14 @@ impl MetadataState {
                 })
             }
             Command::DeleteShardKey { collection, key } => {
-                let meta = self.collections.get_mut(collection).ok_or_else(|| {
-                    Error::not_found(format!("Collection `{collection}` doesn't exist!"))
-                })?;
+                let meta = self
+                    .collections
+                    .get_mut(collection)
+                    .ok_or_else(|| missing_collection(&collection))?;
                 let ids = meta
                     .shard_keys
                     .remove(key)
-                    .ok_or_else(|| Error::not_found(format!("Shard key {key} not found")))?;
+                    .ok_or_else(|| missing_key(&key))?;
                 for id in &ids {
                     meta.shards.remove(id);
                 }
@@ -377,9 +387,10 @@ impl MetadataState {
                 field,
                 index,
             } => {
-                let meta = self.collections.get_mut(collection).ok_or_else(|| {
-                    Error::not_found(format!("Collection `{collection}` doesn't exist!"))
-                })?;
+                let meta = self
+                    .collections
+                    .get_mut(collection)
+                    .ok_or_else(|| missing_collection(&collection))?;
                 if field.is_empty() || field.len() > MAX_NAME_LEN {
                     return Err(Error::bad_request("field_name must be 1 to 255 bytes long"));
                 }
@@ -387,9 +398,10 @@ impl MetadataState {
                 Ok(Applied::Nothing)
             }
             Command::DeletePayloadIndex { collection, field } => {
-                let meta = self.collections.get_mut(collection).ok_or_else(|| {
-                    Error::not_found(format!("Collection `{collection}` doesn't exist!"))
-                })?;
+                let meta = self
+                    .collections
+                    .get_mut(collection)
+                    .ok_or_else(|| missing_collection(&collection))?;
                 meta.payload_indexes.remove(field);
                 Ok(Applied::Nothing)
             }

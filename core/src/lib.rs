@@ -11,7 +11,9 @@
 pub mod codec;
 pub mod error;
 pub mod ids;
+pub mod not_found;
 pub mod record_log;
 
 pub use error::{Error, ErrorKind, Fatal, Result};
 pub use ids::{CollectionUid, NodeId, ShardId, ShardKey};
+pub use not_found::{missing_collection, missing_key};

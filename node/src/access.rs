@@ -89,12 +89,12 @@ impl Scope {
 
 /// The answer for a collection the caller may not see: the same as for a missing one.
 pub fn missing_collection(name: &str) -> Error {
-    Error::not_found(format!("Collection `{name}` doesn't exist!"))
+    tessera_cluster::meta::missing_collection(name)
 }
 
 /// The answer for a shard key the caller may not reach: the same as for a missing one.
 pub fn missing_key(key: &ShardKey) -> Error {
-    Error::not_found(format!("Shard key {key} not found"))
+    tessera_cluster::meta::missing_key(key)
 }
 
 /// The shards a request naming `selector` may touch in `collection`, before the caller's tenant
@@ -406,7 +406,7 @@ pub(crate) mod tests {
         ] {
             let e = scope(&b, &c, &sel, Need::Read).expect_err("other key");
             assert_eq!(e.kind, ErrorKind::NotFound);
-            assert_eq!(e.message, missing_key(&key("a")).message);
+            assert_eq!(e.message, super::missing_key(&key("a")).message);
         }
         let fb = KeySelector::Fallback {
             target: vec![key("a")],
@@ -423,7 +423,7 @@ pub(crate) mod tests {
         let z = tenant("z", AccessSpec::Global(Access::ReadWrite));
         assert!(!visible(&z, &c));
         let e = scope(&z, &c, &KeySelector::All, Need::Read).expect_err("invisible");
-        assert_eq!(e.message, missing_collection("c").message);
+        assert_eq!(e.message, super::missing_collection("c").message);
     }
 
     #[test]
@@ -491,7 +491,7 @@ pub(crate) mod tests {
         let missing = targets(&c, &KeySelector::Keys(vec![key("zz")]), false);
         let e = missing.expect_err("missing");
         assert_eq!(e.kind, ErrorKind::NotFound);
-        assert_eq!(e.message, missing_key(&key("zz")).message);
+        assert_eq!(e.message, super::missing_key(&key("zz")).message);
         let fb = KeySelector::Fallback {
             target: vec![key("zz")],
             fallback: a.clone(),

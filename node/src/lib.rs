@@ -22,7 +22,6 @@ pub mod catalog;
 pub mod cert_cli;
 pub mod config;
 pub mod context;
-pub mod http_server;
 pub mod identity;
 pub mod peer;
 pub mod quota;
@@ -244,13 +243,13 @@ async fn run(
         revocations: Arc::new(Revocations::default()),
     });
     tracing::info!(node = config.node_id, cluster = member.is_some(), %http_addr, data_dir = %config.data_dir.display(), "tessera serving");
-    let limits = http_server::HttpLimits {
+    let limits = api::listener::HttpLimits {
         header_timeout: std::time::Duration::from_millis(config.http_header_timeout_ms),
         body_timeout: std::time::Duration::from_millis(config.http_body_timeout_ms),
         max_connections: config.http_max_connections,
     };
     let serve = tokio::spawn(async move {
-        http_server::serve(listener, app, limits, shutdown)
+        api::listener::serve(listener, app, limits, shutdown)
             .await
             .context("http server")?;
         router.stop();

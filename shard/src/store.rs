@@ -183,7 +183,7 @@ impl ShardData {
                 asked = ?key,
                 "request for another shard key reached this replica; refused"
             );
-            Err(Error::not_found("Shard key not found"))
+            Err(tessera_core::missing_key(key))
         }
     }
 

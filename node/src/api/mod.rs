@@ -13,6 +13,7 @@ pub mod admin;
 pub mod collections;
 pub mod error;
 pub mod json;
+pub mod listener;
 pub mod middleware;
 pub mod points;
 pub mod query;

@@ -29,7 +29,7 @@ use tower_layer::Layer;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// hyper's read buffer per connection (bounds a request head), and its most headers; both
-/// above the API's limits (`api::error::MAX_HEADER_BYTES`, `MAX_HEADERS`), which answer first.
+/// above the API's limits ([`super::error::MAX_HEADER_BYTES`], [`super::error::MAX_HEADERS`]), which answer first.
 const HYPER_READ_BUFFER_BYTES: usize = 1 << 20;
 const HYPER_MAX_HEADERS: usize = 512;
 

@@ -267,7 +267,7 @@ impl MetadataState {
     pub fn collection(&self, name: &str) -> Result<&CollectionMeta> {
         self.collections
             .get(name)
-            .ok_or_else(|| missing_collection(&name))
+            .ok_or_else(|| missing_collection(name))
     }
 
     /// Applies a committed command. Errors are deterministic (every replica of the state gets the
@@ -326,7 +326,7 @@ impl MetadataState {
                 let meta = self
                     .collections
                     .remove(name)
-                    .ok_or_else(|| missing_collection(&name))?;
+                    .ok_or_else(|| missing_collection(name))?;
                 Ok(Applied::CollectionDeleted {
                     uid: meta.uid,
                     shards: meta.shards.keys().copied().collect(),
@@ -340,7 +340,7 @@ impl MetadataState {
                 let meta = self
                     .collections
                     .get_mut(collection)
-                    .ok_or_else(|| missing_collection(&collection))?;
+                    .ok_or_else(|| missing_collection(collection))?;
                 if meta.params.sharding_method != ShardingMethod::Custom {
                     return Err(Error::bad_request(format!(
                         "Shard keys can only be created in a collection with sharding_method custom; `{collection}` uses auto"
@@ -369,11 +369,11 @@ impl MetadataState {
                 let meta = self
                     .collections
                     .get_mut(collection)
-                    .ok_or_else(|| missing_collection(&collection))?;
+                    .ok_or_else(|| missing_collection(collection))?;
                 let ids = meta
                     .shard_keys
                     .remove(key)
-                    .ok_or_else(|| missing_key(&key))?;
+                    .ok_or_else(|| missing_key(key))?;
                 for id in &ids {
                     meta.shards.remove(id);
                 }
@@ -390,7 +390,7 @@ impl MetadataState {
                 let meta = self
                     .collections
                     .get_mut(collection)
-                    .ok_or_else(|| missing_collection(&collection))?;
+                    .ok_or_else(|| missing_collection(collection))?;
                 if field.is_empty() || field.len() > MAX_NAME_LEN {
                     return Err(Error::bad_request("field_name must be 1 to 255 bytes long"));
                 }
@@ -401,7 +401,7 @@ impl MetadataState {
                 let meta = self
                     .collections
                     .get_mut(collection)
-                    .ok_or_else(|| missing_collection(&collection))?;
+                    .ok_or_else(|| missing_collection(collection))?;
                 meta.payload_indexes.remove(field);
                 Ok(Applied::Nothing)
             }

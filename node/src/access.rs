@@ -192,8 +192,16 @@ pub fn partition(
         .payload_indexes
         .iter()
         .find(|(_, ix)| ix.is_tenant)?;
-    let value = match (index.schema, tenant.parse::<i64>()) {
-        (PayloadSchemaType::Integer, Ok(n)) => Value::from(n),
+    let value = match index.schema {
+        // a tenant id is a string compared exactly: only the canonical decimal form of an
+        // integer names it (`07`, `+7` and ` 7` are not tenant 7, and reach nothing here)
+        PayloadSchemaType::Integer => {
+            let n = tenant
+                .parse::<i64>()
+                .ok()
+                .filter(|n| n.to_string() == tenant)?;
+            Value::from(n)
+        }
         _ => Value::String(tenant.to_owned()),
     };
     Some(Partition {
@@ -437,6 +445,29 @@ pub(crate) mod tests {
         let e =
             scope(&p, &c, &KeySelector::Keys(vec![key("a")]), Need::Write).expect_err("read only");
         assert_eq!(e.kind, ErrorKind::Forbidden);
+    }
+
+    #[test]
+    fn integer_partitions_take_only_canonical_tenant_ids() {
+        let mut c = collection(ShardingMethod::Auto, &[]);
+        c.payload_indexes.insert(
+            "org".into(),
+            PayloadIndex {
+                schema: PayloadSchemaType::Integer,
+                is_tenant: true,
+            },
+        );
+        let seven = tenant("7", AccessSpec::Global(Access::ReadWrite));
+        let part = partition(&seven, &c, "7").expect("tenant 7");
+        assert_eq!(part.value, Value::from(7));
+        for alias in ["07", "+7", " 7", "7 ", "7.0", "acme"] {
+            let t = tenant(alias, AccessSpec::Global(Access::ReadWrite));
+            assert!(
+                partition(&t, &c, alias).is_none(),
+                "{alias:?} is not tenant 7"
+            );
+            assert!(!visible(&t, &c), "{alias:?} sees nothing of the collection");
+        }
     }
 
     #[test]

@@ -53,6 +53,20 @@ pub type Keyed<T> = (Option<ShardKey>, T);
 pub struct RequestContext {
     pub principal: Arc<Principal>,
     pub note: Arc<RequestNote>,
+    /// The node's own request (a `value_exists` lookup): attributed to no tenant, so no tenant's
+    /// suspension or quota applies to it, whichever shard keys it reads.
+    pub internal: bool,
+}
+
+impl RequestContext {
+    /// A caller's request.
+    pub fn of(principal: Principal) -> RequestContext {
+        RequestContext {
+            principal: Arc::new(principal),
+            note: Arc::new(RequestNote::default()),
+            internal: false,
+        }
+    }
 }
 
 impl RequestContext {
@@ -61,6 +75,7 @@ impl RequestContext {
         RequestContext {
             principal: Arc::new(Principal::manage(AuthMethod::Unauthenticated)),
             note: Arc::new(RequestNote::default()),
+            internal: true,
         }
     }
 }
@@ -126,9 +141,26 @@ impl RequestNote {
         }
     }
 
-    /// The request was refused by authorization (outside the caller's scope or rights).
-    pub fn deny(&self) {
-        self.inner.lock().denied = true;
+    /// The request was refused by authorization (outside the caller's scope or rights); the
+    /// audit line names the tenant and the shard keys the request asked for.
+    pub fn deny(&self, tenant: Option<&str>, named: &KeySelector) {
+        let keys: Vec<String> = match named {
+            KeySelector::All => Vec::new(),
+            KeySelector::Keys(keys) => keys.iter().map(ToString::to_string).collect(),
+            KeySelector::Fallback { target, fallback } => target
+                .iter()
+                .chain(std::iter::once(fallback))
+                .map(ToString::to_string)
+                .collect(),
+        };
+        let mut inner = self.inner.lock();
+        inner.denied = true;
+        if inner.tenant.is_none() {
+            inner.tenant = tenant.map(str::to_owned);
+        }
+        if inner.shard_keys.is_none() && !keys.is_empty() {
+            inner.shard_keys = Some(keys.join(","));
+        }
     }
 
     /// Marks the request admitted by quotas, keeping its permit (if any) until it ends.

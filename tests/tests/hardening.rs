@@ -9,6 +9,12 @@
 //!   within the configured timeouts, and idle connections cannot take every connection slot;
 //! - a node started without `--node-id` gets a random id recorded in its data dir, keeps it
 //!   across restarts, and refuses to open that data dir under another id;
+//! - in a collection partitioned by an integer `is_tenant` field, tokens for `07` or `+7` reach
+//!   nothing of tenant 7, before and after 7 is suspended;
+//! - a request refused as outside the caller's tenant is audited as `denied`, with the tenant
+//!   and the shard key it named;
+//! - suspending a tenant does not revoke another tenant's tokens whose `value_exists` looks
+//!   into a collection the suspended tenant holds;
 //! - every error answer is Qdrant's error JSON: 405, unparsable path parameters, 431, a
 //!   `Content-Length` over the limit (at once, not after reading).
 
@@ -408,6 +414,148 @@ fn every_error_answer_is_qdrant_error_json() {
             ))?,
             431,
         )?;
+        Ok(())
+    };
+    run().expect("scenario");
+}
+
+#[test]
+fn a_suspension_does_not_revoke_other_tenants_tokens() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = || -> Result<()> {
+        let node = start(tmp.path(), &[])?;
+        let admin = node.api().with_key(ADMIN_KEY);
+        seed(&admin)?;
+        phase!("the users collection, whose only shard key is globex's, holds alice");
+        admin.ok_put(
+            "/collections/users",
+            &json!({"vectors": {"size": 2, "distance": "Dot"}, "sharding_method": "custom"}),
+        )?;
+        admin.ok_put("/collections/users/shards", &json!({"shard_key": "globex"}))?;
+        admin.ok_put(
+            "/collections/users/points?wait=true",
+            &json!({"shard_key": "globex", "points": [
+                {"id": 1, "vector": [1.0, 0.0], "payload": {"user": "alice"}}
+            ]}),
+        )?;
+        let revocable = |user: &str| {
+            node.api().with_key(&token(&json!({
+                "tenant_id": "acme",
+                "exp": now() + 600,
+                "value_exists": {"collection": "users", "matches": [{"key": "user", "value": user}]},
+            })))
+        };
+
+        phase!("globex is suspended before acme's token is first checked");
+        admin.ok_post("/admin/tenants/globex/suspend", &json!({}))?;
+        ensure!(
+            owners(&revocable("alice"))? == ["acme"],
+            "acme's token holds: the lookup is the node's, not globex's"
+        );
+        let (status, body) =
+            revocable("mallory").post("/collections/docs/points/scroll", &json!({"limit": 10}))?;
+        ensure!(
+            status == 401,
+            "a token whose point is absent is revoked: {status} {body}"
+        );
+        Ok(())
+    };
+    run().expect("scenario");
+}
+
+#[test]
+fn denied_requests_are_audited_with_the_key_they_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = || -> Result<()> {
+        let audit = tmp.path().join("audit.log");
+        let node = start(
+            &tmp.path().join("data"),
+            &["--audit-log", &audit.to_string_lossy()],
+        )?;
+        seed(&node.api().with_key(ADMIN_KEY))?;
+        phase!("acme names globex's shard key: 404, audited as denied with the key it named");
+        let acme = node
+            .api()
+            .with_key(&token(&json!({"tenant_id": "acme", "exp": now() + 600})));
+        let msg = expect_status(
+            acme.post(
+                "/collections/docs/points/count",
+                &json!({"shard_key": "globex"}),
+            )?,
+            404,
+            "acme naming globex",
+        )?;
+        // the answer for a key that does not exist: nothing tells globex exists
+        ensure!(msg == "Shard key globex not found", "{msg}");
+        // the audit writer is asynchronous: wait (bounded) for the line
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&audit).unwrap_or_default();
+            let denied: Vec<Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|e| e["outcome"] == "denied")
+                .collect();
+            if let Some(entry) = denied.first() {
+                ensure!(entry["tenant"] == "acme", "{entry}");
+                ensure!(entry["shard_key"] == "globex", "{entry}");
+                ensure!(entry["status"] == 404, "{entry}");
+                break;
+            }
+            ensure!(Instant::now() < deadline, "no denied line in {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    };
+    run().expect("scenario");
+}
+
+#[test]
+fn integer_tenant_ids_are_not_aliased() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = || -> Result<()> {
+        let node = start(tmp.path(), &[])?;
+        let admin = node.api().with_key(ADMIN_KEY);
+        admin.ok_put(
+            "/collections/shared",
+            &json!({"vectors": {"size": 2, "distance": "Dot"}}),
+        )?;
+        admin.ok_put(
+            "/collections/shared/index?wait=true",
+            &json!({"field_name": "org", "field_schema": {"type": "integer", "is_tenant": true}}),
+        )?;
+        admin.ok_put(
+            "/collections/shared/points?wait=true",
+            &json!({"points": [
+                {"id": 1, "vector": [1.0, 0.0], "payload": {"org": 7}},
+                {"id": 2, "vector": [0.0, 1.0], "payload": {"org": 8}},
+            ]}),
+        )?;
+        let as_tenant = |t: &str| {
+            node.api()
+                .with_key(&token(&json!({"tenant_id": t, "exp": now() + 600})))
+        };
+        let count = |api: &Api| api.post("/collections/shared/points/count", &json!({}));
+        phase!("tenant 7 counts its one point");
+        let (status, body) = count(&as_tenant("7"))?;
+        ensure!(
+            status == 200 && body["result"]["count"] == 1,
+            "{status} {body}"
+        );
+        phase!("07, +7 and 7.0 are other tenants: the collection does not exist for them");
+        for alias in ["07", "+7", "7.0"] {
+            let msg = expect_status(count(&as_tenant(alias))?, 404, alias)?;
+            ensure!(
+                msg == "Collection `shared` doesn't exist!",
+                "{alias}: {msg}"
+            );
+        }
+        phase!("after 7 is suspended: 7 is refused, the aliases still reach nothing");
+        admin.ok_post("/admin/tenants/7/suspend", &json!({}))?;
+        expect_status(count(&as_tenant("7"))?, 403, "suspended 7")?;
+        for alias in ["07", "+7"] {
+            expect_status(count(&as_tenant(alias))?, 404, alias)?;
+        }
         Ok(())
     };
     run().expect("scenario");

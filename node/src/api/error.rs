@@ -88,23 +88,25 @@ pub async fn request_limits(max_body_bytes: usize, request: Request, next: Next)
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
-        return error_response(
+        return closing(error_response(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!(
                 "Request headers too large: at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes"
             ),
-        );
+        ));
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body_bytes as u64) {
-        return ApiError(Error::new(
-            ErrorKind::PayloadTooLarge,
-            "Payload too large: request body is over the configured limit",
-        ))
-        .into_response();
+        return closing(
+            ApiError(Error::new(
+                ErrorKind::PayloadTooLarge,
+                "Payload too large: request body is over the configured limit",
+            ))
+            .into_response(),
+        );
     }
     next.run(request).await
 }
@@ -140,6 +142,16 @@ pub async fn qdrant_error_bodies(response: Response) -> Response {
     );
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
+}
+
+/// A refusal sent before the request body was read: the connection cannot carry another request
+/// (the unread body is still on it), so the client is told to open a new one.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// An error answer with a status our classification does not name (431).

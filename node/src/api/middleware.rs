@@ -16,7 +16,7 @@ use super::AppState;
 use super::error::{ApiError, RETRY_AFTER_MS, set_retry_after};
 use super::routes::{COLLECTION_PARAM, Operation, Operations};
 use crate::access;
-use crate::audit::{AuditEntry, RequestNote};
+use crate::audit::AuditEntry;
 use crate::auth::{AuthError, AuthMethod, Credential, Principal};
 use crate::quota::{Op as QuotaOp, Outcome as QuotaOutcome};
 use crate::router::Ctx;
@@ -171,10 +171,7 @@ pub async fn authenticate(State(edge): State<Edge>, req: Request, next: Next) ->
         });
     let req = Request::from_parts(parts, body);
     let ctx = match authenticate_headers(app, req.headers(), collection.as_deref()).await {
-        Ok(principal) => Ctx {
-            principal: Arc::new(principal),
-            note: Arc::new(RequestNote::default()),
-        },
+        Ok(principal) => Ctx::of(principal),
         Err(e) => {
             let resp = ApiError(e).into_response();
             write_audit(app, operation, collection.as_deref(), None, resp.status());

@@ -94,7 +94,7 @@ impl Actor for RouterActor {
             && (ctx.principal.tenant.is_some() || e.kind == ErrorKind::Forbidden)
             && matches!(e.kind, ErrorKind::NotFound | ErrorKind::Forbidden)
         {
-            ctx.note.deny();
+            ctx.note.deny(ctx.principal.tenant.as_deref(), &sel);
         }
         tokio::spawn(job(decision));
         Ok(())
@@ -123,6 +123,8 @@ fn decide(
     let mut scope = access::scope(&ctx.principal, c, sel, need)?;
     // The tenant a request is attributed to: the caller's, else the one shard key it reaches.
     let tenant = match &ctx.principal.tenant {
+        // the node's own lookups (value_exists) belong to no tenant
+        _ if ctx.internal => None,
         Some(t) => Some(t.clone()),
         None => {
             let mut keys = scope.targets.iter().map(|target| target.key.as_ref());

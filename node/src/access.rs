@@ -188,6 +188,15 @@ pub fn partition(
             value: value.clone(),
         });
     }
+    index_partition(collection, tenant)
+}
+
+/// The tenant's partition by the collection's `is_tenant` payload index (what the tenant's
+/// stored points carry, whatever token wrote them), if the collection has one.
+pub fn index_partition(collection: &CollectionMeta, tenant: &str) -> Option<Partition> {
+    if collection.params.sharding_method != ShardingMethod::Auto {
+        return None;
+    }
     let (field, index) = collection
         .payload_indexes
         .iter()

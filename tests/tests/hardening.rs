@@ -11,6 +11,7 @@
 //!   across restarts, and refuses to open that data dir under another id;
 //! - in a collection partitioned by an integer `is_tenant` field, tokens for `07` or `+7` reach
 //!   nothing of tenant 7, before and after 7 is suspended;
+//! - a tenant's `max_points` counts its points in shared (payload-partitioned) collections too;
 //! - a request refused as outside the caller's tenant is audited as `denied`, with the tenant
 //!   and the shard key it named;
 //! - suspending a tenant does not revoke another tenant's tokens whose `value_exists` looks
@@ -556,6 +557,50 @@ fn integer_tenant_ids_are_not_aliased() {
         for alias in ["07", "+7"] {
             expect_status(count(&as_tenant(alias))?, 404, alias)?;
         }
+        Ok(())
+    };
+    run().expect("scenario");
+}
+
+#[test]
+fn storage_quotas_count_shared_collections() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = || -> Result<()> {
+        let node = start(tmp.path(), &[])?;
+        let admin = node.api().with_key(ADMIN_KEY);
+        admin.ok_put(
+            "/collections/shared",
+            &json!({"vectors": {"size": 2, "distance": "Dot"}}),
+        )?;
+        admin.ok_put(
+            "/collections/shared/index?wait=true",
+            &json!({"field_name": "group_id", "field_schema": {"type": "keyword", "is_tenant": true}}),
+        )?;
+        admin.ok_put("/admin/tenants/acme/quota", &json!({"max_points": 3}))?;
+        let as_tenant = |t: &str| {
+            node.api()
+                .with_key(&token(&json!({"tenant_id": t, "exp": now() + 600})))
+        };
+        let upsert = |api: &Api, ids: std::ops::Range<u64>| {
+            let points: Vec<Value> = ids
+                .map(|id| json!({"id": id, "vector": [1.0, 0.0], "payload": {"n": id}}))
+                .collect();
+            api.put(
+                "/collections/shared/points?wait=true",
+                &json!({"points": points}),
+            )
+        };
+        phase!("acme fills its quota of 3 points in the shared collection");
+        let (status, body) = upsert(&as_tenant("acme"), 1..4)?;
+        ensure!(status == 200, "{status} {body}");
+        phase!("one more is refused with 507, and nothing of it is stored");
+        let msg = expect_status(upsert(&as_tenant("acme"), 4..5)?, 507, "over max_points")?;
+        ensure!(msg.contains("max_points"), "{msg}");
+        let (_, body) = as_tenant("acme").post("/collections/shared/points/count", &json!({}))?;
+        ensure!(body["result"]["count"] == 3, "{body}");
+        phase!("another tenant of the same collection is not charged for acme's points");
+        let (status, body) = upsert(&as_tenant("globex"), 10..14)?;
+        ensure!(status == 200, "{status} {body}");
         Ok(())
     };
     run().expect("scenario");

@@ -65,6 +65,20 @@ impl Quotas {
     pub fn storage_of(state: &MetadataState, shards: &ShardManager, tenant: &str) -> StorageUsage {
         let mut usage = StorageUsage::default();
         for c in state.collections.values() {
+            // a shared collection: the tenant's points are those of its partition, in every shard
+            if let Some(partition) = crate::access::index_partition(c, tenant) {
+                let filter = partition.filter();
+                for id in c.shards.keys() {
+                    if let Some(d) = shards.data((c.uid, *id)) {
+                        let st = d.stats();
+                        let mine = d.count(Some(&filter)) as u64;
+                        usage.points += mine;
+                        // bytes in proportion to the tenant's share of the shard's points
+                        usage.bytes += st.stored_bytes * mine / (st.points as u64).max(1);
+                    }
+                }
+                continue;
+            }
             let key = crate::access::tenant_key(c, tenant);
             let Some(ids) = key.as_ref().and_then(|k: &ShardKey| c.shards_of_key(k)) else {
                 continue;

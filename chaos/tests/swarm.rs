@@ -1,6 +1,6 @@
 //! The swarm harness against the real `tessera` binary: its preparation (certificates, ports,
-//! command lines), the faults it injects into one node, a three-node cluster forming, and a member
-//! that comes back on new addresses.
+//! command lines), the faults it injects into one node, a three-node cluster forming, a member
+//! that comes back on new addresses, and a newcomer that claims a member's id.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -386,6 +386,75 @@ fn a_member_restarted_on_new_ports_is_reached_there() {
                 r.as_ref()
                     .is_ok_and(|(st, v)| *st == 200 && v["result"]["count"] == json!(5))
             },
+        );
+    }
+}
+
+/// A `tessera serve` child that is killed when dropped (also when the test fails).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_newcomer_claiming_a_members_id_is_refused() {
+    phase!("two nodes; a third process with a certificate of the same CA claims node 2's id");
+    let swarm = Swarm::start(2).expect("start a swarm of 2");
+    swarm
+        .wait_settled(Duration::from_secs(30))
+        .expect("settled");
+    let node2 = swarm.node(2).expect("node 2");
+    let dir = swarm.root().join("impostor");
+    let made = std::process::Command::new(swarm.bin())
+        .args(["cert", "node", "--ca-dir"])
+        .arg(swarm.root().join("ca"))
+        .arg("--out")
+        .arg(dir.join("tls"))
+        .args(["--name", "impostor"])
+        .output()
+        .expect("tessera cert node");
+    assert!(made.status.success(), "{made:?}");
+    let ports = tessera_chaos::swarm::free_ports(1).expect("ports");
+    let (http, p2p) = ports[0];
+    let log = std::fs::File::create(dir.join("node.log")).expect("log");
+    let _impostor = Child(
+        std::process::Command::new(swarm.bin())
+            .arg("serve")
+            .args(["--node-id", "2", "--http-addr", &http.to_string()])
+            .args(["--p2p-addr", &p2p.to_string(), "--join"])
+            .arg(swarm.node(1).expect("node 1").p2p_addr.to_string())
+            .arg("--tls-dir")
+            .arg(dir.join("tls"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn the impostor"),
+    );
+
+    phase!("its join is refused for good, loudly, naming the id");
+    let text = eventually(
+        Duration::from_secs(30),
+        "the refusal in the newcomer's log",
+        || std::fs::read_to_string(dir.join("node.log")).unwrap_or_default(),
+        |t| t.contains("join refused"),
+    );
+    assert!(text.contains("node id 2 is already held"), "{text}");
+
+    phase!("node 2 keeps its place and its addresses on every member");
+    for id in [1, 2] {
+        let view = swarm.cluster(id).expect("cluster view");
+        let peer = view.peers.get(&2).expect("node 2 listed");
+        assert_eq!(
+            peer.p2p.as_deref(),
+            Some(node2.p2p_addr.to_string().as_str()),
+            "{view:?}"
         );
     }
 }

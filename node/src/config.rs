@@ -175,9 +175,9 @@ pub struct NodeConfig {
     pub quota: Quota,
     /// The node's id. [`crate::start`] settles it against the data dir before anything uses it.
     pub node_id: u64,
-    /// The id the flags, environment or file asked for; None lets the data dir decide (see
-    /// [`crate::identity`]).
-    pub requested_node_id: Option<u64>,
+    /// No id was given (flag, environment or file): the data dir's recorded id, or a new random
+    /// one, replaces `node_id` when the node starts (see [`crate::identity`]).
+    pub node_id_from_data_dir: bool,
     /// Cluster mode: the transport's address, TLS dir, and how to find the cluster.
     pub cluster: Option<ClusterConfig>,
 }
@@ -214,7 +214,7 @@ impl NodeConfig {
             audit_log: None,
             quota: Quota::default(),
             node_id: 1,
-            requested_node_id: Some(1),
+            node_id_from_data_dir: false,
             cluster: None,
         }
     }
@@ -323,7 +323,7 @@ impl NodeConfig {
                 None => Quota::default(),
             },
             node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
-            requested_node_id: args.node_id.or(file.node_id),
+            node_id_from_data_dir: args.node_id.or(file.node_id).is_none(),
             cluster: match args.p2p_addr.or(file.p2p_addr) {
                 None => {
                     if args.join.or(file.join).is_some()

@@ -117,7 +117,8 @@ pub async fn start_with(
 fn settle(mut config: NodeConfig) -> anyhow::Result<NodeConfig> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-    config.node_id = identity::settle_node_id(&config.data_dir, config.requested_node_id)?;
+    let given = (!config.node_id_from_data_dir).then_some(config.node_id);
+    config.node_id = identity::settle_node_id(&config.data_dir, given)?;
     Ok(config)
 }
 

@@ -295,16 +295,7 @@ mod tests {
     use tessera_core::ErrorKind;
 
     fn spec(key: &str) -> ShardSpec {
-        ShardSpec {
-            collection_uid: 1,
-            shard_id: 0,
-            key: Some(ShardKey::Str(key.into())),
-            dim: 2,
-            metric: crate::Metric::Dot,
-            graph: crate::GraphParams::default(),
-            indexing_threshold: 1000,
-            full_scan_threshold: 1000,
-        }
+        ShardSpec::for_tests(1, 0, key)
     }
 
     /// Defence in depth, going around the router: a replica refuses any request whose shard

@@ -225,16 +225,7 @@ mod tests {
     use super::*;
 
     fn spec(shard: u32, key: &str) -> ShardSpec {
-        ShardSpec {
-            collection_uid: 9,
-            shard_id: shard,
-            key: Some(ShardKey::Str(key.into())),
-            dim: 2,
-            metric: crate::Metric::Dot,
-            graph: crate::GraphParams::default(),
-            indexing_threshold: 1000,
-            full_scan_threshold: 1000,
-        }
+        ShardSpec::for_tests(9, shard, key)
     }
 
     #[test]

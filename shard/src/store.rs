@@ -33,6 +33,23 @@ pub struct ShardSpec {
     pub full_scan_threshold: usize,
 }
 
+#[cfg(test)]
+impl ShardSpec {
+    /// A small 2-d spec of tenant `key` for the crate's tests.
+    pub(crate) fn for_tests(collection_uid: u64, shard_id: u32, key: &str) -> ShardSpec {
+        ShardSpec {
+            collection_uid,
+            shard_id,
+            key: Some(ShardKey::Str(key.into())),
+            dim: 2,
+            metric: crate::Metric::Dot,
+            graph: crate::GraphParams::default(),
+            indexing_threshold: 1000,
+            full_scan_threshold: 1000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loc {
     pub seg: u64,

@@ -109,12 +109,30 @@ fn expect_status(answer: (u16, Value), status: u16, what: &str) -> Result<String
     error_message(&body).with_context(|| what.to_owned())
 }
 
+/// A shared collection partitioned by an `is_tenant` index on `field` of type `schema`.
+fn shared_collection(admin: &Api, name: &str, field: &str, schema: &str) -> Result<()> {
+    admin.ok_put(
+        &format!("/collections/{name}"),
+        &json!({"vectors": {"size": 2, "distance": "Dot"}}),
+    )?;
+    admin.ok_put(
+        &format!("/collections/{name}/index?wait=true"),
+        &json!({"field_name": field, "field_schema": {"type": schema, "is_tenant": true}}),
+    )?;
+    Ok(())
+}
+
+/// Runs a test's story in a temp dir of its own; an error fails the test with its context.
+fn scenario(story: impl FnOnce(&std::path::Path) -> Result<()>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    story(tmp.path()).expect("scenario");
+}
+
 #[test]
 fn tokens_without_exp_are_refused_unless_allowed() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
+    scenario(|tmp| {
         phase!("a node with defaults: a token that never expires is refused");
-        let node = start(&tmp.path().join("strict"), &[])?;
+        let node = start(&tmp.join("strict"), &[])?;
         let admin = node.api().with_key(ADMIN_KEY);
         seed(&admin)?;
         let forever = node.api().with_key(&token(&json!({"tenant_id": "acme"})));
@@ -134,20 +152,18 @@ fn tokens_without_exp_are_refused_unless_allowed() {
         drop(node);
 
         phase!("--jwt-allow-no-exp: the deliberate choice accepts it");
-        let node = start(&tmp.path().join("lenient"), &["--jwt-allow-no-exp"])?;
+        let node = start(&tmp.join("lenient"), &["--jwt-allow-no-exp"])?;
         seed(&node.api().with_key(ADMIN_KEY))?;
         let forever = node.api().with_key(&token(&json!({"tenant_id": "acme"})));
         ensure!(owners(&forever)? == ["acme"], "accepted when allowed");
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 #[test]
 fn repeated_claims_and_org_switching() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let node = start(tmp.path(), &[])?;
+    scenario(|tmp| {
+        let node = start(tmp, &[])?;
         let admin = node.api().with_key(ADMIN_KEY);
         seed(&admin)?;
         let exp = now() + 600;
@@ -190,8 +206,7 @@ fn repeated_claims_and_org_switching() {
         )?;
         ensure!(msg == MISSING, "{msg}");
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 /// Sends `bytes` on a fresh connection and waits (bounded) for the server to answer or close;
@@ -224,10 +239,9 @@ fn send_and_wait(addr: std::net::SocketAddr, bytes: &[u8]) -> Result<(String, Du
 
 #[test]
 fn slow_clients_are_cut_off() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
+    scenario(|tmp| {
         let node = Node::start(
-            tmp.path(),
+            tmp,
             &[
                 "--http-header-timeout-ms",
                 "1000",
@@ -284,16 +298,14 @@ fn slow_clients_are_cut_off() {
             .post("/collections/docs/points/count", &json!({}))?;
         ensure!(status == 200);
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 #[test]
 fn a_node_without_an_id_gets_one_of_its_own() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
+    scenario(|tmp| {
         phase!("started as a Qdrant user would, without --node-id");
-        let data = tmp.path().join("data");
+        let data = tmp.join("data");
         let mut node = Node::start(&data, &[])?;
         let recorded = std::fs::read_to_string(data.join("node_id")).context("node_id file")?;
         let id: u64 = recorded.trim().parse().context("a number")?;
@@ -328,8 +340,7 @@ fn a_node_without_an_id_gets_one_of_its_own() {
             "the error names the recorded id: {stderr}"
         );
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 /// Asserts a raw HTTP answer is `status` with Qdrant's error JSON, and returns its message.
@@ -353,9 +364,8 @@ fn qdrant_error(answer: &str, status: u16) -> Result<String> {
 
 #[test]
 fn every_error_answer_is_qdrant_error_json() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let node = Node::start(tmp.path(), &[])?;
+    scenario(|tmp| {
+        let node = Node::start(tmp, &[])?;
         let addr = node.addr();
         let ask = |request: &str| send_and_wait(addr, request.as_bytes()).map(|(a, _)| a);
         let close = "Connection: close\r\n\r\n";
@@ -416,15 +426,13 @@ fn every_error_answer_is_qdrant_error_json() {
             431,
         )?;
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 #[test]
 fn a_suspension_does_not_revoke_other_tenants_tokens() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let node = start(tmp.path(), &[])?;
+    scenario(|tmp| {
+        let node = start(tmp, &[])?;
         let admin = node.api().with_key(ADMIN_KEY);
         seed(&admin)?;
         phase!("the users collection, whose only shard key is globex's, holds alice");
@@ -460,17 +468,15 @@ fn a_suspension_does_not_revoke_other_tenants_tokens() {
             "a token whose point is absent is revoked: {status} {body}"
         );
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 #[test]
 fn denied_requests_are_audited_with_the_key_they_named() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let audit = tmp.path().join("audit.log");
+    scenario(|tmp| {
+        let audit = tmp.join("audit.log");
         let node = start(
-            &tmp.path().join("data"),
+            &tmp.join("data"),
             &["--audit-log", &audit.to_string_lossy()],
         )?;
         seed(&node.api().with_key(ADMIN_KEY))?;
@@ -507,24 +513,15 @@ fn denied_requests_are_audited_with_the_key_they_named() {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 #[test]
 fn integer_tenant_ids_are_not_aliased() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let node = start(tmp.path(), &[])?;
+    scenario(|tmp| {
+        let node = start(tmp, &[])?;
         let admin = node.api().with_key(ADMIN_KEY);
-        admin.ok_put(
-            "/collections/shared",
-            &json!({"vectors": {"size": 2, "distance": "Dot"}}),
-        )?;
-        admin.ok_put(
-            "/collections/shared/index?wait=true",
-            &json!({"field_name": "org", "field_schema": {"type": "integer", "is_tenant": true}}),
-        )?;
+        shared_collection(&admin, "shared", "org", "integer")?;
         admin.ok_put(
             "/collections/shared/points?wait=true",
             &json!({"points": [
@@ -558,24 +555,15 @@ fn integer_tenant_ids_are_not_aliased() {
             expect_status(count(&as_tenant(alias))?, 404, alias)?;
         }
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 #[test]
 fn storage_quotas_count_shared_collections() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let node = start(tmp.path(), &[])?;
+    scenario(|tmp| {
+        let node = start(tmp, &[])?;
         let admin = node.api().with_key(ADMIN_KEY);
-        admin.ok_put(
-            "/collections/shared",
-            &json!({"vectors": {"size": 2, "distance": "Dot"}}),
-        )?;
-        admin.ok_put(
-            "/collections/shared/index?wait=true",
-            &json!({"field_name": "group_id", "field_schema": {"type": "keyword", "is_tenant": true}}),
-        )?;
+        shared_collection(&admin, "shared", "group_id", "keyword")?;
         admin.ok_put("/admin/tenants/acme/quota", &json!({"max_points": 3}))?;
         let as_tenant = |t: &str| {
             node.api()
@@ -602,6 +590,5 @@ fn storage_quotas_count_shared_collections() {
         let (status, body) = upsert(&as_tenant("globex"), 10..14)?;
         ensure!(status == 200, "{status} {body}");
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }

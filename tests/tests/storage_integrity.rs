@@ -86,11 +86,16 @@ fn expect_count(api: &Api, tenant: &str, n: u64) -> Result<()> {
     Ok(())
 }
 
+/// Runs a test's story in a temp dir of its own; an error fails the test with its context.
+fn scenario(story: impl FnOnce(&std::path::Path) -> Result<()>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    story(tmp.path()).expect("scenario");
+}
+
 #[test]
 fn a_corrupt_replica_wal_fails_that_replica_only() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let data = tmp.path().join("data");
+    scenario(|tmp| {
+        let data = tmp.join("data");
         let mut node = Node::start(&data, &[])?;
         seed(&node.api())?;
         node.stop()?;
@@ -120,15 +125,13 @@ fn a_corrupt_replica_wal_fails_that_replica_only() {
             "a write to the failed replica: {status} {body}"
         );
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 #[test]
 fn a_corrupt_metadata_log_stops_the_node_from_starting() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let data = tmp.path().join("data");
+    scenario(|tmp| {
+        let data = tmp.join("data");
         let mut node = Node::start(&data, &[])?;
         seed(&node.api())?;
         node.stop()?;
@@ -148,15 +151,13 @@ fn a_corrupt_metadata_log_stops_the_node_from_starting() {
             "the error names the file: {stderr}"
         );
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 #[test]
 fn lost_or_swapped_replica_directories_are_refused() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let data = tmp.path().join("data");
+    scenario(|tmp| {
+        let data = tmp.join("data");
         let mut node = Node::start(&data, &[])?;
         seed(&node.api())?;
 
@@ -197,8 +198,7 @@ fn lost_or_swapped_replica_directories_are_refused() {
         let (status, _) = count(&node.api(), "globex")?;
         ensure!(status == 404, "globex was deleted: {status}");
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }
 
 /// A tmpfs mounted at a directory for the test, unmounted on drop (also when the test fails).
@@ -234,9 +234,8 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_answers_507_and_changes_nothing() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = || -> Result<()> {
-        let disk = Tmpfs::mount(&tmp.path().join("disk"), "4m")?;
+    scenario(|tmp| {
+        let disk = Tmpfs::mount(&tmp.join("disk"), "4m")?;
         let data = disk.0.join("data");
         let node = Node::start(&data, &[])?;
         let api = node.api();
@@ -287,6 +286,5 @@ fn a_full_disk_answers_507_and_changes_nothing() {
         expect_count(&api, "acme", expected)?;
         drop(node);
         Ok(())
-    };
-    run().expect("scenario");
+    });
 }

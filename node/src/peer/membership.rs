@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tessera_cluster::meta::NodeId;
 use tessera_cluster::raft::{MetaNode, MetaRaft, Role};
 use tessera_cluster::transport::Service;
-use tessera_cluster::{Error, Result, codec};
+use tessera_cluster::{Error, ErrorKind, Result, codec};
 
 use super::link::{ADMIN_DEADLINE, Link};
 use super::rpc::AdminRpc;
@@ -86,6 +86,7 @@ async fn join(raft: MetaRaft, link: Arc<Link>, seed: SocketAddr) {
     let rpc = AdminRpc::Join {
         id: raft.id(),
         node: raft.node().clone(),
+        member: raft.metrics().nodes.contains_key(&raft.id()),
     };
     let Ok(body) = codec::encode(&rpc) else {
         return;
@@ -98,6 +99,12 @@ async fn join(raft: MetaRaft, link: Arc<Link>, seed: SocketAddr) {
         {
             Ok(_) => {
                 tracing::info!(%seed, "joined the cluster");
+                return;
+            }
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                // retrying cannot help: another member holds this node's id (membership changes
+                // in progress answer Conflict, and are retried)
+                tracing::error!(%seed, error = %e, "join refused; this node is not a member");
                 return;
             }
             Err(e) => {
@@ -116,6 +123,7 @@ pub async fn add_member(
     link: &Link,
     id: NodeId,
     node: MetaNode,
+    member: bool,
     max_voters: usize,
 ) -> Result<()> {
     let metrics = raft.metrics();
@@ -123,11 +131,20 @@ pub async fn add_member(
         let (leader, _) = raft
             .leader()
             .ok_or_else(|| Error::unavailable("no metadata leader yet"))?;
-        let body = codec::encode(&AdminRpc::Join { id, node })?;
+        let body = codec::encode(&AdminRpc::Join { id, node, member })?;
         link.transport
             .call(leader, Service::Admin, body, ADMIN_DEADLINE)
             .await?;
         return Ok(());
+    }
+    if let Some(known) = metrics.nodes.get(&id)
+        && *known != node
+        && !member
+    {
+        return Err(Error::already_exists(format!(
+            "node id {id} is already held by the member at {known}; start this node with \
+             another --node-id, or without one to get a random id"
+        )));
     }
     if let Ok(addr) = node.p2p_addr.parse() {
         link.transport.set_peer(id, addr);

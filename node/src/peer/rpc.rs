@@ -15,6 +15,10 @@ pub enum AdminRpc {
     Join {
         id: NodeId,
         node: MetaNode,
+        /// Whether the joining node's own metadata lists it as a member already (a member back,
+        /// maybe on new addresses) rather than a new node: a new node may not take an id that a
+        /// member holds.
+        member: bool,
     },
     /// A metadata change forwarded to the leader.
     Meta(MetaRequest),

@@ -56,8 +56,8 @@ impl PeerService {
                 AdminReply::HasReplica(self.shards.contains((uid, shard)))
             }
             AdminRpc::Meta(request) => AdminReply::Applied(self.meta.execute(request).await?),
-            AdminRpc::Join { id, node } => {
-                add_member(&self.raft, &self.link, id, node, self.max_voters).await?;
+            AdminRpc::Join { id, node, member } => {
+                add_member(&self.raft, &self.link, id, node, member, self.max_voters).await?;
                 AdminReply::Joined
             }
             AdminRpc::Remove { id } => {

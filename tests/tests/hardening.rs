@@ -16,6 +16,8 @@
 //!   and the shard key it named;
 //! - suspending a tenant does not revoke another tenant's tokens whose `value_exists` looks
 //!   into a collection the suspended tenant holds;
+//! - four concurrent 30 MB bodies of tiny JSON values are refused without being parsed, and
+//!   raise the node's peak RSS by less than 512 MB;
 //! - every error answer is Qdrant's error JSON: 405, unparsable path parameters, 431, a
 //!   `Content-Length` over the limit (at once, not after reading).
 
@@ -589,6 +591,70 @@ fn storage_quotas_count_shared_collections() {
         phase!("another tenant of the same collection is not charged for acme's points");
         let (status, body) = upsert(&as_tenant("globex"), 10..14)?;
         ensure!(status == 200, "{status} {body}");
+        Ok(())
+    });
+}
+
+/// The node's peak resident memory so far (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .context("VmHWM in /proc status")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb * 1024)
+}
+
+#[test]
+fn junk_bodies_cost_bounded_memory() {
+    scenario(|tmp| {
+        let node = Node::start(tmp, &[])?;
+        node.api().ok_put(
+            "/collections/docs",
+            &json!({"vectors": {"size": 2, "distance": "Dot"}}),
+        )?;
+        let before = peak_rss(node.pid())?;
+        phase!("four clients at once send 30 MB of tiny JSON objects as an upsert");
+        let junk = format!("{{\"points\": [{}{{}}]}}", "{},".repeat(10_000_000));
+        ensure!(junk.len() >= 30_000_000, "{} bytes", junk.len());
+        let answers: Vec<Result<(u16, Value)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let api = node.api();
+                    let body = junk.clone();
+                    s.spawn(move || {
+                        api.raw(
+                            reqwest::Method::PUT,
+                            "/collections/docs/points?wait=true",
+                            Some(body.into_bytes()),
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("client panicked")))
+                })
+                .collect()
+        });
+        for answer in answers {
+            let (status, body) = answer?;
+            ensure!(status == 413 || status == 400, "{status} {body}");
+            ensure!(body["status"]["error"].is_string(), "{body}");
+        }
+        let grew = peak_rss(node.pid())?.saturating_sub(before);
+        tessera_tests::log_phase(format_args!("peak RSS grew by {} MiB", grew >> 20));
+        ensure!(grew < 512 << 20, "peak RSS grew by {} MiB", grew >> 20);
+        let (status, _) = node
+            .api()
+            .post("/collections/docs/points/count", &json!({}))?;
+        ensure!(status == 200, "the node still serves");
         Ok(())
     });
 }

@@ -87,6 +87,7 @@ pub fn body_json(body: std::result::Result<Bytes, BytesRejection>) -> Result<Val
     if bytes.is_empty() {
         return Ok(Value::Object(Map::new()));
     }
+    check_parse_cost(&bytes)?;
     serde_json::from_slice(&bytes).map_err(|e| bad(format!("Format error in JSON body: {e}")))
 }
 
@@ -358,4 +359,79 @@ impl PointRecord {
 /// f32 values as `serde_json::Value` held them (widened to f64), so numbers print as before.
 pub fn widen(v: Vec<f32>) -> Vec<f64> {
     v.into_iter().map(f64::from).collect()
+}
+
+/// What one JSON value costs in memory once parsed into a `Value` tree (the value, its slot in
+/// its array or map, allocator overhead), on top of the text of its strings.
+const PARSED_VALUE_BYTES: usize = 80;
+/// The most memory the parsed form of one request body may take. A body of tiny values (30 MB
+/// of `{}`) would otherwise cost over 2 GB once parsed; real bodies (vectors of floats written
+/// with their digits) stay well below, at most ~170 MB for the largest body accepted.
+pub const MAX_PARSED_BODY_BYTES: usize = 256 << 20;
+
+/// Refuses, before parsing, a body whose parsed form would cost more than
+/// [`MAX_PARSED_BODY_BYTES`]: one pass counts the values outside strings.
+pub fn check_parse_cost(body: &[u8]) -> Result<()> {
+    let values = count_json_values(body);
+    let cost = values
+        .saturating_mul(PARSED_VALUE_BYTES)
+        .saturating_add(body.len());
+    if cost > MAX_PARSED_BODY_BYTES {
+        return Err(Error::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "Payload too large: the request body holds {values} JSON values, more than one \
+                 request may ({})",
+                MAX_PARSED_BODY_BYTES / PARSED_VALUE_BYTES
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How many JSON values a text holds, about: one, plus one per `,` and per opening bracket
+/// outside strings (an upper bound for well-formed JSON; malformed text fails its parse anyway).
+fn count_json_values(body: &[u8]) -> usize {
+    let (mut values, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                (false, _) => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' => values += 1,
+            _ => {}
+        }
+    }
+    values
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use super::*;
+
+    #[test]
+    fn values_are_counted_outside_strings() {
+        assert_eq!(count_json_values(b"1"), 1);
+        assert_eq!(count_json_values(br#"{"a": [1, 2, 3]}"#), 5);
+        assert_eq!(count_json_values(br#"{"a": "x,y[{\"z,"}"#), 2);
+    }
+
+    #[test]
+    fn a_body_of_tiny_values_is_refused_before_parsing_and_real_ones_pass() {
+        let junk = format!("{{\"points\": [{}{{}}]}}", "{},".repeat(4_000_000));
+        let e = check_parse_cost(junk.as_bytes()).expect_err("junk");
+        assert_eq!(e.kind, ErrorKind::PayloadTooLarge);
+        // 5,000 points of 384 floats written with their digits, as clients send them (29 MB)
+        let vector = vec!["0.123456789012"; 384].join(",");
+        let point = format!("{{\"id\": 1, \"vector\": [{vector}], \"payload\": {{\"t\": \"x\"}}}}");
+        let body = format!("{{\"points\": [{}]}}", vec![point; 5_000].join(","));
+        check_parse_cost(body.as_bytes()).expect("a real batch");
+    }
 }

@@ -263,7 +263,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        // `PROPTEST_CASES=100000 cargo test --workspace fuzz_` runs every fuzz target longer
+        fn fuzz_frame_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_request(&bytes);
             let _ = decode_reply(&bytes);
         }

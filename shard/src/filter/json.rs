@@ -950,7 +950,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        // 256 cases unless PROPTEST_CASES says otherwise (the fuzz_ targets run longer so)
 
         #[test]
         fn to_json_round_trips(f in filter_json(), p in payload(), id in 0u64..5) {
@@ -961,7 +961,7 @@ mod tests {
         }
 
         #[test]
-        fn wild_json_never_panics(j in wild_json(), p in payload(), id in 0u64..5) {
+        fn fuzz_filter_parser_never_panics(j in wild_json(), p in payload(), id in 0u64..5) {
             if let Ok(f) = parse_filter(&j) {
                 let _ = f.matches(&PointId::Num(id), &p);
                 prop_assert_eq!(parse_filter(&f.to_json()), Ok(f));

@@ -614,7 +614,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        // 256 cases unless PROPTEST_CASES says otherwise (the fuzz_ targets run longer so)
 
         #[test]
         fn random_filters_round_trip(f in filter_json(), p in payload(), id in 0u64..5) {
@@ -625,7 +625,7 @@ mod tests {
         }
 
         #[test]
-        fn random_bytes_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        fn fuzz_filter_wire_random_bytes_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_filter(&bytes);
             if let Some(first) = bytes.first_mut() {
                 *first = codec::FORMAT_VERSION;
@@ -634,7 +634,7 @@ mod tests {
         }
 
         #[test]
-        fn flipped_bytes_never_panic(f in filter_json(), at in any::<prop::sample::Index>(), x in 1u8..) {
+        fn fuzz_filter_wire_flipped_bytes_never_panic(f in filter_json(), at in any::<prop::sample::Index>(), x in 1u8..) {
             let mut bytes = encode_filter(&parsed(&f)).expect("encode");
             let i = at.index(bytes.len());
             bytes[i] ^= x;

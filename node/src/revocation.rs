@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tessera_shard::filter::{
     Condition, FieldCondition, Filter, JsonPath, MAX_FILTER_CONDITIONS, Match, MatchValue,
 };
@@ -26,7 +26,8 @@ pub struct Revocations {
 impl Revocations {
     /// Whether the token's `value_exists` condition holds now (within [`TTL`]).
     pub async fn holds(&self, router: &Router, ve: &ValueExists) -> bool {
-        let key = json!([ve.collection, ve.matches]).to_string();
+        // a cache key, not a document: the collection and the conditions, unambiguously
+        let key = format!("{:?}", (&ve.collection, &ve.matches));
         if let Some(e) = self.cache.get(&key)
             && e.0.elapsed() < TTL
         {

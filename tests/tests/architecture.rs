@@ -7,7 +7,7 @@
 //!   crates link none of the upper crates' heavy dependencies (shard links neither openraft nor
 //!   quinn; cluster knows nothing of HTTP, JWT, HNSW or actors);
 //! - nothing outside `tessera-index` touches `hnsw_rs`;
-//! - only node's API layer knows HTTP (axum, status codes);
+//! - only node's API layer knows HTTP (axum, status codes) and builds JSON documents;
 //! - the not-found texts that stop tenant enumeration are formatted in one place each;
 //! - Raft never matches on metadata commands (it calls `MetadataState::apply`);
 //! - no source file carries more than [`MAX_NON_TEST_LINES`] lines of non-test code.
@@ -419,6 +419,29 @@ fn only_the_api_layer_knows_http() {
             "{needle} outside node/src/api: {outside:?}"
         );
     }
+}
+
+#[test]
+fn only_the_api_layer_builds_json_documents() {
+    // Qdrant's JSON shapes are node's api/json; auth reads and writes JWT claims, which are JSON
+    // by nature. Files that are test modules only are not product code.
+    const TEST_ONLY: [&str; 3] = [
+        "shard/src/filter/testkit.rs",
+        "node/src/auth/test_keys.rs",
+        "node/src/api/json/fuzz.rs",
+    ];
+    let outside: Vec<_> = files_containing(
+        &["node/src", "cluster/src", "shard/src", "core/src"],
+        "json!(",
+    )
+    .into_iter()
+    .filter(|f| !f.starts_with("node/src/api/") && !f.starts_with("node/src/auth/"))
+    .filter(|f| !TEST_ONLY.contains(&f.as_str()))
+    .collect();
+    assert!(
+        outside.is_empty(),
+        "JSON documents built outside node's api/: {outside:?}"
+    );
 }
 
 #[test]

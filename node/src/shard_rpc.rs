@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tessera_cluster::meta::{ShardId, ShardKey};
 use tessera_cluster::{Error, Result};
 use tessera_shard::actor::{NewPoint, Selector, WriteOp};
-use tessera_shard::filter::{Filter, parse_filter};
+use tessera_shard::filter::{Filter, WireFilter};
 use tessera_shard::manager::ShardManager;
 use tessera_shard::point::{Payload, PointId};
 use tessera_shard::store::{Hit, PayloadSelector, Record, SearchParams, ShardData};
@@ -258,18 +258,14 @@ pub enum ShardReply {
     Read(WireReply),
 }
 
-fn filter_out(filter: &Option<Filter>) -> Option<String> {
-    filter.as_ref().map(|filter| filter.to_json().to_string())
+/// Filters cross between nodes in their binary wire form (typed values, bounded depth and size
+/// on decode), never as JSON text.
+fn filter_out(filter: &Option<Filter>) -> Option<WireFilter> {
+    filter.as_ref().map(WireFilter::from)
 }
 
-fn filter_in(filter: Option<String>) -> Result<Option<Filter>> {
-    filter
-        .map(|text| {
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))?;
-            parse_filter(&v).map_err(|e| Error::bad_request(format!("bad filter on the wire: {e}")))
-        })
-        .transpose()
+fn filter_in(filter: Option<WireFilter>) -> Result<Option<Filter>> {
+    filter.map(Filter::try_from).transpose()
 }
 
 fn payload_out(payload: &Payload) -> String {
@@ -284,27 +280,27 @@ fn payload_in(text: &str) -> Result<Payload> {
 pub enum WireRead {
     Retrieve {
         ids: Vec<PointId>,
-        filter: Option<String>,
+        filter: Option<WireFilter>,
         with_payload: PayloadSelector,
         with_vector: bool,
     },
     Scroll {
         offset: Option<PointId>,
         limit: u64,
-        filter: Option<String>,
+        filter: Option<WireFilter>,
         with_payload: PayloadSelector,
         with_vector: bool,
     },
     Count {
-        filter: Option<String>,
+        filter: Option<WireFilter>,
     },
     VectorOf {
         id: PointId,
-        filter: Option<String>,
+        filter: Option<WireFilter>,
     },
     Search {
         vector: Vec<f32>,
-        filter: Option<String>,
+        filter: Option<WireFilter>,
         k: u64,
         ef: u64,
         exact: bool,
@@ -504,14 +500,14 @@ pub struct WirePoint {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WireSelector {
     Ids(Vec<PointId>),
-    Filter(String),
-    IdsWhere(Vec<PointId>, String),
+    Filter(WireFilter),
+    IdsWhere(Vec<PointId>, WireFilter),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WireWrite {
     Upsert(Vec<WirePoint>),
-    UpsertWhere(Vec<WirePoint>, String),
+    UpsertWhere(Vec<WirePoint>, WireFilter),
     Delete(WireSelector),
     SetPayload {
         selector: WireSelector,
@@ -532,13 +528,13 @@ pub enum WireWrite {
 fn sel_out(selector: &Selector) -> WireSelector {
     match selector {
         Selector::Ids(ids) => WireSelector::Ids(ids.clone()),
-        Selector::Filter(f) => WireSelector::Filter(f.to_json().to_string()),
-        Selector::IdsWhere(ids, f) => WireSelector::IdsWhere(ids.clone(), f.to_json().to_string()),
+        Selector::Filter(f) => WireSelector::Filter(WireFilter::from(f)),
+        Selector::IdsWhere(ids, f) => WireSelector::IdsWhere(ids.clone(), WireFilter::from(f)),
     }
 }
 
 fn sel_in(selector: WireSelector) -> Result<Selector> {
-    let f = |t: String| -> Result<Filter> { filter_in(Some(t)).map(|f| f.unwrap_or_default()) };
+    let f = Filter::try_from;
     Ok(match selector {
         WireSelector::Ids(ids) => Selector::Ids(ids),
         WireSelector::Filter(t) => Selector::Filter(f(t)?),
@@ -575,7 +571,7 @@ impl WireWrite {
         match op {
             WriteOp::Upsert(p) => WireWrite::Upsert(points_out(p)),
             WriteOp::UpsertWhere(p, g) => {
-                WireWrite::UpsertWhere(points_out(p), g.to_json().to_string())
+                WireWrite::UpsertWhere(points_out(p), WireFilter::from(g))
             }
             WriteOp::Delete(s) => WireWrite::Delete(sel_out(s)),
             WriteOp::SetPayload {
@@ -603,7 +599,7 @@ impl WireWrite {
         Ok(match self {
             WireWrite::Upsert(p) => WriteOp::Upsert(points_in(p)?),
             WireWrite::UpsertWhere(p, g) => {
-                WriteOp::UpsertWhere(points_in(p)?, filter_in(Some(g))?.unwrap_or_default())
+                WriteOp::UpsertWhere(points_in(p)?, Filter::try_from(g)?)
             }
             WireWrite::Delete(s) => WriteOp::Delete(sel_in(s)?),
             WireWrite::SetPayload {
@@ -632,6 +628,7 @@ impl WireWrite {
 mod tests {
     use super::*;
     use tessera_cluster::codec::{decode, encode};
+    use tessera_shard::filter::parse_filter;
 
     #[test]
     fn reads_and_writes_round_trip_through_the_wire() {

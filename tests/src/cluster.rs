@@ -34,6 +34,7 @@ struct Member {
 /// N nodes in this process over the memory hub, with faults.
 pub struct TestCluster {
     runtime: tokio::runtime::Runtime,
+    hub: Arc<MemoryHub>,
     faults: Arc<Faults>,
     members: BTreeMap<u64, Member>,
     /// Data directories of every node (kept until the cluster is dropped).
@@ -88,6 +89,7 @@ impl TestCluster {
         }
         let cluster = TestCluster {
             runtime,
+            hub,
             faults,
             members,
             _base: base,
@@ -188,6 +190,27 @@ impl TestCluster {
     /// Ends every partition and isolation.
     pub fn heal(&self) {
         self.faults.heal();
+    }
+
+    /// Sends one call from a stranger on the hub (claiming node id `claims`, at `addr`) to
+    /// node `to`: what a holder of a cluster certificate that is no member could try.
+    pub fn call_as_stranger(
+        &self,
+        claims: u64,
+        addr: std::net::SocketAddr,
+        to: u64,
+        service: tessera_cluster::transport::Service,
+        body: Vec<u8>,
+    ) -> tessera_cluster::Result<Vec<u8>> {
+        let stranger = self.hub.attach(claims, addr);
+        let result = self.runtime.block_on(stranger.call_addr(
+            MemoryHub::addr_of(to),
+            service,
+            body,
+            Duration::from_secs(5),
+        ));
+        self.hub.unregister(addr);
+        result
     }
 }
 

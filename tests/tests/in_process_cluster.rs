@@ -186,3 +186,50 @@ fn isolating_a_tenants_node_gives_it_503_and_leaves_other_tenants_alone() -> Res
     }
     Ok(())
 }
+
+#[test]
+fn strangers_with_a_cluster_certificate_reach_no_data_and_no_vote() {
+    use tessera_cluster::ErrorKind;
+    use tessera_cluster::transport::Service;
+    use tessera_cluster::transport::memory::MemoryHub;
+
+    let cluster = TestCluster::start(3).expect("cluster");
+    let garbage = b"not a frame of ours".to_vec();
+    for (claims, at, what) in [
+        (99, MemoryHub::addr_of(99), "a node that never joined"),
+        (
+            2,
+            MemoryHub::addr_of(77),
+            "a stranger claiming member 2's id from elsewhere",
+        ),
+    ] {
+        phase!("{what}: shard, raft and metadata calls are refused before they are read");
+        for service in [Service::Shard, Service::Raft] {
+            let e = cluster
+                .call_as_stranger(claims, at, 1, service, garbage.clone())
+                .expect_err("refused");
+            assert_eq!(
+                e.kind,
+                ErrorKind::Unauthenticated,
+                "{what} {service:?}: {e:?}"
+            );
+        }
+    }
+    phase!("the members still serve each other: a change through a follower, read on every node");
+    let leader = cluster
+        .wait_for_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("leader");
+    let follower = if leader == 1 { 2 } else { 1 };
+    create_collection(cluster.api(follower).expect("api")).expect("a metadata change");
+    for id in [1, 2, 3] {
+        let api = cluster.api(id).expect("api");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while api.ok_get("/collections/c").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} never applied the change"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -3,12 +3,17 @@
 //! Built once Raft, the shard manager and the catalog exist, and installed on the transport with
 //! [`tessera_cluster::transport::Transport::serve`]; before that the transport refuses calls, so
 //! nothing here waits for a part that is not there yet.
+//!
+//! Architecture invariant: Raft, shard and metadata calls are served only to current members,
+//! each calling from the address the membership records for it. Holding a certificate of the
+//! cluster CA is enough to ask to join (and to ping), not to read a tenant's data or to vote.
+//! (QUIC validates a caller's address in its handshake, so it cannot be forged off-path.)
 
 use std::sync::Arc;
 
 use tessera_cluster::raft::MetaRaft;
 use tessera_cluster::transport::{Handler, PeerInfo, Service, handler_fn};
-use tessera_cluster::{Error, Result, codec};
+use tessera_cluster::{Error, ErrorKind, Result, codec};
 use tessera_shard::manager::ShardManager;
 
 use super::link::Link;
@@ -38,10 +43,38 @@ impl PeerService {
         })
     }
 
+    /// Refuses a caller that is not a member calling from its recorded address. A node that is
+    /// in no membership yet (joining: it has no log) takes Raft calls from anyone the CA
+    /// vouches for, or it could never receive its first entries.
+    fn check_member(&self, from: &PeerInfo, fresh_node_may_serve: bool) -> Result<()> {
+        let nodes = self.raft.metrics().nodes;
+        if nodes.is_empty() && fresh_node_may_serve {
+            return Ok(());
+        }
+        let recorded = from
+            .node
+            .and_then(|id| nodes.get(&id))
+            .and_then(|node| node.p2p_addr.parse::<std::net::SocketAddr>().ok());
+        if recorded == Some(from.addr) {
+            return Ok(());
+        }
+        tracing::warn!(caller = %from.addr, claimed = ?from.node, "call from a non-member refused");
+        Err(Error::new(
+            ErrorKind::Unauthenticated,
+            "the caller is not a member of this cluster",
+        ))
+    }
+
     async fn serve(&self, from: PeerInfo, service: Service, body: &[u8]) -> Result<Vec<u8>> {
         match service {
-            Service::Raft => self.raft.handle_rpc_bytes(body).await,
-            Service::Shard => shard_rpc::serve_remote(&self.shards, &self.quotas, body).await,
+            Service::Raft => {
+                self.check_member(&from, true)?;
+                self.raft.handle_rpc_bytes(body).await
+            }
+            Service::Shard => {
+                self.check_member(&from, false)?;
+                shard_rpc::serve_remote(&self.shards, &self.quotas, body).await
+            }
             Service::Admin => self.serve_admin(from, body).await,
             Service::Replication | Service::Transfer => Err(Error::bad_request(format!(
                 "service {service:?} is not served"
@@ -53,14 +86,19 @@ impl PeerService {
         let reply = match codec::decode::<AdminRpc>(body)? {
             AdminRpc::Ping => AdminReply::Pong,
             AdminRpc::HasReplica { uid, shard } => {
+                self.check_member(&from, false)?;
                 AdminReply::HasReplica(self.shards.contains((uid, shard)))
             }
-            AdminRpc::Meta(request) => AdminReply::Applied(self.meta.execute(request).await?),
+            AdminRpc::Meta(request) => {
+                self.check_member(&from, false)?;
+                AdminReply::Applied(self.meta.execute(request).await?)
+            }
             AdminRpc::Join { id, node, member } => {
                 add_member(&self.raft, &self.link, id, node, member, self.max_voters).await?;
                 AdminReply::Joined
             }
             AdminRpc::Remove { id } => {
+                self.check_member(&from, false)?;
                 remove_member(&self.raft, id).await?;
                 AdminReply::Joined
             }

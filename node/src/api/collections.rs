@@ -13,7 +13,9 @@ use super::json::collections::{
     create_collection, payload_index,
 };
 use super::json::{body_json, body_object};
-use super::{AppState, Reply, ok, query_flag, update_result, visible_collection};
+use super::{
+    AppState, Reply, ok, query_flag, update_result, visible_collection, visible_read_scope,
+};
 use crate::access;
 use crate::router::{Ctx, KeySelector};
 
@@ -70,13 +72,7 @@ pub async fn info(
     Path(name): Path<String>,
 ) -> Reply {
     let started = Instant::now();
-    let collection = visible_collection(&app, &ctx, &name, Clone::clone)?;
-    let scope = access::scope(
-        &ctx.principal,
-        &collection,
-        &KeySelector::All,
-        access::Need::Read,
-    )?;
+    let (collection, scope) = visible_read_scope(&app, &ctx, &name)?;
     let (mut indexed, mut segments, mut all_local) = (0usize, 0usize, true);
     // as Qdrant: yellow while index builds or merges are due on the shards (here: this node's)
     let mut optimizing = false;

@@ -136,3 +136,20 @@ fn visible_collection<T>(
         _ => Err(access::missing_collection(name)),
     }
 }
+
+/// A collection the caller may see, and the caller's read scope in it (every shard it may
+/// reach), for the endpoints that describe a collection.
+fn visible_read_scope(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+) -> Result<(CollectionMeta, access::Scope)> {
+    let collection = visible_collection(app, ctx, name, Clone::clone)?;
+    let scope = access::scope(
+        &ctx.principal,
+        &collection,
+        &crate::router::KeySelector::All,
+        access::Need::Read,
+    )?;
+    Ok((collection, scope))
+}

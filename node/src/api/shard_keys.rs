@@ -12,9 +12,9 @@ use super::json::shard_keys::{
     CollectionCluster, CreateShardKey, ShardKeyEntry, ShardKeyList, ShardReplica, delete_shard_key,
 };
 use super::json::{KeyJson, body_json, body_object};
-use super::{AppState, Reply, ok, visible_collection};
+use super::{AppState, Reply, ok, visible_collection, visible_read_scope};
 use crate::access;
-use crate::router::{Ctx, KeySelector};
+use crate::router::Ctx;
 
 type Body = std::result::Result<Bytes, BytesRejection>;
 
@@ -85,13 +85,7 @@ pub async fn collection_cluster(
     Path(name): Path<String>,
 ) -> Reply {
     let started = Instant::now();
-    let collection = visible_collection(&app, &ctx, &name, Clone::clone)?;
-    let scope = access::scope(
-        &ctx.principal,
-        &collection,
-        &KeySelector::All,
-        access::Need::Read,
-    )?;
+    let (collection, scope) = visible_read_scope(&app, &ctx, &name)?;
     let mut local_shards = Vec::new();
     let mut remote_shards = Vec::new();
     let shards = scope

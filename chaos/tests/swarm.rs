@@ -400,6 +400,84 @@ impl Drop for Child {
     }
 }
 
+/// Starts a process with a fresh certificate of the swarm's CA and a data dir of its own in
+/// `dir`, joining through node 1, with `extra` flags; its log is `dir/node.log`.
+fn spawn_newcomer(swarm: &Swarm, dir: &std::path::Path, extra: &[&str]) -> Child {
+    let made = std::process::Command::new(swarm.bin())
+        .args(["cert", "node", "--ca-dir"])
+        .arg(swarm.root().join("ca"))
+        .arg("--out")
+        .arg(dir.join("tls"))
+        .args(["--name", "newcomer"])
+        .output()
+        .expect("tessera cert node");
+    assert!(made.status.success(), "{made:?}");
+    let ports = tessera_chaos::swarm::free_ports(1).expect("ports");
+    let (http, p2p) = ports[0];
+    let log = std::fs::File::create(dir.join("node.log")).expect("log");
+    Child(
+        std::process::Command::new(swarm.bin())
+            .arg("serve")
+            .args(["--http-addr", &http.to_string()])
+            .args(["--p2p-addr", &p2p.to_string(), "--join"])
+            .arg(swarm.node(1).expect("node 1").p2p_addr.to_string())
+            .arg("--tls-dir")
+            .arg(dir.join("tls"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn the newcomer"),
+    )
+}
+
+/// Waits (bounded) for `needle` in the newcomer's log; its text.
+fn newcomer_log_says(dir: &std::path::Path, needle: &str) -> String {
+    eventually(
+        Duration::from_secs(30),
+        needle,
+        || std::fs::read_to_string(dir.join("node.log")).unwrap_or_default(),
+        |t| t.contains(needle),
+    )
+}
+
+#[test]
+fn a_join_needs_the_join_token_when_the_cluster_has_one() {
+    phase!("two nodes sharing a join token; a newcomer with the CA's certificate but no token");
+    let swarm = Swarm::start_with(
+        SwarmOptions::new(2)
+            .arg("--join-token")
+            .arg("t0ken-for-tests"),
+    )
+    .expect("start a swarm of 2 with a join token");
+    swarm
+        .wait_settled(Duration::from_secs(30))
+        .expect("settled");
+    let dir = swarm.root().join("no-token");
+    let _newcomer = spawn_newcomer(&swarm, &dir, &["--node-id", "7"]);
+    let text = newcomer_log_says(&dir, "join refused");
+    assert!(text.contains("join token"), "{text}");
+    let view = swarm.cluster(1).expect("cluster view");
+    assert!(!view.peers.contains_key(&7), "{view:?}");
+
+    phase!("with the token it joins");
+    let dir = swarm.root().join("with-token");
+    let _member = spawn_newcomer(
+        &swarm,
+        &dir,
+        &["--node-id", "8", "--join-token", "t0ken-for-tests"],
+    );
+    let _ = eventually(
+        Duration::from_secs(30),
+        "node 8 in node 1's membership",
+        || swarm.cluster(1).map(|v| v.peers.contains_key(&8)),
+        |listed| matches!(listed, Ok(true)),
+    );
+}
+
 #[test]
 fn a_newcomer_claiming_a_members_id_is_refused() {
     phase!("two nodes; a third process with a certificate of the same CA claims node 2's id");
@@ -409,42 +487,10 @@ fn a_newcomer_claiming_a_members_id_is_refused() {
         .expect("settled");
     let node2 = swarm.node(2).expect("node 2");
     let dir = swarm.root().join("impostor");
-    let made = std::process::Command::new(swarm.bin())
-        .args(["cert", "node", "--ca-dir"])
-        .arg(swarm.root().join("ca"))
-        .arg("--out")
-        .arg(dir.join("tls"))
-        .args(["--name", "impostor"])
-        .output()
-        .expect("tessera cert node");
-    assert!(made.status.success(), "{made:?}");
-    let ports = tessera_chaos::swarm::free_ports(1).expect("ports");
-    let (http, p2p) = ports[0];
-    let log = std::fs::File::create(dir.join("node.log")).expect("log");
-    let _impostor = Child(
-        std::process::Command::new(swarm.bin())
-            .arg("serve")
-            .args(["--node-id", "2", "--http-addr", &http.to_string()])
-            .args(["--p2p-addr", &p2p.to_string(), "--join"])
-            .arg(swarm.node(1).expect("node 1").p2p_addr.to_string())
-            .arg("--tls-dir")
-            .arg(dir.join("tls"))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .env("NO_COLOR", "1")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn the impostor"),
-    );
+    let _impostor = spawn_newcomer(&swarm, &dir, &["--node-id", "2"]);
 
     phase!("its join is refused for good, loudly, naming the id");
-    let text = eventually(
-        Duration::from_secs(30),
-        "the refusal in the newcomer's log",
-        || std::fs::read_to_string(dir.join("node.log")).unwrap_or_default(),
-        |t| t.contains("join refused"),
-    );
+    let text = newcomer_log_says(&dir, "join refused");
     assert!(text.contains("node id 2 is already held"), "{text}");
 
     phase!("node 2 keeps its place and its addresses on every member");

@@ -111,6 +111,11 @@ pub struct ServeArgs {
     /// Metadata voters the cluster grows to; nodes that join beyond it stay learners [default: 3]
     #[arg(long, env = "TESSERA_MAX_VOTERS")]
     pub max_voters: Option<usize>,
+    /// A shared secret a node must present to join; give every node the same one. Prefer the
+    /// env var or the file: flags are visible to other local users [default: none, any
+    /// certificate of the cluster CA may join]
+    #[arg(long, env = "TESSERA_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +155,7 @@ struct ConfigFile {
     bootstrap: Option<bool>,
     join: Option<SocketAddr>,
     max_voters: Option<usize>,
+    join_token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +196,34 @@ pub struct ClusterConfig {
     pub bootstrap: bool,
     pub join: Option<SocketAddr>,
     pub max_voters: usize,
+    /// The secret a joining node must present (see [`JoinToken`]); None: any certificate of
+    /// the cluster CA may join.
+    pub join_token: Option<JoinToken>,
+}
+
+/// The join secret; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinToken(pub String);
+
+impl std::fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinToken([redacted])")
+    }
+}
+
+impl JoinToken {
+    /// Compares in time independent of where the tokens differ.
+    pub fn matches(&self, presented: Option<&str>) -> bool {
+        let Some(presented) = presented else {
+            return false;
+        };
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for i in 0..a.len().max(b.len()) {
+            diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+        }
+        diff == 0
+    }
 }
 
 impl NodeConfig {
@@ -345,6 +379,12 @@ impl NodeConfig {
                     bootstrap: args.bootstrap.or(file.bootstrap).unwrap_or(false),
                     join: args.join.or(file.join),
                     max_voters: args.max_voters.or(file.max_voters).unwrap_or(3),
+                    join_token: args
+                        .join_token
+                        .clone()
+                        .or(file.join_token)
+                        .filter(|t| !t.is_empty())
+                        .map(JoinToken),
                 }),
             },
         };
@@ -395,6 +435,22 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn join_tokens_match_exactly_and_never_print() {
+        let token = JoinToken("s3cret".into());
+        assert!(token.matches(Some("s3cret")));
+        for wrong in [
+            None,
+            Some(""),
+            Some("s3cre"),
+            Some("s3crets"),
+            Some("S3cret"),
+        ] {
+            assert!(!token.matches(wrong), "{wrong:?}");
+        }
+        assert!(!format!("{token:?}").contains("s3cret"));
+    }
 
     #[test]
     fn the_example_config_in_deploy_parses() {

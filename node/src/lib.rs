@@ -281,6 +281,7 @@ fn serve_peers(
         quotas: quotas.clone(),
         meta: catalog.clone(),
         max_voters: member.config.max_voters,
+        join_token: member.config.join_token.clone(),
     });
     member
         .transport

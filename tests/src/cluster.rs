@@ -68,6 +68,7 @@ impl TestCluster {
                 bootstrap: id == 1,
                 join: (id != 1).then(|| MemoryHub::addr_of(1)),
                 max_voters: 3,
+                join_token: None,
             });
             let memory = Arc::new(hub.attach(id, MemoryHub::addr_of(id)));
             let transport: Arc<dyn Transport> =

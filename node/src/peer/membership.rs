@@ -25,10 +25,21 @@ const JOIN_FOR: Duration = Duration::from_secs(120);
 /// addresses of this member.
 pub fn spawn_background(raft: &MetaRaft, link: &Arc<Link>, config: &ClusterConfig) {
     tokio::spawn(ping_peers(raft.clone(), link.clone()));
+    let token = config.join_token.as_ref().map(|t| t.0.clone());
     match config.join {
-        Some(seed) => tokio::spawn(join(raft.clone(), link.clone(), seed)),
-        None => tokio::spawn(announce(raft.clone(), link.clone())),
+        Some(seed) => tokio::spawn(join(raft.clone(), link.clone(), seed, token)),
+        None => tokio::spawn(announce(raft.clone(), link.clone(), token)),
     };
+}
+
+/// A node's request to join, as the leader handles it.
+pub struct JoinRequest {
+    pub id: NodeId,
+    pub node: MetaNode,
+    /// The joining node's metadata lists it as a member already (it is back, not new).
+    pub member: bool,
+    /// The join secret it presented (checked by the node that took the request).
+    pub token: Option<String>,
 }
 
 /// Writes every member's p2p address into the transport's address book.
@@ -58,7 +69,7 @@ async fn ping_peers(raft: MetaRaft, link: Arc<Link>) {
 
 /// A member restarted with other addresses (a pod with a new IP) tells the leader, so that
 /// peers dial the new ones: the same request as a join, which updates a member's addresses.
-async fn announce(raft: MetaRaft, link: Arc<Link>) {
+async fn announce(raft: MetaRaft, link: Arc<Link>, token: Option<String>) {
     let started = Instant::now();
     while started.elapsed() < JOIN_FOR {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -75,18 +86,19 @@ async fn announce(raft: MetaRaft, link: Arc<Link>) {
         let Ok(addr) = leader.p2p_addr.parse::<SocketAddr>() else {
             continue;
         };
-        join(raft.clone(), link.clone(), addr).await;
+        join(raft.clone(), link.clone(), addr, token).await;
         return;
     }
 }
 
 /// Asks the seed node to add this node, until it is a member (bounded).
-async fn join(raft: MetaRaft, link: Arc<Link>, seed: SocketAddr) {
+async fn join(raft: MetaRaft, link: Arc<Link>, seed: SocketAddr, token: Option<String>) {
     let started = Instant::now();
     let rpc = AdminRpc::Join {
         id: raft.id(),
         node: raft.node().clone(),
         member: raft.metrics().nodes.contains_key(&raft.id()),
+        token,
     };
     let Ok(body) = codec::encode(&rpc) else {
         return;
@@ -101,9 +113,14 @@ async fn join(raft: MetaRaft, link: Arc<Link>, seed: SocketAddr) {
                 tracing::info!(%seed, "joined the cluster");
                 return;
             }
-            Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                // retrying cannot help: another member holds this node's id (membership changes
-                // in progress answer Conflict, and are retried)
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ErrorKind::AlreadyExists | ErrorKind::Unauthenticated
+                ) =>
+            {
+                // retrying cannot help: another member holds this node's id, or the join token
+                // is wrong (membership changes in progress answer Conflict, and are retried)
                 tracing::error!(%seed, error = %e, "join refused; this node is not a member");
                 return;
             }
@@ -121,17 +138,26 @@ async fn join(raft: MetaRaft, link: Arc<Link>, seed: SocketAddr) {
 pub async fn add_member(
     raft: &MetaRaft,
     link: &Link,
-    id: NodeId,
-    node: MetaNode,
-    member: bool,
+    join: JoinRequest,
     max_voters: usize,
 ) -> Result<()> {
+    let JoinRequest {
+        id,
+        node,
+        member,
+        token,
+    } = join;
     let metrics = raft.metrics();
     if metrics.role != Role::Leader {
         let (leader, _) = raft
             .leader()
             .ok_or_else(|| Error::unavailable("no metadata leader yet"))?;
-        let body = codec::encode(&AdminRpc::Join { id, node, member })?;
+        let body = codec::encode(&AdminRpc::Join {
+            id,
+            node,
+            member,
+            token,
+        })?;
         link.transport
             .call(leader, Service::Admin, body, ADMIN_DEADLINE)
             .await?;

@@ -19,6 +19,8 @@ pub enum AdminRpc {
         /// maybe on new addresses) rather than a new node: a new node may not take an id that a
         /// member holds.
         member: bool,
+        /// The join secret the node was given, if any.
+        token: Option<String>,
     },
     /// A metadata change forwarded to the leader.
     Meta(MetaRequest),

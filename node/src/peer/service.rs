@@ -32,6 +32,8 @@ pub struct PeerService {
     pub meta: Arc<dyn MetaExecutor>,
     /// Voters the metadata group grows to.
     pub max_voters: usize,
+    /// The secret a joining node must present, if the cluster has one.
+    pub join_token: Option<crate::config::JoinToken>,
 }
 
 impl PeerService {
@@ -93,8 +95,28 @@ impl PeerService {
                 self.check_member(&from, false)?;
                 AdminReply::Applied(self.meta.execute(request).await?)
             }
-            AdminRpc::Join { id, node, member } => {
-                add_member(&self.raft, &self.link, id, node, member, self.max_voters).await?;
+            AdminRpc::Join {
+                id,
+                node,
+                member,
+                token,
+            } => {
+                if let Some(required) = &self.join_token
+                    && !required.matches(token.as_deref())
+                {
+                    tracing::warn!(caller = %from.addr, node = id, "join refused: wrong or missing join token");
+                    return Err(Error::new(
+                        ErrorKind::Unauthenticated,
+                        "join refused: the join token is missing or wrong",
+                    ));
+                }
+                let join = super::membership::JoinRequest {
+                    id,
+                    node,
+                    member,
+                    token,
+                };
+                add_member(&self.raft, &self.link, join, self.max_voters).await?;
                 AdminReply::Joined
             }
             AdminRpc::Remove { id } => {

@@ -75,8 +75,10 @@ def test_create_collection_accepts_qdrant_options(client, collection_name):
     assert len(client.retrieve(collection_name, ids=list(range(40)))) == 40
     res = client.query_points(collection_name, query=vecs[11].tolist(), limit=1)
     assert res.points[0].id == 11
-    # PATCH /collections/{c} is accepted
-    assert client.update_collection(collection_name, optimizers_config=models.OptimizersConfigDiff(indexing_threshold=10000)) is True
+    # PATCH /collections/{c}: a setting tessera cannot change is refused, never accepted and dropped
+    refused = expect_status(400, client.update_collection, collection_name,
+                            optimizers_config=models.OptimizersConfigDiff(indexing_threshold=10000))
+    assert b"optimizers_config" in refused.content
     # creating it again is a conflict, as in Qdrant
     expect_status(409, client.create_collection, collection_name,
                   vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))

@@ -12,7 +12,7 @@ use super::json::collections::{
     CollectionConfig, CollectionInfo, CollectionList, CollectionName, Exists, PayloadSchemaInfo,
     create_collection, payload_index,
 };
-use super::json::{body_json, body_object};
+use super::json::{bad, body_json, body_object};
 use super::{
     AppState, Reply, ok, query_flag, update_result, visible_collection, visible_read_scope,
 };
@@ -60,9 +60,23 @@ pub async fn update(
 ) -> Reply {
     let started = Instant::now();
     access::check_manage(&ctx.principal)?;
-    body_object(&body_json(body)?)?;
+    let body = body_json(body)?;
     visible_collection(&app, &ctx, &name, |_| ())?;
-    // accepted and ignored: tessera tunes optimizers itself
+    // no setting of an existing collection can be changed yet: a change is refused naming it,
+    // never answered `true` and dropped (an empty update changes nothing and says so)
+    let asked: Vec<&str> = body_object(&body)?
+        .iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if !asked.is_empty() {
+        return Err(bad(format!(
+            "Bad request: tessera cannot change {} of an existing collection; create a new \
+             collection with the settings instead",
+            asked.join(", ")
+        ))
+        .into());
+    }
     ok(true, started)
 }
 

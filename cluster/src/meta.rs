@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use tessera_core::codec;
 
 pub use tessera_core::ids::{NodeId, ShardId, ShardKey};
 
@@ -103,11 +104,17 @@ impl CollectionParams {
     }
 }
 
+/// A replica's state, as Qdrant names them. `Active`: in the shard's in-sync set (it has every
+/// acknowledged write, takes every new one before it is acknowledged, and serves reads). `Dead`:
+/// out of the in-sync set (failed, unreachable, or deposed), it serves nothing until it has
+/// caught up. `Partial`: catching up from the primary. Variants are only ever appended: the
+/// Raft log stores them by position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplicaState {
     Active,
     Initializing,
     Dead,
+    Partial,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,12 +123,40 @@ pub struct Replica {
     pub state: ReplicaState,
 }
 
+/// One shard and its replica set. `replicas[0]` is the primary: it orders the shard's writes
+/// and sends them to every `Active` backup before it acknowledges them. `epoch` grows with every
+/// change of primary; messages of an older epoch are refused everywhere, so a deposed primary
+/// can never again have a write acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMeta {
     pub id: ShardId,
     /// The shard key it belongs to; None in an auto-sharded collection.
     pub key: Option<ShardKey>,
     pub replicas: Vec<Replica>,
+    pub epoch: u64,
+}
+
+impl ShardMeta {
+    /// The node of the primary replica.
+    pub fn primary(&self) -> Option<NodeId> {
+        self.replicas.first().map(|r| r.node)
+    }
+
+    /// The nodes of the in-sync set (the primary first).
+    pub fn in_sync(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.replicas
+            .iter()
+            .filter(|r| r.state == ReplicaState::Active)
+            .map(|r| r.node)
+    }
+
+    /// This node's replica state, if it holds one.
+    pub fn state_on(&self, node: NodeId) -> Option<ReplicaState> {
+        self.replicas
+            .iter()
+            .find(|r| r.node == node)
+            .map(|r| r.state)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +244,26 @@ pub enum Command {
         tenant: String,
         quota: Option<crate::quota::Quota>,
     },
+    /// Moves a backup in or out of the in-sync set (`Active`, `Dead`, `Partial`). Applied only
+    /// in the shard's current `epoch`: a deposed primary's request changes nothing. The primary
+    /// itself is changed only by [`Command::PromoteReplica`].
+    SetReplicaState {
+        collection: String,
+        uid: u64,
+        shard: ShardId,
+        node: NodeId,
+        state: ReplicaState,
+        epoch: u64,
+    },
+    /// Makes the in-sync backup on `node` the primary (the old primary becomes `Dead`) and
+    /// bumps the epoch. Applied only in the shard's current `epoch`.
+    PromoteReplica {
+        collection: String,
+        uid: u64,
+        shard: ShardId,
+        node: NodeId,
+        epoch: u64,
+    },
 }
 
 /// Settings of one tenant (the value of a token's tenant claim; in a custom-sharded collection,
@@ -227,6 +282,8 @@ pub enum Applied {
     CollectionDeleted { uid: u64, shards: Vec<ShardId> },
     ShardsCreated { uid: u64, shards: Vec<ShardId> },
     ShardsDeleted { uid: u64, shards: Vec<ShardId> },
+    /// A shard's replica set changed (a state, or the primary).
+    ReplicasChanged { uid: u64, shard: ShardId },
     Nothing,
 }
 
@@ -263,7 +320,27 @@ pub fn missing_key(key: &ShardKey) -> Error {
     tessera_core::missing_key(Some(key))
 }
 
+/// Version byte of an encoded [`MetadataState`]: 1 before shards had epochs, 2 since.
+const STATE_FORMAT: u8 = 2;
+
 impl MetadataState {
+    /// The state as stored in snapshots (and sent in Raft snapshots).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        codec::encode_as(STATE_FORMAT, self)
+    }
+
+    /// Reads a stored state, of this format or of the one before epochs (each shard then
+    /// starts at epoch 1, the epoch every shard is created at).
+    pub fn decode(bytes: &[u8]) -> Result<MetadataState> {
+        match codec::version_of(bytes) {
+            Some(STATE_FORMAT) => codec::decode_as(STATE_FORMAT, bytes),
+            Some(1) => codec::decode_as::<legacy::StateV1>(1, bytes).map(Into::into),
+            other => Err(Error::bad_request(format!(
+                "metadata state of unknown format {other:?}"
+            ))),
+        }
+    }
+
     pub fn collection(&self, name: &str) -> Result<&CollectionMeta> {
         self.collections
             .get(name)
@@ -426,7 +503,96 @@ impl MetadataState {
                 }
                 Ok(Applied::Nothing)
             }
+            Command::SetReplicaState {
+                collection,
+                uid,
+                shard,
+                node,
+                state,
+                epoch,
+            } => {
+                let s = self.shard_at_epoch(collection, *uid, *shard, *epoch)?;
+                if *state == ReplicaState::Initializing {
+                    return Err(Error::bad_request("a replica cannot be set Initializing"));
+                }
+                if s.primary() == Some(*node) {
+                    return Err(Error::conflict(format!(
+                        "node {node} holds the primary of shard {shard}; only a promotion changes it"
+                    )));
+                }
+                let r = s
+                    .replicas
+                    .iter_mut()
+                    .find(|r| r.node == *node)
+                    .ok_or_else(|| {
+                        Error::not_found(format!("node {node} holds no replica of shard {shard}"))
+                    })?;
+                r.state = *state;
+                Ok(Applied::ReplicasChanged {
+                    uid: *uid,
+                    shard: *shard,
+                })
+            }
+            Command::PromoteReplica {
+                collection,
+                uid,
+                shard,
+                node,
+                epoch,
+            } => {
+                let s = self.shard_at_epoch(collection, *uid, *shard, *epoch)?;
+                let at = s
+                    .replicas
+                    .iter()
+                    .position(|r| r.node == *node && r.state == ReplicaState::Active)
+                    .ok_or_else(|| {
+                        Error::conflict(format!(
+                            "node {node} holds no in-sync replica of shard {shard}"
+                        ))
+                    })?;
+                if at == 0 {
+                    return Err(Error::conflict(format!(
+                        "node {node} is the primary of shard {shard} already"
+                    )));
+                }
+                let promoted = s.replicas.remove(at);
+                if let Some(old) = s.replicas.first_mut() {
+                    old.state = ReplicaState::Dead;
+                }
+                s.replicas.insert(0, promoted);
+                s.epoch += 1;
+                Ok(Applied::ReplicasChanged {
+                    uid: *uid,
+                    shard: *shard,
+                })
+            }
         }
+    }
+
+    /// The shard a replica-set command names, if it still exists and is still at `epoch`.
+    fn shard_at_epoch(
+        &mut self,
+        collection: &str,
+        uid: u64,
+        shard: ShardId,
+        epoch: u64,
+    ) -> Result<&mut ShardMeta> {
+        let c = self
+            .collections
+            .get_mut(collection)
+            .filter(|c| c.uid == uid)
+            .ok_or_else(|| missing_collection(collection))?;
+        let s = c
+            .shards
+            .get_mut(&shard)
+            .ok_or_else(|| Error::not_found(format!("shard {shard} not found")))?;
+        if s.epoch != epoch {
+            return Err(Error::conflict(format!(
+                "stale epoch {epoch} for shard {shard}: it is at epoch {}",
+                s.epoch
+            )));
+        }
+        Ok(s)
     }
 
     /// Whether `tenant` is suspended.
@@ -467,6 +633,7 @@ fn add_shards(
                         state: ReplicaState::Active,
                     })
                     .collect(),
+                epoch: 1,
             },
         );
     }
@@ -512,6 +679,75 @@ pub fn place(
         });
     }
     Ok(out)
+}
+
+/// The shapes of format 1, read once and converted.
+mod legacy {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub(super) struct ShardV1 {
+        id: ShardId,
+        key: Option<ShardKey>,
+        replicas: Vec<Replica>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct CollectionV1 {
+        name: String,
+        uid: u64,
+        params: CollectionParams,
+        shards: BTreeMap<ShardId, ShardV1>,
+        shard_keys: BTreeMap<ShardKey, Vec<ShardId>>,
+        payload_indexes: BTreeMap<String, PayloadIndex>,
+        next_shard_id: ShardId,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct StateV1 {
+        collections: BTreeMap<String, CollectionV1>,
+        applied: u64,
+        tenants: BTreeMap<String, TenantSettings>,
+    }
+
+    impl From<StateV1> for MetadataState {
+        fn from(v: StateV1) -> MetadataState {
+            let collections = v
+                .collections
+                .into_iter()
+                .map(|(name, c)| {
+                    let shards = c
+                        .shards
+                        .into_iter()
+                        .map(|(id, s)| {
+                            let shard = ShardMeta {
+                                id: s.id,
+                                key: s.key,
+                                replicas: s.replicas,
+                                epoch: 1,
+                            };
+                            (id, shard)
+                        })
+                        .collect();
+                    let meta = CollectionMeta {
+                        name: c.name,
+                        uid: c.uid,
+                        params: c.params,
+                        shards,
+                        shard_keys: c.shard_keys,
+                        payload_indexes: c.payload_indexes,
+                        next_shard_id: c.next_shard_id,
+                    };
+                    (name, meta)
+                })
+                .collect();
+            MetadataState {
+                collections,
+                applied: v.applied,
+                tenants: v.tenants,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -665,5 +901,145 @@ mod tests {
                 <= 1
         );
         assert!(place(&load, 0, 1, 4).is_err());
+    }
+
+    /// A collection `c` (uid 10) with one auto shard on nodes 1, 2, 3 (1 primary).
+    fn replicated() -> MetadataState {
+        let mut st = MetadataState::default();
+        let mut p = params(ShardingMethod::Auto);
+        p.shard_number = 1;
+        p.replication_factor = 3;
+        st.apply(
+            1,
+            &Command::CreateCollection {
+                name: "c".into(),
+                uid: 10,
+                params: p,
+                shards: vec![ShardPlacement {
+                    id: 0,
+                    nodes: vec![1, 2, 3],
+                }],
+            },
+        )
+        .expect("create");
+        st
+    }
+
+    fn set_state(node: NodeId, state: ReplicaState, epoch: u64) -> Command {
+        Command::SetReplicaState {
+            collection: "c".into(),
+            uid: 10,
+            shard: 0,
+            node,
+            state,
+            epoch,
+        }
+    }
+
+    fn promote(node: NodeId, epoch: u64) -> Command {
+        Command::PromoteReplica {
+            collection: "c".into(),
+            uid: 10,
+            shard: 0,
+            node,
+            epoch,
+        }
+    }
+
+    #[test]
+    fn replica_states_change_only_in_the_current_epoch() {
+        let mut st = replicated();
+        let shard = |st: &MetadataState| st.collections["c"].shards[&0].clone();
+        assert_eq!(shard(&st).epoch, 1);
+        assert_eq!(shard(&st).primary(), Some(1));
+        st.apply(2, &set_state(3, ReplicaState::Dead, 1))
+            .expect("the primary drops a backup");
+        assert_eq!(shard(&st).in_sync().collect::<Vec<_>>(), vec![1, 2]);
+        // the primary is changed only by a promotion
+        let e = st
+            .apply(3, &set_state(1, ReplicaState::Dead, 1))
+            .expect_err("primary");
+        assert_eq!(e.kind, crate::ErrorKind::Conflict);
+        // a Dead replica cannot be promoted; an in-sync one can
+        assert!(st.apply(4, &promote(3, 1)).is_err());
+        st.apply(5, &promote(2, 1)).expect("promoted");
+        let s = shard(&st);
+        assert_eq!((s.primary(), s.epoch), (Some(2), 2));
+        assert_eq!(s.state_on(1), Some(ReplicaState::Dead), "the old primary is out");
+        assert_eq!(s.in_sync().collect::<Vec<_>>(), vec![2]);
+        // the deposed primary's epoch is stale: nothing it asks for is applied
+        let before = st.clone();
+        let e = st
+            .apply(6, &set_state(2, ReplicaState::Dead, 1))
+            .expect_err("stale");
+        assert_eq!(e.kind, crate::ErrorKind::Conflict);
+        assert!(st.apply(7, &promote(1, 1)).is_err());
+        assert_eq!(st.collections, before.collections, "nothing changed");
+        // the returning replica catches up and rejoins in the new epoch
+        st.apply(8, &set_state(1, ReplicaState::Partial, 2))
+            .expect("partial");
+        st.apply(9, &set_state(1, ReplicaState::Active, 2))
+            .expect("active");
+        assert_eq!(shard(&st).in_sync().collect::<Vec<_>>(), vec![2, 1]);
+    }
+
+    #[test]
+    fn a_state_of_the_format_before_epochs_is_read_with_epoch_one() {
+        #[derive(Serialize)]
+        struct ShardV1<'a> {
+            id: ShardId,
+            key: Option<ShardKey>,
+            replicas: &'a [Replica],
+        }
+        #[derive(Serialize)]
+        struct CollectionV1<'a> {
+            name: &'a str,
+            uid: u64,
+            params: &'a CollectionParams,
+            shards: BTreeMap<ShardId, ShardV1<'a>>,
+            shard_keys: &'a BTreeMap<ShardKey, Vec<ShardId>>,
+            payload_indexes: &'a BTreeMap<String, PayloadIndex>,
+            next_shard_id: ShardId,
+        }
+        #[derive(Serialize)]
+        struct StateV1<'a> {
+            collections: BTreeMap<String, CollectionV1<'a>>,
+            applied: u64,
+            tenants: &'a BTreeMap<String, TenantSettings>,
+        }
+        let st = replicated();
+        let c = &st.collections["c"];
+        let v1 = StateV1 {
+            collections: BTreeMap::from([(
+                "c".to_string(),
+                CollectionV1 {
+                    name: &c.name,
+                    uid: c.uid,
+                    params: &c.params,
+                    shards: c
+                        .shards
+                        .iter()
+                        .map(|(id, s)| {
+                            let v = ShardV1 {
+                                id: s.id,
+                                key: s.key.clone(),
+                                replicas: &s.replicas,
+                            };
+                            (*id, v)
+                        })
+                        .collect(),
+                    shard_keys: &c.shard_keys,
+                    payload_indexes: &c.payload_indexes,
+                    next_shard_id: c.next_shard_id,
+                },
+            )]),
+            applied: st.applied,
+            tenants: &st.tenants,
+        };
+        let bytes = codec::encode_as(1, &v1).expect("encode v1");
+        assert_eq!(MetadataState::decode(&bytes).expect("read v1"), st);
+        let now = st.encode().expect("encode");
+        assert_eq!(MetadataState::decode(&now).expect("read"), st);
+        assert!(MetadataState::decode(&[9, 0]).is_err(), "unknown format");
     }
 }

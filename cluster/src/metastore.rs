@@ -36,7 +36,7 @@ impl MetaStore {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
         let snap_path = dir.join("meta.snap");
         let mut state: MetadataState = match record_log::read_checksummed(&snap_path)? {
-            Some(b) => codec::decode(&b)?,
+            Some(b) => MetadataState::decode(&b)?,
             None => MetadataState::default(),
         };
         let snap_index = state.applied;
@@ -104,7 +104,7 @@ impl MetaStore {
             return Err(e);
         }
         if index.is_multiple_of(SNAPSHOT_EVERY) {
-            let snap = codec::encode(&*state)?;
+            let snap = state.encode()?;
             record_log::write_checksummed(&self.dir.join("meta.snap"), &snap)?;
             log.clear()?;
         }

@@ -64,6 +64,9 @@ pub enum MetaRequest {
         tenant: String,
         quota: Option<Quota>,
     },
+    /// A replica-set change ([`Command::SetReplicaState`] or [`Command::PromoteReplica`]): it
+    /// carries the epoch it was decided in and needs nothing the leader adds.
+    Replicas(Command),
 }
 
 /// The command the leader proposes for `request`: validation and placement over `state` and
@@ -149,6 +152,12 @@ pub fn decide(
         MetaRequest::SetTenantQuota { tenant, quota } => {
             Ok(Command::SetTenantQuota { tenant, quota })
         }
+        MetaRequest::Replicas(
+            command @ (Command::SetReplicaState { .. } | Command::PromoteReplica { .. }),
+        ) => Ok(command),
+        MetaRequest::Replicas(other) => Err(Error::bad_request(format!(
+            "not a replica-set change: {other:?}"
+        ))),
     }
 }
 

@@ -16,17 +16,33 @@ fn config() -> impl bincode::config::Config {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    let mut out = vec![FORMAT_VERSION];
+    encode_as(FORMAT_VERSION, value)
+}
+
+/// Encodes under a version byte of the caller's own: a format that changed shape keeps its old
+/// readers ([`decode_as`]) for the data written before.
+pub fn encode_as<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>> {
+    let mut out = vec![version];
     bincode::serde::encode_into_std_write(value, &mut out, config())
         .map_err(|e| Error::internal(format!("encode: {e}")))?;
     Ok(out)
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    decode_as(FORMAT_VERSION, bytes)
+}
+
+/// The version byte an encoded value starts with.
+pub fn version_of(bytes: &[u8]) -> Option<u8> {
+    bytes.first().copied()
+}
+
+/// Decodes a value encoded under `expected` ([`encode_as`]); any other version is refused.
+pub fn decode_as<T: DeserializeOwned>(expected: u8, bytes: &[u8]) -> Result<T> {
     let Some((&version, body)) = bytes.split_first() else {
         return Err(Error::bad_request("decode: empty input"));
     };
-    if version != FORMAT_VERSION {
+    if version != expected {
         return Err(Error::bad_request(format!(
             "decode: unsupported format version {version}"
         )));

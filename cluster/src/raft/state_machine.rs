@@ -116,7 +116,7 @@ impl StateMachine {
         let mut state = MetadataState::default();
         if let Some(bytes) = record_log::read_checksummed(&dir.join(SNAPSHOT_FILE))? {
             let file: SnapshotFile = codec::decode(&bytes)?;
-            state = codec::decode(&file.data)?;
+            state = MetadataState::decode(&file.data)?;
             meta.last_applied = file.meta.last_log_id;
             meta.membership = file.meta.last_membership.clone();
             tracing::info!(
@@ -195,7 +195,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let (meta, data) = {
             let mut m = self.shared.meta.lock();
             let state = self.shared.state.read();
-            let data = codec::encode(&*state).map_err(|e| snap_err(None, &e))?;
+            let data = state.encode().map_err(|e| snap_err(None, &e))?;
             m.snapshots_built += 1;
             let snapshot_id = match m.last_applied {
                 Some(l) => format!(
@@ -294,7 +294,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state: MetadataState = codec::decode(&data).map_err(|e| snap_err(Some(meta), &e))?;
+        let state = MetadataState::decode(&data).map_err(|e| snap_err(Some(meta), &e))?;
         self.persist(meta.clone(), Arc::new(data))
             .await
             .map_err(|e| snap_err(Some(meta), &e))?;

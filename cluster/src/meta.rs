@@ -278,12 +278,26 @@ pub struct TenantSettings {
 /// What applying a command changed, for the shard manager to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    CollectionCreated { uid: u64 },
-    CollectionDeleted { uid: u64, shards: Vec<ShardId> },
-    ShardsCreated { uid: u64, shards: Vec<ShardId> },
-    ShardsDeleted { uid: u64, shards: Vec<ShardId> },
+    CollectionCreated {
+        uid: u64,
+    },
+    CollectionDeleted {
+        uid: u64,
+        shards: Vec<ShardId>,
+    },
+    ShardsCreated {
+        uid: u64,
+        shards: Vec<ShardId>,
+    },
+    ShardsDeleted {
+        uid: u64,
+        shards: Vec<ShardId>,
+    },
     /// A shard's replica set changed (a state, or the primary).
-    ReplicasChanged { uid: u64, shard: ShardId },
+    ReplicasChanged {
+        uid: u64,
+        shard: ShardId,
+    },
     Nothing,
 }
 
@@ -965,7 +979,11 @@ mod tests {
         st.apply(5, &promote(2, 1)).expect("promoted");
         let s = shard(&st);
         assert_eq!((s.primary(), s.epoch), (Some(2), 2));
-        assert_eq!(s.state_on(1), Some(ReplicaState::Dead), "the old primary is out");
+        assert_eq!(
+            s.state_on(1),
+            Some(ReplicaState::Dead),
+            "the old primary is out"
+        );
         assert_eq!(s.in_sync().collect::<Vec<_>>(), vec![2]);
         // the deposed primary's epoch is stale: nothing it asks for is applied
         let before = st.clone();

@@ -72,8 +72,9 @@ pub struct Scope {
     /// The tenant the request is attributed to (quotas, scheduling, audit): the caller's, else
     /// the one shard key it reaches. Set by the router.
     pub tenant: Option<String>,
-    /// The node of each target shard's replica. Set by the router.
-    pub nodes: BTreeMap<ShardId, NodeId>,
+    /// The nodes to call for each target shard, best first: a write's primary; a read's
+    /// in-sync replicas, this node's first. Set by the router.
+    pub nodes: BTreeMap<ShardId, Vec<NodeId>>,
 }
 
 impl Scope {

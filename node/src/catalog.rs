@@ -267,6 +267,7 @@ impl Catalog {
                     Applied::ShardsCreated { uid, shards } => (*uid, Some(shards.clone())),
                     Applied::CollectionDeleted { .. }
                     | Applied::ShardsDeleted { .. }
+                    | Applied::ReplicasChanged { .. }
                     | Applied::Nothing => return Ok(()),
                 };
                 let placed: Vec<(NodeId, u32)> = {
@@ -386,7 +387,7 @@ impl Catalog {
                     self.shards.close((uid, s), true).await?;
                 }
             }
-            Applied::Nothing => {}
+            Applied::ReplicasChanged { .. } | Applied::Nothing => {}
         }
         Ok(())
     }

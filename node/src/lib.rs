@@ -5,7 +5,7 @@
 //!
 //! Modules depend one way, each only on those before it (config and auth are below them all):
 //! ```text
-//! context -> access -> quota -> shard_rpc -> peer -> catalog -> router -> api
+//! context -> access -> quota -> shard_rpc -> peer -> catalog -> replication -> router -> api
 //! ```
 //! (`audit` uses `context`; `revocation` uses the router.) This file is on top: it builds the
 //! parts in that order and wires them together.
@@ -25,6 +25,7 @@ pub mod context;
 pub mod identity;
 pub mod peer;
 pub mod quota;
+pub mod replication;
 pub mod revocation;
 pub mod router;
 pub mod shard_rpc;
@@ -223,17 +224,19 @@ async fn run(
         .follow(&catalog.meta.read())
         .map_err(|e| anyhow::anyhow!("tenant quotas: {e}"))?;
     quotas.spawn_upkeep();
+    let replication = replication::Replication::new(catalog.clone());
     let router = Arc::new(
         Router::start(
             catalog.clone(),
             quotas.clone(),
             member.as_ref().map(|m| m.link.clone()),
+            replication.clone(),
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     if let Some(m) = &member {
-        serve_peers(m, &catalog, &quotas)?;
+        serve_peers(m, &catalog, &quotas, &replication)?;
     }
     let app = api::http(AppState {
         catalog: catalog.clone(),
@@ -273,11 +276,13 @@ fn serve_peers(
     member: &Member,
     catalog: &Arc<Catalog>,
     quotas: &Arc<Quotas>,
+    replication: &Arc<replication::Replication>,
 ) -> anyhow::Result<()> {
     let service = Arc::new(PeerService {
         raft: member.raft.clone(),
         link: member.link.clone(),
         shards: catalog.shards.clone(),
+        sets: replication.clone(),
         quotas: quotas.clone(),
         meta: catalog.clone(),
         max_voters: member.config.max_voters,
@@ -289,6 +294,7 @@ fn serve_peers(
         .map_err(|e| anyhow::anyhow!("serve p2p: {e}"))?;
     tokio::spawn(catalog.clone().follow_raft());
     peer::membership::spawn_background(&member.raft, &member.link, &member.config);
+    replication::spawn_loops(replication.clone());
     Ok(())
 }
 

@@ -15,13 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tessera_cluster::meta::{ShardId, ShardKey};
+use tessera_cluster::meta::{NodeId, ShardId, ShardKey};
 use tessera_cluster::{Error, Result};
 use tessera_shard::actor::{NewPoint, Selector, WriteOp};
 use tessera_shard::filter::{Filter, WireFilter};
 use tessera_shard::manager::ShardManager;
 use tessera_shard::point::{Payload, PointId};
+use tessera_shard::replication::{ReplicaStatus, Replicate};
 use tessera_shard::store::{Hit, PayloadSelector, Record, SearchParams, ShardData};
+use tessera_shard::wal::WalPoint;
 
 use crate::quota::Quotas;
 
@@ -40,17 +42,47 @@ pub struct LocalShard {
     pub key: Option<ShardKey>,
 }
 
-/// Applies a write to a replica on this node (for a local request or a remote node's).
-pub async fn serve_write(shards: &ShardManager, replica: LocalShard, op: WriteOp) -> Result<u64> {
+/// What serving shard calls needs of the replica sets: implemented by the replication layer
+/// above the catalog ([`crate::replication`]), which knows the metadata and the link.
+pub trait ReplicaSets: Send + Sync {
+    /// How a write to this node's replica is replicated: None for a shard with one replica;
+    /// an error (503) when this node's replica is not the shard's primary.
+    fn for_write(&self, uid: u64, shard: ShardId) -> Result<Option<Arc<dyn Replicate>>>;
+    /// The replica set, for bringing a returning replica in; this node must be the primary.
+    fn for_rejoin(&self, uid: u64, shard: ShardId) -> Result<Arc<dyn Replicate>>;
+    /// Refuses (503) a read of this node's replica when it is not in the in-sync set.
+    fn check_readable(&self, uid: u64, shard: ShardId) -> Result<()>;
+    /// Refuses a record of an epoch older than the shard's in this node's metadata.
+    fn check_epoch(&self, uid: u64, shard: ShardId, epoch: u64) -> Result<()>;
+}
+
+/// Applies a write to a replica on this node (for a local request or a remote node's): as the
+/// shard's primary, through its replica set.
+pub async fn serve_write(
+    shards: &ShardManager,
+    sets: &dyn ReplicaSets,
+    replica: LocalShard,
+    op: WriteOp,
+) -> Result<u64> {
     count_shard_request(replica.key.as_ref(), "write");
-    shards
-        .write((replica.uid, replica.shard), replica.key.as_ref(), op)
-        .await
+    let repl = sets.for_write(replica.uid, replica.shard)?;
+    let (seq, short) = shards
+        .write_replicated((replica.uid, replica.shard), replica.key.as_ref(), op, repl)
+        .await?;
+    match short {
+        None => Ok(seq),
+        Some(message) => Err(Error::unavailable(message)),
+    }
 }
 
 /// Runs a read on a replica on this node, through the fair scheduler under `tenant`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one read: where, for whom, what"
+)]
 pub async fn serve_read(
     shards: &ShardManager,
+    sets: &dyn ReplicaSets,
     quotas: &Quotas,
     replica: LocalShard,
     tenant: &str,
@@ -59,6 +91,7 @@ pub async fn serve_read(
 ) -> Result<ReadReply> {
     count_shard_request(replica.key.as_ref(), "read");
     let data = shards.reader((replica.uid, replica.shard), replica.key.as_ref())?;
+    sets.check_readable(replica.uid, replica.shard)?;
     quotas
         .scheduler
         .run(tenant, weight, 1, move || run_read(&data, &op))
@@ -67,7 +100,12 @@ pub async fn serve_read(
 
 /// Serves one shard call from another node: decodes it, runs it as a local call would, and
 /// encodes the answer.
-pub async fn serve_remote(shards: &ShardManager, quotas: &Quotas, body: &[u8]) -> Result<Vec<u8>> {
+pub async fn serve_remote(
+    shards: &ShardManager,
+    sets: &dyn ReplicaSets,
+    quotas: &Quotas,
+    body: &[u8],
+) -> Result<Vec<u8>> {
     let reply = match tessera_cluster::codec::decode::<ShardRpc>(body)? {
         ShardRpc::Write {
             uid,
@@ -75,8 +113,62 @@ pub async fn serve_remote(shards: &ShardManager, quotas: &Quotas, body: &[u8]) -
             key,
             op,
         } => ShardReply::Seq(
-            serve_write(shards, LocalShard { uid, shard, key }, op.into_op()?).await?,
+            serve_write(shards, sets, LocalShard { uid, shard, key }, op.into_op()?).await?,
         ),
+        ShardRpc::Replicate {
+            uid,
+            shard,
+            key,
+            epoch,
+            record,
+        } => {
+            sets.check_epoch(uid, shard, epoch)?;
+            ShardReply::Seq(
+                shards
+                    .apply_replicated((uid, shard), key.as_ref(), epoch, Arc::new(record))
+                    .await?,
+            )
+        }
+        ShardRpc::Status {
+            uid,
+            shard,
+            key,
+            epoch,
+        } => {
+            if epoch > 0 {
+                sets.check_epoch(uid, shard, epoch)?;
+            }
+            ShardReply::Status(shards.status((uid, shard), key.as_ref(), epoch).await?)
+        }
+        ShardRpc::Copy {
+            uid,
+            shard,
+            key,
+            after,
+            max_bytes,
+        } => {
+            let max_bytes = (max_bytes as usize).clamp(1 << 10, MAX_COPY_PAGE_BYTES);
+            let (last_seq, points, next) =
+                shards.export_page((uid, shard), key.as_ref(), after.as_ref(), max_bytes)?;
+            ShardReply::Copy {
+                last_seq,
+                points,
+                next,
+            }
+        }
+        ShardRpc::Rejoin {
+            uid,
+            shard,
+            key,
+            node,
+            from_seq,
+        } => {
+            let repl = sets.for_rejoin(uid, shard)?;
+            shards
+                .rejoin((uid, shard), key.as_ref(), node, from_seq, repl)
+                .await?;
+            ShardReply::Done
+        }
         ShardRpc::Read {
             uid,
             shard,
@@ -87,6 +179,7 @@ pub async fn serve_remote(shards: &ShardManager, quotas: &Quotas, body: &[u8]) -
         } => {
             let reply = serve_read(
                 shards,
+                sets,
                 quotas,
                 LocalShard { uid, shard, key },
                 &tenant,
@@ -250,12 +343,54 @@ pub enum ShardRpc {
         weight: u32,
         op: WireRead,
     },
+    /// A record from the shard's primary in `epoch`, for this node's backup replica.
+    Replicate {
+        uid: u64,
+        shard: ShardId,
+        key: Option<ShardKey>,
+        epoch: u64,
+        record: Vec<u8>,
+    },
+    /// The replica's sequence, digest and size; a nonzero `epoch` (a primary's) raises its fence.
+    Status {
+        uid: u64,
+        shard: ShardId,
+        key: Option<ShardKey>,
+        epoch: u64,
+    },
+    /// A page of the primary's points, for a returning replica's copy.
+    Copy {
+        uid: u64,
+        shard: ShardId,
+        key: Option<ShardKey>,
+        after: Option<PointId>,
+        max_bytes: u64,
+    },
+    /// To the primary: bring the replica on `node`, which holds everything up to `from_seq`,
+    /// into the in-sync set.
+    Rejoin {
+        uid: u64,
+        shard: ShardId,
+        key: Option<ShardKey>,
+        node: NodeId,
+        from_seq: u64,
+    },
 }
+
+/// Largest page of a copy between replicas (well under the transport's frame limit).
+pub const MAX_COPY_PAGE_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ShardReply {
     Seq(u64),
     Read(WireReply),
+    Status(ReplicaStatus),
+    Copy {
+        last_seq: u64,
+        points: Vec<(WalPoint, u64)>,
+        next: Option<PointId>,
+    },
+    Done,
 }
 
 /// Filters cross between nodes in their binary wire form (typed values, bounded depth and size

@@ -23,6 +23,7 @@ use crate::filter::Filter;
 use crate::manager::Failure;
 use crate::point::{Payload, PointId};
 use crate::priority::{self, Class};
+use crate::replication::{ReplicaStatus, Replicate, TAIL_BYTES, Tail, digest_of};
 use crate::store::{BuildJob, ShardData, build_graph};
 use crate::wal::{self, WalOp, WalPoint, WalRecord, payload_to_json};
 
@@ -68,9 +69,43 @@ pub enum WriteOp {
     ClearPayload(Selector),
 }
 
+/// What a write answers: its sequence number, and the 503 message when it is safe on fewer
+/// in-sync replicas than the collection's write consistency factor.
+pub type WriteReply = Result<(u64, Option<String>)>;
+
 pub enum ShardMsg {
-    /// Applies a write durably; answers its sequence number.
-    Write(WriteOp, RpcReplyPort<Result<u64>>),
+    /// Applies a write durably (as the primary, with its replica set; alone, with None);
+    /// answers its sequence number.
+    Write(
+        WriteOp,
+        Option<Arc<dyn Replicate>>,
+        RpcReplyPort<WriteReply>,
+    ),
+    /// A record from the shard's primary in `epoch` (this replica is a backup).
+    Apply {
+        epoch: u64,
+        record: Arc<Vec<u8>>,
+        reply: RpcReplyPort<Result<u64>>,
+    },
+    /// The replica's status; a nonzero `epoch` raises its fence first.
+    Status {
+        epoch: u64,
+        reply: RpcReplyPort<Result<ReplicaStatus>>,
+    },
+    /// Replaces the replica with a copy of the primary's points.
+    Install {
+        epoch: u64,
+        page: CopyPage,
+        reply: RpcReplyPort<Result<ReplicaStatus>>,
+    },
+    /// As the primary: brings the replica on `node`, which holds everything up to `from_seq`,
+    /// into the in-sync set.
+    Rejoin {
+        node: tessera_core::NodeId,
+        from_seq: u64,
+        repl: Arc<dyn Replicate>,
+        reply: RpcReplyPort<Result<()>>,
+    },
     /// A background index job finished.
     Built(Box<BuildJob>, Result<CompactGraph>),
     /// A background job found nothing to do after all.
@@ -107,6 +142,10 @@ pub struct ShardState {
     builds: Arc<Semaphore>,
     failure: Failure,
     job_running: bool,
+    /// The newest epoch seen from a primary; records of older epochs are refused.
+    fence: u64,
+    /// Recent records, for a returning replica's catch-up.
+    tail: Tail,
 }
 
 /// How a write failed: the request alone (the replica goes on), or the replica.
@@ -144,6 +183,8 @@ impl Actor for ShardActor {
             builds: args.builds,
             failure: args.failure,
             job_running: false,
+            fence: 0,
+            tail: Tail::new(TAIL_BYTES),
         };
         schedule_job(&myself, &mut st);
         Ok(st)
@@ -156,34 +197,47 @@ impl Actor for ShardActor {
         st: &mut ShardState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ShardMsg::Write(op, reply) => match write(st, op).await {
-                Ok(seq) => {
-                    let _ = reply.send(Ok(seq));
-                    schedule_job(&myself, st);
+            ShardMsg::Write(op, repl, reply) => {
+                let done = write(st, op, repl).await;
+                return answer(&myself, st, reply, done);
+            }
+            ShardMsg::Apply {
+                epoch,
+                record,
+                reply,
+            } => {
+                let done = apply_replicated(st, epoch, record).await;
+                return answer(&myself, st, reply, done);
+            }
+            ShardMsg::Status { epoch, reply } => {
+                if epoch > st.fence {
+                    st.fence = epoch;
                 }
-                Err(WriteError::Refused(e)) => {
-                    let _ = reply.send(Err(e));
-                    schedule_job(&myself, st);
-                }
-                Err(WriteError::Fatal(f)) => {
-                    let spec = &st.data.spec;
-                    tracing::error!(
-                        collection = spec.collection_uid,
-                        shard = spec.shard_id,
-                        key = ?spec.key,
-                        wal = %st.wal.lock().path().display(),
-                        error = %f.cause,
-                        "replica failed, it refuses requests until it is reopened"
-                    );
-                    metrics::counter!("tessera_replica_failures_total").increment(1);
-                    // recorded before the answer, so no later request finds the replica usable
-                    let _ = st.failure.set(f.clone());
-                    let _ = reply.send(Err(f.clone().into()));
-                    // an error from a handler stops the actor: writes queued behind this one
-                    // are dropped, and the manager answers them with the failure
-                    return Err(Box::new(f));
-                }
-            },
+                let _ = reply.send(status(st).await);
+            }
+            ShardMsg::Install { epoch, page, reply } => {
+                let done = install(st, epoch, page).await;
+                return answer(&myself, st, reply, done);
+            }
+            ShardMsg::Rejoin {
+                node,
+                from_seq,
+                repl,
+                reply,
+            } => {
+                let last = st.data.last_seq();
+                let done = match st.tail.after(from_seq, last) {
+                    None => Err(Error::conflict(format!(
+                        "replica on node {node} is too far behind (at {from_seq}, the primary keeps records after {}); it needs a full copy",
+                        st.tail.first_seq().unwrap_or(last)
+                    ))),
+                    Some(records) => match status(st).await {
+                        Ok(own) => repl.rejoin(node, records, own.digest).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                let _ = reply.send(done);
+            }
             ShardMsg::Built(job, graph) => {
                 st.job_running = false;
                 let installed = graph.and_then(|g| st.data.install(*job, g));
@@ -201,6 +255,44 @@ impl Actor for ShardActor {
             ShardMsg::Idle => st.job_running = false,
         }
         Ok(())
+    }
+}
+
+/// Answers a write-like message. A fatal error fails the replica: it is recorded where the
+/// manager sees it before the answer, logged once, and stops the actor (writes queued behind are
+/// dropped, and the manager answers them with the failure).
+fn answer<T: Send + 'static>(
+    myself: &ActorRef<ShardMsg>,
+    st: &mut ShardState,
+    reply: RpcReplyPort<Result<T>>,
+    done: Result<T, WriteError>,
+) -> Result<(), ActorProcessingErr> {
+    match done {
+        Ok(v) => {
+            let _ = reply.send(Ok(v));
+            schedule_job(myself, st);
+            Ok(())
+        }
+        Err(WriteError::Refused(e)) => {
+            let _ = reply.send(Err(e));
+            schedule_job(myself, st);
+            Ok(())
+        }
+        Err(WriteError::Fatal(f)) => {
+            let spec = &st.data.spec;
+            tracing::error!(
+                collection = spec.collection_uid,
+                shard = spec.shard_id,
+                key = ?spec.key,
+                wal = %st.wal.lock().path().display(),
+                error = %f.cause,
+                "replica failed, it refuses requests until it is reopened"
+            );
+            metrics::counter!("tessera_replica_failures_total").increment(1);
+            let _ = st.failure.set(f.clone());
+            let _ = reply.send(Err(f.clone().into()));
+            Err(Box::new(f))
+        }
     }
 }
 
@@ -243,27 +335,97 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
     });
 }
 
-async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64, WriteError> {
+/// A write as the shard's primary (or its only replica): resolved and encoded, logged here and
+/// sent to the in-sync backups at once, and applied once both are done. Answers the sequence
+/// number and, when the in-sync set shrank below the write consistency factor meanwhile, the
+/// message of the 503 the caller answers with (the write is applied and safe on the rest).
+async fn write(
+    st: &mut ShardState,
+    op: WriteOp,
+    repl: Option<Arc<dyn Replicate>>,
+) -> Result<(u64, Option<String>), WriteError> {
+    if let Some(r) = &repl {
+        r.prepare(&st.data).await?;
+    }
     let data = st.data.clone();
-    let wal = st.wal.clone();
-    let snapshot_path = st.snapshot_path.clone();
-    let (id, dir, ledger) = (st.id, st.dir.clone(), st.ledger.clone());
     // the write's CPU (validation, encoding, applying) runs below searches' priority
-    priority::run(Class::Ingest, move || {
+    let (rec, body) = priority::run(Class::Ingest, move || -> Result<_> {
         let op = resolve(&data, op)?;
-        let seq = data.last_seq() + 1;
-        let rec = WalRecord { seq, op };
+        let rec = WalRecord {
+            seq: data.last_seq() + 1,
+            op,
+        };
         let body = wal::encode(&rec)?;
+        Ok((rec, Arc::new(body)))
+    })
+    .await??;
+    let seq = rec.seq;
+    let local = log(st, body.clone());
+    let short = match &repl {
+        None => {
+            local.await?;
+            None
+        }
+        Some(r) => {
+            let (logged, sent) = tokio::join!(local, r.send(seq, body.clone()));
+            match (logged, sent) {
+                (Ok(()), Ok(short)) => short,
+                // backups may hold a record this replica does not: it must not go on as the
+                // primary
+                (Err(WriteError::Refused(e)), _)
+                | (Err(WriteError::Fatal(Fatal { cause: e, .. })), _) => {
+                    return Err(WriteError::Fatal(Fatal::new(COMPONENT, e)));
+                }
+                // logged here, fate on the backups unknown: this replica cannot know whether it
+                // is still the primary, and its disk is ahead of its memory
+                (Ok(()), Err(e)) => {
+                    return Err(WriteError::Fatal(Fatal::new(
+                        COMPONENT,
+                        Error::unavailable(format!(
+                            "the write could not be replicated, its outcome is unknown: {}",
+                            e.message
+                        )),
+                    )));
+                }
+            }
+        }
+    };
+    apply_logged(st, rec, body).await?;
+    Ok((seq, short))
+}
+
+/// Appends an encoded record to the WAL and fsyncs it (the replica's identity is written before
+/// its first record).
+async fn log(st: &ShardState, body: Arc<Vec<u8>>) -> Result<(), WriteError> {
+    let (wal, dir, spec) = (st.wal.clone(), st.dir.clone(), st.data.spec.clone());
+    priority::run(Class::Ingest, move || {
         let mut wal = wal.lock();
         if !wal.exists() {
             // the first record: the directory says whose data it holds before it holds any
-            crate::replica_dir::ensure_identity(&dir, &data.spec)?;
+            crate::replica_dir::ensure_identity(&dir, &spec)?;
         }
         match wal.try_append(&[&body], true) {
-            Ok(()) => {}
-            Err(AppendError::Refused(e)) => return Err(WriteError::Refused(e)),
-            Err(AppendError::Failed(e)) => return Err(WriteError::Fatal(Fatal::new(COMPONENT, e))),
+            Ok(()) => Ok(()),
+            Err(AppendError::Refused(e)) => Err(WriteError::Refused(e)),
+            Err(AppendError::Failed(e)) => Err(WriteError::Fatal(Fatal::new(COMPONENT, e))),
         }
+    })
+    .await?
+}
+
+/// Applies a logged record to memory, records the replica in the ledger, keeps it in the tail
+/// for catch-up, and folds the WAL into a snapshot when it is long.
+async fn apply_logged(
+    st: &mut ShardState,
+    rec: WalRecord,
+    body: Arc<Vec<u8>>,
+) -> Result<(), WriteError> {
+    let data = st.data.clone();
+    let wal = st.wal.clone();
+    let snapshot_path = st.snapshot_path.clone();
+    let (id, ledger) = (st.id, st.ledger.clone());
+    let seq = rec.seq;
+    priority::run(Class::Ingest, move || -> Result<(), WriteError> {
         // logged but not applied: memory would be behind the disk, and the next write would
         // reuse this sequence number
         data.apply(&rec)
@@ -275,6 +437,7 @@ async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64, WriteError> {
             // the write is durable; without the entry only a lost directory goes unnoticed
             tracing::warn!(replica = %id, error = %e, "recording the replica in the ledger failed; retried at the next write");
         }
+        let mut wal = wal.lock();
         if wal.len_bytes() > WAL_CHECKPOINT_BYTES {
             // snapshot first, then truncate: a crash in between replays records the snapshot
             // already holds, and apply() skips them by sequence number
@@ -293,9 +456,102 @@ async fn write(st: &mut ShardState, op: WriteOp) -> Result<u64, WriteError> {
                 }
             }
         }
-        Ok(seq)
+        Ok(())
     })
-    .await?
+    .await??;
+    st.tail.push(seq, body);
+    Ok(())
+}
+
+/// A record from the primary, on a backup: taken only from an epoch not older than the newest
+/// seen, and only as the next in sequence.
+async fn apply_replicated(
+    st: &mut ShardState,
+    epoch: u64,
+    body: Arc<Vec<u8>>,
+) -> Result<u64, WriteError> {
+    fence(st, epoch)?;
+    let rec: WalRecord = tessera_core::codec::decode(&body)?;
+    let expected = st.data.last_seq() + 1;
+    if rec.seq != expected {
+        return Err(WriteError::Refused(Error::conflict(format!(
+            "record {} out of sequence: this replica expects {expected}",
+            rec.seq
+        ))));
+    }
+    let seq = rec.seq;
+    log(st, body.clone()).await?;
+    apply_logged(st, rec, body).await?;
+    Ok(seq)
+}
+
+/// Refuses a message of an epoch older than the newest this replica has seen, else raises the
+/// fence to it.
+fn fence(st: &mut ShardState, epoch: u64) -> Result<(), Error> {
+    if epoch < st.fence {
+        return Err(Error::conflict(format!(
+            "stale epoch {epoch}: this replica has seen epoch {}",
+            st.fence
+        )));
+    }
+    st.fence = epoch;
+    Ok(())
+}
+
+/// The replica's sequence, digest and size, computed off the actor's thread.
+async fn status(st: &ShardState) -> Result<ReplicaStatus> {
+    let (data, fence) = (st.data.clone(), st.fence);
+    priority::run(Class::Ingest, move || ReplicaStatus {
+        last_seq: data.last_seq(),
+        digest: digest_of(&data),
+        points: data.len() as u64,
+        fence,
+    })
+    .await
+}
+
+/// One page of a copy of the primary's points. The first page empties the WAL and replaces
+/// the state (its sequence becomes the replica's); later pages add to it; the last writes the
+/// whole state as the snapshot. A crash in between leaves an old or partial state that the
+/// metadata still marks out of sync, never old records replayed over the copy. Pages taken at
+/// later sequences than the first are healed by the tail the rejoin replays (every write is
+/// idempotent as a whole).
+async fn install(
+    st: &mut ShardState,
+    epoch: u64,
+    page: CopyPage,
+) -> Result<ReplicaStatus, WriteError> {
+    fence(st, epoch)?;
+    let (data, wal, dir) = (st.data.clone(), st.wal.clone(), st.dir.clone());
+    let (snapshot_path, id, ledger) = (st.snapshot_path.clone(), st.id, st.ledger.clone());
+    priority::run(Class::Ingest, move || -> Result<(), WriteError> {
+        let fatal = |e: Error| WriteError::Fatal(Fatal::new(COMPONENT, e));
+        if page.first {
+            crate::replica_dir::ensure_identity(&dir, &data.spec).map_err(fatal)?;
+            wal.lock().clear().map_err(fatal)?;
+            data.replace(page.last_seq, page.points).map_err(fatal)?;
+        } else {
+            data.merge(page.points).map_err(fatal)?;
+        }
+        if page.last {
+            let (last_seq, points) = data.export();
+            wal::write_snapshot(&snapshot_path, last_seq, points).map_err(fatal)?;
+            ledger.record_owned(id).map_err(fatal)?;
+        }
+        Ok(())
+    })
+    .await??;
+    st.tail.clear();
+    Ok(status(st).await?)
+}
+
+/// One page of a copy from the primary ([`install`]).
+#[derive(Debug)]
+pub struct CopyPage {
+    pub last_seq: u64,
+    pub points: Vec<(WalPoint, u64)>,
+    pub first: bool,
+    pub last: bool,
 }
 
 /// Validates a write and turns it into the record to log: vectors checked and prepared, filters

@@ -10,6 +10,7 @@ pub mod manager;
 pub mod point;
 pub mod priority;
 pub mod replica_dir;
+pub mod replication;
 pub mod segment;
 pub mod store;
 pub mod wal;

@@ -14,14 +14,17 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorRef, RpcReplyPort};
 use tessera_core::{CollectionUid, Error, Fatal, Result, ShardId, ShardKey};
 use tokio::sync::Semaphore;
 
-use crate::actor::{ShardActor, ShardArgs, ShardMsg, WriteOp};
+use crate::actor::{CopyPage, ShardActor, ShardArgs, ShardMsg, WriteOp, WriteReply};
+use crate::point::PointId;
 use crate::replica_dir::{self, Ledger};
+use crate::replication::{ReplicaStatus, Replicate};
 use crate::store::{ShardData, ShardSpec};
 use crate::wal;
+use crate::wal::WalPoint;
 
 /// A write that has not been answered in this long fails with a timeout.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -245,11 +248,128 @@ impl ShardManager {
         key: Option<&ShardKey>,
         op: WriteOp,
     ) -> Result<u64> {
-        let (_, actor, failure) = self.get(id.into(), key)?;
-        match actor
-            .call(|port| ShardMsg::Write(op, port), Some(WRITE_TIMEOUT))
+        self.write_replicated(id, key, op, None)
             .await
-        {
+            .map(|(seq, _)| seq)
+    }
+
+    /// Applies a write as the shard's primary, through its replica set (`repl`; None: the
+    /// replica is the shard's only one).
+    pub async fn write_replicated(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+        op: WriteOp,
+        repl: Option<Arc<dyn Replicate>>,
+    ) -> WriteReply {
+        self.ask(id.into(), key, |port| ShardMsg::Write(op, repl, port))
+            .await
+    }
+
+    /// A record from the shard's primary, on this backup replica.
+    pub async fn apply_replicated(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+        epoch: u64,
+        record: Arc<Vec<u8>>,
+    ) -> Result<u64> {
+        self.ask(id.into(), key, |reply| ShardMsg::Apply {
+            epoch,
+            record,
+            reply,
+        })
+        .await
+    }
+
+    /// The replica's sequence, digest and size; a nonzero `epoch` raises its fence first.
+    pub async fn status(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+        epoch: u64,
+    ) -> Result<ReplicaStatus> {
+        self.ask(id.into(), key, |reply| ShardMsg::Status { epoch, reply })
+            .await
+    }
+
+    /// Installs one page of a copy of the primary's points ([`CopyPage`]).
+    pub async fn install(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+        epoch: u64,
+        page: CopyPage,
+    ) -> Result<ReplicaStatus> {
+        self.ask(id.into(), key, |reply| ShardMsg::Install {
+            epoch,
+            page,
+            reply,
+        })
+        .await
+    }
+
+    /// As the shard's primary: brings the replica on `node` (at `from_seq`) into the in-sync
+    /// set, between two writes.
+    pub async fn rejoin(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+        node: tessera_core::NodeId,
+        from_seq: u64,
+        repl: Arc<dyn Replicate>,
+    ) -> Result<()> {
+        self.ask(id.into(), key, |reply| ShardMsg::Rejoin {
+            node,
+            from_seq,
+            repl,
+            reply,
+        })
+        .await
+    }
+
+    /// A page of the replica's points after `after` (for a returning replica's copy).
+    #[allow(
+        clippy::type_complexity,
+        reason = "a page, its sequence and where to go on"
+    )]
+    pub fn export_page(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+        after: Option<&PointId>,
+        max_bytes: usize,
+    ) -> Result<(u64, Vec<(WalPoint, u64)>, Option<PointId>)> {
+        let (data, _, _) = self.get(id.into(), key)?;
+        Ok(data.export_page(after, max_bytes))
+    }
+
+    /// Whether the replica is open here and has failed.
+    pub fn failed(&self, id: impl Into<ReplicaId>) -> bool {
+        self.replicas
+            .get(&id.into())
+            .is_some_and(|r| r.failure.get().is_some())
+    }
+
+    /// Replaces a failed replica with an empty one (its directory removed), to be filled with a
+    /// copy from an in-sync replica.
+    pub async fn reset(&self, spec: ShardSpec) -> Result<()> {
+        let id = ReplicaId::of(&spec);
+        tracing::warn!(replica = %id, "replacing a failed replica with an empty one to copy into");
+        self.close(id, true).await?;
+        self.open(spec).await
+    }
+
+    /// One message to the replica's actor, answered in time; a replica that failed meanwhile
+    /// answers with its failure.
+    async fn ask<T: Send + 'static>(
+        &self,
+        id: ReplicaId,
+        key: Option<&ShardKey>,
+        msg: impl FnOnce(RpcReplyPort<Result<T>>) -> ShardMsg,
+    ) -> Result<T> {
+        let (_, actor, failure) = self.get(id, key)?;
+        match actor.call(msg, Some(WRITE_TIMEOUT)).await {
             Ok(CallResult::Success(r)) => r,
             Ok(CallResult::Timeout) => Err(Error::timeout("write timed out")),
             // a write queued behind the one that failed the replica finds its actor gone

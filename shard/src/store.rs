@@ -136,6 +136,22 @@ struct Inner {
 }
 
 impl Inner {
+    fn empty(dim: usize) -> Inner {
+        Inner::starting_at(dim, 0)
+    }
+
+    /// An empty state whose segment ids start at `first`.
+    fn starting_at(dim: usize, first: u64) -> Inner {
+        Inner {
+            points: BTreeMap::new(),
+            segments: BTreeMap::from([(first, Segment::new_tail(first, dim))]),
+            tail: first,
+            next_segment: first + 1,
+            last_seq: 0,
+            payload_bytes: 0,
+        }
+    }
+
     /// Replaces a point's payload, keeping the stored-bytes figure right.
     fn set_payload(&mut self, id: &PointId, payload: Arc<Payload>, seq: u64) {
         if let Some(r) = self.points.get_mut(id) {
@@ -162,16 +178,8 @@ const VACUUM_RATIO: f64 = 0.3;
 
 impl ShardData {
     pub fn new(spec: ShardSpec) -> ShardData {
-        let tail = Segment::new_tail(0, spec.dim);
         ShardData {
-            inner: RwLock::new(Inner {
-                points: BTreeMap::new(),
-                segments: BTreeMap::from([(0, tail)]),
-                tail: 0,
-                next_segment: 1,
-                last_seq: 0,
-                payload_bytes: 0,
-            }),
+            inner: RwLock::new(Inner::empty(spec.dim)),
             spec,
         }
     }
@@ -345,6 +353,99 @@ impl ShardData {
             })
             .collect();
         (g.last_seq, points)
+    }
+
+    /// Folds over every live point (id, version, vector, payload as JSON) under one read lock:
+    /// a consistent cut at `last_seq`.
+    pub fn fold_points<A>(
+        &self,
+        init: A,
+        mut f: impl FnMut(A, &PointId, u64, &[f32], &[u8]) -> A,
+    ) -> A {
+        let g = self.inner.read();
+        let mut acc = init;
+        for (id, r) in &g.points {
+            if let Some(s) = g.segments.get(&r.loc.seg) {
+                acc = f(
+                    acc,
+                    id,
+                    r.version,
+                    s.vector(r.loc.off),
+                    &payload_to_json(&r.payload),
+                );
+            }
+        }
+        acc
+    }
+
+    /// Replaces the whole state with a copy of another replica's (a returning replica's
+    /// catch-up); readers see the old state or the new one, never a mix.
+    /// Segment ids go on from the old state's, so an index job built over an old segment can
+    /// never be installed into the new state.
+    pub fn replace(&self, last_seq: u64, points: Vec<(WalPoint, u64)>) -> Result<()> {
+        let first = self.inner.read().next_segment;
+        let fresh = ShardData {
+            inner: RwLock::new(Inner::starting_at(self.spec.dim, first)),
+            spec: self.spec.clone(),
+        };
+        fresh.import(last_seq, points)?;
+        let new = std::mem::replace(&mut *fresh.inner.write(), Inner::empty(self.spec.dim));
+        *self.inner.write() = new;
+        Ok(())
+    }
+
+    /// Adds copied points (with their versions) to the state, keeping its sequence: the later
+    /// pages of a copy from another replica.
+    pub fn merge(&self, points: Vec<(WalPoint, u64)>) -> Result<()> {
+        let mut g = self.inner.write();
+        for (p, version) in points {
+            self.apply_locked(&mut g, version, &WalOp::Upsert(vec![p]))?;
+        }
+        Ok(())
+    }
+
+    /// One page of the live points after `after` in id order, at most about `max_bytes` of
+    /// vectors and payloads (at least one point), with the sequence it was taken at and the id
+    /// to continue after (None: the last page).
+    #[allow(
+        clippy::type_complexity,
+        reason = "a page, its sequence and where to go on"
+    )]
+    pub fn export_page(
+        &self,
+        after: Option<&PointId>,
+        max_bytes: usize,
+    ) -> (u64, Vec<(WalPoint, u64)>, Option<PointId>) {
+        let g = self.inner.read();
+        let range = match after {
+            Some(a) => g
+                .points
+                .range::<PointId, _>((Bound::Excluded(a), Bound::Unbounded)),
+            None => g.points.range::<PointId, _>(..),
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = None;
+        for (id, r) in range {
+            if bytes >= max_bytes && !out.is_empty() {
+                next = out.last().map(|(p, _): &(WalPoint, u64)| p.id.clone());
+                break;
+            }
+            let Some(s) = g.segments.get(&r.loc.seg) else {
+                continue;
+            };
+            let payload_json = payload_to_json(&r.payload);
+            bytes += self.spec.dim * 4 + payload_json.len() + 32;
+            out.push((
+                WalPoint {
+                    id: id.clone(),
+                    vector: s.vector(r.loc.off).to_vec(),
+                    payload_json,
+                },
+                r.version,
+            ));
+        }
+        (g.last_seq, out, next)
     }
 
     /// Loads a snapshot into an empty replica (before its WAL is replayed).

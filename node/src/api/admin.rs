@@ -7,7 +7,10 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
 
-use super::json::admin::{QuotaView, TenantInfo, UsageView, quota_patch};
+use super::json::KeyJson;
+use super::json::admin::{
+    QuotaView, ReplicaView, ReplicasView, ShardReplicasView, TenantInfo, UsageView, quota_patch,
+};
 use super::json::{bad, body_json, body_object};
 use super::{AppState, Reply, ok};
 use crate::access;
@@ -113,6 +116,53 @@ pub async fn usage(
     let queue_depth = app.router.quotas.scheduler.queue_depth(&tenant);
     ok(
         UsageView::new(admission.usage(&tenant), queue_depth),
+        started,
+    )
+}
+
+/// Every replica of a collection's shards, as the replicas report themselves (manage rights).
+pub async fn replicas(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let collection = app.catalog.meta.read().collection(&name)?.clone();
+    let mut shards = Vec::new();
+    for s in collection.shards.values() {
+        let statuses = app
+            .router
+            .replication
+            .replica_statuses(collection.uid, s)
+            .await;
+        let replicas = s
+            .replicas
+            .iter()
+            .map(|r| {
+                let status = statuses.get(&r.node).copied().flatten();
+                ReplicaView {
+                    peer_id: r.node,
+                    state: format!("{:?}", r.state),
+                    points_count: status.map(|s| s.points),
+                    last_seq: status.map(|s| s.last_seq),
+                    digest: status.map(|s| format!("{:016x}", s.digest)),
+                }
+            })
+            .collect();
+        shards.push(ShardReplicasView {
+            shard_id: s.id,
+            shard_key: s.key.clone().map(KeyJson),
+            epoch: s.epoch,
+            primary: s.primary(),
+            replicas,
+        });
+    }
+    ok(
+        ReplicasView {
+            collection: name,
+            shards,
+        },
         started,
     )
 }

@@ -58,6 +58,7 @@ pub enum Operation {
     TenantQuota,
     SetTenantQuota,
     TenantUsage,
+    CollectionReplicas,
 }
 
 impl Operation {
@@ -102,6 +103,7 @@ impl Operation {
             Operation::TenantQuota => "tenant.quota",
             Operation::SetTenantQuota => "tenant.set_quota",
             Operation::TenantUsage => "tenant.usage",
+            Operation::CollectionReplicas => "collection.replicas",
         }
     }
 
@@ -143,7 +145,8 @@ impl Operation {
             | Operation::ResumeTenant
             | Operation::TenantQuota
             | Operation::SetTenantQuota
-            | Operation::TenantUsage => None,
+            | Operation::TenantUsage
+            | Operation::CollectionReplicas => None,
         }
     }
 
@@ -185,7 +188,8 @@ impl Operation {
             | Operation::ResumeTenant
             | Operation::TenantQuota
             | Operation::SetTenantQuota
-            | Operation::TenantUsage => false,
+            | Operation::TenantUsage
+            | Operation::CollectionReplicas => false,
         }
     }
 }
@@ -243,6 +247,7 @@ pub fn table() -> Vec<Route> {
         row(Method::GET, "/admin/tenants/{t}/quota", Op::TenantQuota, admin::quota),
         row(Method::PUT, "/admin/tenants/{t}/quota", Op::SetTenantQuota, admin::set_quota),
         row(Method::GET, "/admin/tenants/{t}/usage", Op::TenantUsage, admin::usage),
+        row(Method::GET, "/admin/collections/{c}/replicas", Op::CollectionReplicas, admin::replicas),
     ]
 }
 

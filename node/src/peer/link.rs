@@ -83,11 +83,20 @@ impl Link {
 
     /// A shard request to `node`.
     pub async fn call(&self, node: NodeId, rpc: &ShardRpc) -> Result<ShardReply> {
+        self.call_within(node, rpc, SHARD_CALL_DEADLINE).await
+    }
+
+    /// A shard request to `node` that fails (503) when it is not answered within `deadline`.
+    pub async fn call_within(
+        &self,
+        node: NodeId,
+        rpc: &ShardRpc,
+        deadline: Duration,
+    ) -> Result<ShardReply> {
+        self.check_up(node)?;
         let body = codec::encode(rpc)?;
         self.resolve(node);
-        let call = self
-            .transport
-            .call(node, Service::Shard, body, SHARD_CALL_DEADLINE);
+        let call = self.transport.call(node, Service::Shard, body, deadline);
         tokio::pin!(call);
         // a call in flight when its peer dies ends as soon as the pinger marks the peer down,
         // not at the deadline

@@ -27,6 +27,8 @@ pub struct PeerService {
     pub raft: MetaRaft,
     pub link: Arc<Link>,
     pub shards: Arc<ShardManager>,
+    /// The replica sets (the replication layer above the catalog).
+    pub sets: Arc<dyn shard_rpc::ReplicaSets>,
     pub quotas: Arc<Quotas>,
     /// Runs forwarded metadata changes (the catalog).
     pub meta: Arc<dyn MetaExecutor>,
@@ -75,7 +77,7 @@ impl PeerService {
             }
             Service::Shard => {
                 self.check_member(&from, false)?;
-                shard_rpc::serve_remote(&self.shards, &self.quotas, body).await
+                shard_rpc::serve_remote(&self.shards, &*self.sets, &self.quotas, body).await
             }
             Service::Admin => self.serve_admin(from, body).await,
             Service::Replication | Service::Transfer => Err(Error::bad_request(format!(

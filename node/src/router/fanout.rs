@@ -6,6 +6,7 @@
 //! the call.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tessera_cluster::meta::{NodeId, ShardId, ShardKey};
 use tessera_cluster::{Error, Result};
@@ -17,6 +18,7 @@ use crate::catalog::Catalog;
 use crate::context::Target;
 use crate::peer::Link;
 use crate::quota::Quotas;
+use crate::replication::{Replication, retryable};
 use crate::shard_rpc::{
     LocalShard, ReadOp, ReadReply, ShardReply, ShardRpc, UNATTRIBUTED, WireRead, WireWrite,
     serve_read, serve_write,
@@ -29,6 +31,7 @@ pub struct Reach {
     pub catalog: Arc<Catalog>,
     pub quotas: Arc<Quotas>,
     pub link: Option<Arc<Link>>,
+    pub replication: Arc<Replication>,
 }
 
 fn wrong_reply() -> Error {
@@ -47,13 +50,24 @@ pub(super) fn replies<T>(
 }
 
 impl Reach {
-    /// The node holding the replica a request uses (one replica per shard for now).
-    fn node_of(&self, scope: &Scope, shard: ShardId) -> NodeId {
-        scope
-            .nodes
-            .get(&shard)
-            .copied()
-            .unwrap_or(self.catalog.node_id)
+    /// The nodes to try for a shard, best first (see [`Scope::nodes`]); this node when the
+    /// scope has none (a single node).
+    fn nodes_of(&self, scope: &Scope, shard: ShardId) -> Vec<NodeId> {
+        match scope.nodes.get(&shard) {
+            Some(nodes) if !nodes.is_empty() => nodes.clone(),
+            _ => vec![self.catalog.node_id],
+        }
+    }
+
+    /// The shard's primary in this node's metadata now (it changes on failover).
+    fn primary_now(&self, uid: u64, shard: ShardId) -> Option<NodeId> {
+        let st = self.catalog.meta.read();
+        st.collections
+            .values()
+            .find(|c| c.uid == uid)?
+            .shards
+            .get(&shard)?
+            .primary()
     }
 
     fn link_to(&self, node: NodeId) -> Result<&Arc<Link>> {
@@ -65,7 +79,55 @@ impl Reach {
         link.check_up(node)?;
         Ok(link)
     }
+
+    /// One write to a shard's primary: on this node, or over the link.
+    async fn write_at(&self, node: NodeId, uid: u64, target: &Target, op: &WriteOp) -> Result<u64> {
+        let Target { shard, key } = target.clone();
+        if node == self.catalog.node_id {
+            return serve_write(
+                &self.catalog.shards,
+                &*self.replication,
+                LocalShard { uid, shard, key },
+                op.clone(),
+            )
+            .await;
+        }
+        let link = self.link_to(node)?;
+        let rpc = ShardRpc::Write {
+            uid,
+            shard,
+            key,
+            op: WireWrite::from_op(op),
+        };
+        match link.call(node, &rpc).await? {
+            ShardReply::Seq(n) => Ok(n),
+            _ => Err(wrong_reply()),
+        }
+    }
+
+    /// A write to a shard through its primary, retried (every write is idempotent) while the
+    /// shard fails over: a 503 from a primary that is down, failed or deposed is tried again
+    /// at the primary the metadata names next, for up to [`FAILOVER_RETRY_FOR`].
+    async fn write_one(&self, scope: &Scope, target: Target, op: WriteOp) -> Result<u64> {
+        let deadline = Instant::now() + FAILOVER_RETRY_FOR;
+        let mut node = self.nodes_of(scope, target.shard)[0];
+        loop {
+            match self.write_at(node, scope.uid, &target, &op).await {
+                Err(e) if retryable(&e) && Instant::now() < deadline => {
+                    tracing::debug!(shard = target.shard, node, error = %e, "write retried");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    node = self.primary_now(scope.uid, target.shard).unwrap_or(node);
+                }
+                done => return done,
+            }
+        }
+    }
 }
+
+/// How long a request retries a shard whose replicas are failing over.
+const FAILOVER_RETRY_FOR: Duration = Duration::from_secs(4);
+/// Pause between two tries.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 pub(super) async fn write_all(
     reach: &Reach,
@@ -73,29 +135,9 @@ pub(super) async fn write_all(
     jobs: Vec<(Target, WriteOp)>,
 ) -> Result<u64> {
     let mut set = JoinSet::new();
-    let uid = scope.uid;
-    for (Target { shard, key }, op) in jobs {
-        let node = reach.node_of(scope, shard);
-        if node == reach.catalog.node_id {
-            let shards = reach.catalog.shards.clone();
-            set.spawn(
-                async move { serve_write(&shards, LocalShard { uid, shard, key }, op).await },
-            );
-        } else {
-            let link = reach.link_to(node)?.clone();
-            let rpc = ShardRpc::Write {
-                uid,
-                shard,
-                key,
-                op: WireWrite::from_op(&op),
-            };
-            set.spawn(async move {
-                match link.call(node, &rpc).await? {
-                    ShardReply::Seq(n) => Ok(n),
-                    ShardReply::Read(_) => Err(wrong_reply()),
-                }
-            });
-        }
+    for (target, op) in jobs {
+        let (reach, scope) = (reach.clone(), scope.clone());
+        set.spawn(async move { reach.write_one(&scope, target, op).await });
     }
     let mut seq = 0;
     let mut first_err = None;
@@ -116,6 +158,95 @@ pub(super) async fn write_all(
     }
 }
 
+impl Reach {
+    /// A read of one shard at the first of its in-sync replicas that answers; while none does
+    /// (a failover), tried again for up to [`FAILOVER_RETRY_FOR`].
+    async fn read_one(
+        &self,
+        uid: u64,
+        target: Target,
+        nodes: Vec<NodeId>,
+        tenant: &str,
+        weight: u32,
+        op: Arc<ReadOp>,
+    ) -> Result<ReadReply> {
+        let deadline = Instant::now() + FAILOVER_RETRY_FOR;
+        let mut nodes = nodes;
+        loop {
+            let mut last = None;
+            for node in &nodes {
+                match self
+                    .read_at(*node, uid, &target, tenant, weight, op.clone())
+                    .await
+                {
+                    Err(e) if retryable(&e) => last = Some(e),
+                    done => return done,
+                }
+            }
+            let e = last.unwrap_or_else(|| Error::unavailable("no replica to read from"));
+            if Instant::now() >= deadline {
+                return Err(e);
+            }
+            tracing::debug!(shard = target.shard, error = %e, "read retried");
+            tokio::time::sleep(RETRY_PAUSE).await;
+            nodes = self.readers_now(uid, target.shard).unwrap_or(nodes);
+        }
+    }
+
+    /// The in-sync replicas of a shard in this node's metadata now.
+    fn readers_now(&self, uid: u64, shard: ShardId) -> Option<Vec<NodeId>> {
+        let st = self.catalog.meta.read();
+        let s = st
+            .collections
+            .values()
+            .find(|c| c.uid == uid)?
+            .shards
+            .get(&shard)?;
+        Some(super::readers(
+            s,
+            self.catalog.node_id,
+            self.link.as_deref(),
+        ))
+    }
+
+    async fn read_at(
+        &self,
+        node: NodeId,
+        uid: u64,
+        target: &Target,
+        tenant: &str,
+        weight: u32,
+        op: Arc<ReadOp>,
+    ) -> Result<ReadReply> {
+        let Target { shard, key } = target.clone();
+        if node == self.catalog.node_id {
+            return serve_read(
+                &self.catalog.shards,
+                &*self.replication,
+                &self.quotas,
+                LocalShard { uid, shard, key },
+                tenant,
+                weight,
+                op,
+            )
+            .await;
+        }
+        let link = self.link_to(node)?;
+        let rpc = ShardRpc::Read {
+            uid,
+            shard,
+            key,
+            tenant: tenant.to_owned(),
+            weight,
+            op: WireRead::from_op(&op),
+        };
+        match link.call(node, &rpc).await? {
+            ShardReply::Read(r) => r.into_reply(),
+            _ => Err(wrong_reply()),
+        }
+    }
+}
+
 /// Runs `op` on every target shard, concurrently: local replicas through the node's fair
 /// scheduler (the CPU pool is shared across tenants by weight, so a flooding tenant waits in its
 /// own queue), remote ones over the cluster link.
@@ -126,54 +257,21 @@ pub(super) async fn read_all(
 ) -> Result<Vec<(Option<ShardKey>, ReadReply)>> {
     let op = Arc::new(op);
     let mut set = JoinSet::new();
-    let uid = scope.uid;
     let tenant = scope
         .tenant
         .clone()
         .unwrap_or_else(|| UNATTRIBUTED.to_owned());
     let weight = reach.quotas.admission.quota(&tenant).weight;
-    for Target { shard, key } in scope.targets.iter().cloned() {
-        let node = reach.node_of(&scope, shard);
-        let tenant = tenant.clone();
-        if node == reach.catalog.node_id {
-            let (shards, quotas, op) = (
-                reach.catalog.shards.clone(),
-                reach.quotas.clone(),
-                op.clone(),
-            );
-            set.spawn(async move {
-                let r = serve_read(
-                    &shards,
-                    &quotas,
-                    LocalShard {
-                        uid,
-                        shard,
-                        key: key.clone(),
-                    },
-                    &tenant,
-                    weight,
-                    op,
-                )
-                .await;
-                r.map(|v| (key, v))
-            });
-        } else {
-            let link = reach.link_to(node)?.clone();
-            let rpc = ShardRpc::Read {
-                uid,
-                shard,
-                key: key.clone(),
-                tenant,
-                weight,
-                op: WireRead::from_op(&op),
-            };
-            set.spawn(async move {
-                match link.call(node, &rpc).await? {
-                    ShardReply::Read(r) => r.into_reply().map(|v| (key, v)),
-                    ShardReply::Seq(_) => Err(wrong_reply()),
-                }
-            });
-        }
+    for target in scope.targets.iter().cloned() {
+        let nodes = reach.nodes_of(&scope, target.shard);
+        let (reach, tenant, op, uid) = (reach.clone(), tenant.clone(), op.clone(), scope.uid);
+        set.spawn(async move {
+            let key = target.key.clone();
+            reach
+                .read_one(uid, target, nodes, &tenant, weight, op)
+                .await
+                .map(|r| (key, r))
+        });
     }
     let mut out = Vec::new();
     while let Some(r) = set.join_next().await {

@@ -35,6 +35,7 @@ use crate::catalog::Catalog;
 pub use crate::context::{Cost, KeySelector, Keyed, PointsWrite, RequestContext, Target};
 use crate::peer::Link;
 use crate::quota::Quotas;
+use crate::replication::Replication;
 use crate::shard_rpc::{ReadOp, ReadReply};
 
 /// The request context under the name the API uses.
@@ -171,15 +172,49 @@ fn decide(
         }
     }
     scope.tenant = tenant;
+    let me = catalog.node_id;
+    let link = catalog.link().map(|l| &**l);
     scope.nodes = scope
         .targets
         .iter()
         .filter_map(|target| {
-            let replica = c.shards.get(&target.shard)?.replicas.first()?;
-            Some((target.shard, replica.node))
+            let shard = c.shards.get(&target.shard)?;
+            let nodes = match need {
+                Need::Write => vec![shard.primary()?],
+                Need::Read => readers(shard, me, link),
+            };
+            Some((target.shard, nodes))
         })
         .collect();
     Ok(scope)
+}
+
+/// Spreads reads over a shard's in-sync replicas.
+static READ_TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The replicas a read of `shard` may use, best first: the in-sync ones, this node's first,
+/// then those on reachable nodes in turn (balanced), then the rest. A shard with no in-sync
+/// replica answers from its primary, which refuses (503) until one is back.
+pub(crate) fn readers(
+    shard: &tessera_cluster::meta::ShardMeta,
+    me: tessera_cluster::meta::NodeId,
+    link: Option<&Link>,
+) -> Vec<tessera_cluster::meta::NodeId> {
+    let mut in_sync: Vec<_> = shard.in_sync().collect();
+    if in_sync.is_empty() {
+        return shard.primary().into_iter().collect();
+    }
+    if in_sync.len() > 1 {
+        let turn = READ_TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = in_sync.len();
+        in_sync.rotate_left(turn % n);
+    }
+    let up = |n: &tessera_cluster::meta::NodeId| link.is_none_or(|l| l.check_up(*n).is_ok());
+    let mut out = Vec::with_capacity(in_sync.len());
+    out.extend(in_sync.iter().copied().filter(|n| *n == me));
+    out.extend(in_sync.iter().copied().filter(|n| *n != me && up(n)));
+    out.extend(in_sync.iter().copied().filter(|n| *n != me && !up(n)));
+    out
 }
 
 /// The condition a tenant's written payload must keep: its partition field may be absent (then
@@ -208,6 +243,8 @@ pub struct Router {
     pub quotas: Arc<Quotas>,
     /// Calls to shards on other nodes (cluster mode).
     pub link: Option<Arc<Link>>,
+    /// The replica sets (writes go to primaries, reads to in-sync replicas).
+    pub replication: Arc<Replication>,
     actor: ActorRef<RouterMsg>,
 }
 
@@ -217,6 +254,7 @@ impl Router {
         catalog: Arc<Catalog>,
         quotas: Arc<Quotas>,
         link: Option<Arc<Link>>,
+        replication: Arc<Replication>,
     ) -> Result<Router> {
         let (actor, _handle) = Actor::spawn(None, RouterActor, (catalog.clone(), quotas.clone()))
             .await
@@ -225,6 +263,7 @@ impl Router {
             catalog,
             quotas,
             link,
+            replication,
             actor,
         })
     }
@@ -254,6 +293,7 @@ impl Router {
             catalog: self.catalog.clone(),
             quotas: self.quotas.clone(),
             link: self.link.clone(),
+            replication: self.replication.clone(),
         };
         let job: Job = Box::new(move |scope: Result<Scope>| -> BoxFuture {
             Box::pin(async move {

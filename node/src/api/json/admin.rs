@@ -270,3 +270,31 @@ mod tests {
         assert_eq!(view, expected.to_string());
     }
 }
+
+/// `GET /admin/collections/{c}/replicas`: every shard's replica set with each replica's state
+/// and, from the replica itself, its points, last sequence and digest (null: it did not answer).
+#[derive(Serialize)]
+pub struct ReplicasView {
+    pub collection: String,
+    pub shards: Vec<ShardReplicasView>,
+}
+
+#[derive(Serialize)]
+pub struct ShardReplicasView {
+    pub shard_id: u32,
+    pub shard_key: Option<super::KeyJson>,
+    pub epoch: u64,
+    pub primary: Option<u64>,
+    pub replicas: Vec<ReplicaView>,
+}
+
+#[derive(Serialize)]
+pub struct ReplicaView {
+    pub peer_id: u64,
+    pub state: String,
+    pub points_count: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// The order-independent digest of the replica's ids, versions, vectors and payloads, as
+    /// 16 hex digits: equal digests and sequences mean identical replicas.
+    pub digest: Option<String>,
+}

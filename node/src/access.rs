@@ -75,6 +75,8 @@ pub struct Scope {
     /// The nodes to call for each target shard, best first: a write's primary; a read's
     /// in-sync replicas, this node's first. Set by the router.
     pub nodes: BTreeMap<ShardId, Vec<NodeId>>,
+    /// The read consistency asked for. Set by the router.
+    pub consistency: crate::context::ReadConsistency,
 }
 
 impl Scope {
@@ -337,6 +339,7 @@ pub fn scope(
         partition: partition_of,
         tenant: None,
         nodes: Default::default(),
+        consistency: Default::default(),
     })
 }
 

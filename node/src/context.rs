@@ -56,6 +56,52 @@ pub struct RequestContext {
     /// The node's own request (a `value_exists` lookup): attributed to no tenant, so no tenant's
     /// suspension or quota applies to it, whichever shard keys it reads.
     pub internal: bool,
+    /// How many of a shard's in-sync replicas a read consults (Qdrant's `consistency`).
+    pub consistency: ReadConsistency,
+}
+
+/// Qdrant's read `consistency`: how many in-sync replicas of each shard a read asks, and which
+/// values it returns. `Factor(n)`: ask n, return what all n have; `Quorum`: ask a majority,
+/// return what all of them have; `Majority`: ask all, return what a majority has; `All`: ask all,
+/// return what all have. A read that cannot get as many answers is refused (503).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadConsistency {
+    #[default]
+    One,
+    Factor(usize),
+    Majority,
+    Quorum,
+    All,
+}
+
+impl ReadConsistency {
+    /// Parses the `consistency` query parameter's value.
+    pub fn parse(text: &str) -> Option<ReadConsistency> {
+        match text {
+            "majority" => Some(ReadConsistency::Majority),
+            "quorum" => Some(ReadConsistency::Quorum),
+            "all" => Some(ReadConsistency::All),
+            n => match n.parse::<usize>() {
+                Ok(1) => Some(ReadConsistency::One),
+                Ok(n) if n > 1 => Some(ReadConsistency::Factor(n)),
+                _ => None,
+            },
+        }
+    }
+
+    /// With `in_sync` replicas: how many to ask, and in how many answers a value must be to be
+    /// returned. None: more are asked for than there are.
+    pub fn plan(self, in_sync: usize) -> Option<(usize, usize)> {
+        let majority = in_sync / 2 + 1;
+        let (ask, keep) = match self {
+            ReadConsistency::One => (1, 1),
+            ReadConsistency::Factor(n) => (n, n),
+            ReadConsistency::Quorum => (majority, majority),
+            ReadConsistency::Majority => (in_sync, majority),
+            ReadConsistency::All => (in_sync, in_sync),
+        };
+        (ask <= in_sync.max(1)).then_some((ask.max(1), keep.max(1)))
+    }
 }
 
 impl RequestContext {
@@ -65,6 +111,7 @@ impl RequestContext {
             principal: Arc::new(principal),
             note: Arc::new(RequestNote::default()),
             internal: false,
+            consistency: ReadConsistency::One,
         }
     }
 }
@@ -76,6 +123,7 @@ impl RequestContext {
             principal: Arc::new(Principal::manage(AuthMethod::Unauthenticated)),
             note: Arc::new(RequestNote::default()),
             internal: true,
+            consistency: ReadConsistency::One,
         }
     }
 }

@@ -45,6 +45,8 @@ const FAILOVER_EVERY: Duration = Duration::from_millis(200);
 const KEEPER_EVERY: Duration = Duration::from_millis(500);
 /// Bytes of points per page of a copy.
 const COPY_PAGE_BYTES: u64 = 8 << 20;
+/// Deadline of a replica-set change (the metadata leader commits it).
+const CHANGE_DEADLINE: Duration = Duration::from_secs(3);
 /// Deadline of a rejoin (the primary sends the tail and commits the change).
 const REJOIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Deadline of a status query during failover.
@@ -116,12 +118,20 @@ impl Replication {
                 .is_some_and(|l| l.check_up(node).is_ok())
     }
 
-    /// A replica-set change, through the metadata leader.
+    /// A replica-set change, through the metadata leader, bounded in time: a node cut off
+    /// from the majority learns so in [`CHANGE_DEADLINE`], not never.
     async fn change(&self, command: Command) -> Result<()> {
-        self.catalog
-            .submit(MetaRequest::Replicas(command))
-            .await
-            .map(|_| ())
+        match tokio::time::timeout(
+            CHANGE_DEADLINE,
+            self.catalog.submit(MetaRequest::Replicas(command)),
+        )
+        .await
+        {
+            Ok(done) => done.map(|_| ()),
+            Err(_) => Err(Error::unavailable(format!(
+                "the metadata leader did not commit a replica-set change within {CHANGE_DEADLINE:?}"
+            ))),
+        }
     }
 
     /// Drops `node`'s replica from the in-sync set of `view`'s shard (in its epoch).

@@ -377,6 +377,21 @@ pub enum ShardRpc {
     },
 }
 
+impl ShardRpc {
+    /// The transport service the call rides on: client reads and writes on `Shard`, the
+    /// replicas' own traffic (records, status, copies, rejoins) on `Replication`.
+    pub fn service(&self) -> tessera_cluster::transport::Service {
+        use tessera_cluster::transport::Service;
+        match self {
+            ShardRpc::Write { .. } | ShardRpc::Read { .. } => Service::Shard,
+            ShardRpc::Replicate { .. }
+            | ShardRpc::Status { .. }
+            | ShardRpc::Copy { .. }
+            | ShardRpc::Rejoin { .. } => Service::Replication,
+        }
+    }
+}
+
 /// Largest page of a copy between replicas (well under the transport's frame limit).
 pub const MAX_COPY_PAGE_BYTES: usize = 16 << 20;
 

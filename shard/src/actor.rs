@@ -390,7 +390,9 @@ async fn write(
             }
         }
     };
-    apply_logged(st, rec, body).await?;
+    // only a replicated shard keeps its tail: a single replica has nobody to catch up
+    let keep = repl.is_some();
+    apply_logged(st, rec, body, keep).await?;
     Ok((seq, short))
 }
 
@@ -419,6 +421,7 @@ async fn apply_logged(
     st: &mut ShardState,
     rec: WalRecord,
     body: Arc<Vec<u8>>,
+    keep: bool,
 ) -> Result<(), WriteError> {
     let data = st.data.clone();
     let wal = st.wal.clone();
@@ -459,7 +462,9 @@ async fn apply_logged(
         Ok(())
     })
     .await??;
-    st.tail.push(seq, body);
+    if keep {
+        st.tail.push(seq, body);
+    }
     Ok(())
 }
 
@@ -481,7 +486,7 @@ async fn apply_replicated(
     }
     let seq = rec.seq;
     log(st, body.clone()).await?;
-    apply_logged(st, rec, body).await?;
+    apply_logged(st, rec, body, true).await?;
     Ok(seq)
 }
 

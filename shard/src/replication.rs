@@ -66,8 +66,9 @@ pub struct Tail {
     max_bytes: usize,
 }
 
-/// Bytes of recent records a replica keeps for catch-up.
-pub const TAIL_BYTES: usize = 64 << 20;
+/// Bytes of recent records a replica of a replicated shard keeps for catch-up (a replica
+/// further behind gets a full copy).
+pub const TAIL_BYTES: usize = 16 << 20;
 
 impl Tail {
     pub fn new(max_bytes: usize) -> Tail {

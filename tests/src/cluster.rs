@@ -100,6 +100,11 @@ impl TestCluster {
     }
 
     /// The ids of the nodes.
+    /// The fault rules every node's transport applies (targeted losses, drops, delay).
+    pub fn faults(&self) -> &tessera_cluster::transport::faults::Faults {
+        &self.faults
+    }
+
     pub fn ids(&self) -> Vec<u64> {
         self.members.keys().copied().collect()
     }

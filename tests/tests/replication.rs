@@ -126,3 +126,164 @@ fn writes_reach_every_replica_and_survive_the_loss_of_the_primary() -> Result<()
     );
     Ok(())
 }
+
+/// A cluster of three with collection `c` (replication_factor 2, key `acme`, 10 points
+/// written), and the key's primary and backup.
+fn replicated_pair() -> Result<(TestCluster, u64, u64)> {
+    let cluster = TestCluster::start(3)?;
+    let api = cluster.api(1)?;
+    create(api, 2)?;
+    let (status, body) = upsert(api, 0..10)?;
+    ensure!(status == 200, "{status} {body}");
+    let shard = wait_identical(api, 10, Duration::from_secs(5))?;
+    let primary = shard["primary"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("{shard}"))?;
+    let backup = shard["replicas"]
+        .as_array()
+        .and_then(|rs| {
+            rs.iter()
+                .filter_map(|r| r["peer_id"].as_u64())
+                .find(|n| *n != primary)
+        })
+        .ok_or_else(|| anyhow!("no backup in {shard}"))?;
+    Ok((cluster, primary, backup))
+}
+
+fn state_of(api: &Api, node: u64) -> Result<String> {
+    let shard = replicas(api)?;
+    shard["replicas"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["peer_id"] == node))
+        .and_then(|r| r["state"].as_str().map(str::to_owned))
+        .ok_or_else(|| anyhow!("no replica on {node}: {shard}"))
+}
+
+#[test]
+fn a_backup_that_dies_before_its_fsync_is_dropped_first_and_catches_up() -> Result<()> {
+    use tessera_cluster::transport::Service;
+    use tessera_cluster::transport::faults::Lose;
+    let (cluster, primary, backup) = replicated_pair()?;
+    let api = cluster.api(primary)?;
+    phase!("the record to backup {backup} is lost before it reaches the backup");
+    cluster
+        .faults()
+        .lose(Service::Replication, backup, Lose::Request, 1);
+    let (status, body) = upsert(api, 10..11)?;
+    ensure!(
+        status == 200,
+        "the write is acknowledged once the backup is dropped: {status} {body}"
+    );
+    phase!("the backup was out of the in-sync set when the write was acknowledged");
+    // the drop is committed before the answer; the keeper then brings the backup back
+    let (status, body) = count(api)?;
+    ensure!(
+        status == 200 && body["result"]["count"] == 11,
+        "{status} {body}"
+    );
+    wait_identical(api, 11, Duration::from_secs(10))?;
+    ensure!(state_of(api, backup)? == "Active", "back in sync");
+    Ok(())
+}
+
+#[test]
+fn a_backup_that_dies_after_its_fsync_catches_up_from_the_tail() -> Result<()> {
+    use tessera_cluster::transport::Service;
+    use tessera_cluster::transport::faults::Lose;
+    let (cluster, primary, backup) = replicated_pair()?;
+    let api = cluster.api(primary)?;
+    phase!("backup {backup} makes the record durable, its answer is lost");
+    cluster
+        .faults()
+        .lose(Service::Replication, backup, Lose::Reply, 1);
+    let started = Instant::now();
+    let (status, body) = upsert(api, 10..11)?;
+    ensure!(status == 200, "{status} {body}");
+    ensure!(
+        started.elapsed() >= Duration::from_secs(1),
+        "acknowledged only after the backup's deadline and its drop ({:?})",
+        started.elapsed()
+    );
+    wait_identical(api, 11, Duration::from_secs(10))?;
+    Ok(())
+}
+
+#[test]
+fn a_primary_cut_off_after_sending_acknowledges_nothing_the_majority_lacks() -> Result<()> {
+    use tessera_cluster::transport::Service;
+    use tessera_cluster::transport::faults::Lose;
+    let (cluster, primary, backup) = replicated_pair()?;
+    let api = cluster.api(primary)?;
+    phase!("the backup's answer is lost, and the primary is cut off before it can drop it");
+    cluster
+        .faults()
+        .lose(Service::Replication, backup, Lose::Reply, 1);
+    let writer = {
+        let api = api.clone();
+        std::thread::spawn(move || upsert(&api, 10..12).map(|(status, _)| status))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.isolate(primary);
+    let status = writer.join().map_err(|_| anyhow!("writer"))??;
+    ensure!(
+        status != 200,
+        "a primary that could not drop its silent backup acknowledged the write"
+    );
+    phase!("the majority promotes the backup, which holds the record; nothing else differs");
+    let api_b = cluster.api(backup)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shard = replicas(api_b)?;
+        if shard["primary"].as_u64() == Some(backup) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no promotion: {shard}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = upsert(api_b, 12..13)?;
+    ensure!(status == 200, "{status} {body}");
+    cluster.heal();
+    wait_identical(api_b, 13, Duration::from_secs(15))?;
+    Ok(())
+}
+
+#[test]
+fn reads_honour_qdrants_consistency_parameter() -> Result<()> {
+    let (cluster, primary, backup) = replicated_pair()?;
+    let api = cluster.api(primary)?;
+    let count_with = |api: &Api, c: &str| {
+        api.post(
+            &format!("/collections/c/points/count?consistency={c}"),
+            &json!({"shard_key": "acme", "exact": true}),
+        )
+    };
+    phase!("both replicas answer: every consistency level reads 10");
+    for c in ["1", "2", "majority", "quorum", "all"] {
+        let (status, body) = count_with(api, c)?;
+        ensure!(
+            status == 200 && body["result"]["count"] == 10,
+            "consistency={c}: {status} {body}"
+        );
+    }
+    let (status, body) = count_with(api, "3")?;
+    ensure!(
+        status == 503,
+        "3 replicas of a 2-replica shard: {status} {body}"
+    );
+    let (status, body) = count_with(api, "most")?;
+    ensure!(status == 400, "unknown level: {status} {body}");
+    ensure!(
+        tessera_tests::error_message(&body)?.contains("consistency"),
+        "the error names the parameter: {body}"
+    );
+    phase!("the backup's node is cut off: `all` is refused, `1` still reads");
+    cluster.isolate(backup);
+    let (status, body) = count_with(api, "all")?;
+    ensure!(status == 503, "all with a replica cut off: {status} {body}");
+    let (status, body) = count_with(api, "1")?;
+    ensure!(
+        status == 200 && body["result"]["count"] == 10,
+        "{status} {body}"
+    );
+    Ok(())
+}

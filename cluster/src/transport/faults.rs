@@ -18,8 +18,27 @@ use parking_lot::Mutex;
 use super::{BoxFuture, Handler, NodeId, Service, Transport, TransportStats};
 use crate::error::{Error, Result};
 
+/// Which part of one call a targeted loss takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lose {
+    /// The request never reaches the handler (the peer died before it could act).
+    Request,
+    /// The handler runs, its reply is lost (the peer acted, then died).
+    Reply,
+}
+
+/// The next `remaining` calls of `service` to `to` lose their request or their reply.
+#[derive(Debug)]
+struct Loss {
+    service: Service,
+    to: NodeId,
+    what: Lose,
+    remaining: usize,
+}
+
 #[derive(Debug, Default)]
 struct Rules {
+    losses: Vec<Loss>,
     partitions: Vec<(BTreeSet<NodeId>, BTreeSet<NodeId>)>,
     isolated: BTreeSet<NodeId>,
     drop_requests: f64,
@@ -96,6 +115,17 @@ impl Faults {
         self.rules.lock().drop_replies = fraction.clamp(0.0, 1.0);
     }
 
+    /// Loses the request or the reply of the next `count` calls of `service` to node `to`:
+    /// an interleaving chosen exactly, not by chance.
+    pub fn lose(&self, service: Service, to: NodeId, what: Lose, count: usize) {
+        self.rules.lock().losses.push(Loss {
+            service,
+            to,
+            what,
+            remaining: count,
+        });
+    }
+
     /// Delays every call by `delay` before it is sent.
     pub fn delay(&self, delay: Duration) {
         self.rules.lock().delay = delay;
@@ -155,13 +185,25 @@ impl FaultyTransport {
         }
     }
 
-    fn verdict(&self, to: Option<NodeId>) -> Verdict {
+    fn verdict(&self, to: Option<NodeId>, service: Service) -> Verdict {
         let mut rules = self.faults.rules.lock();
         if let Some(why) = rules.cut(self.local, to) {
             return Verdict::Cut(why);
         }
-        let drop_request = rules.drop_requests > 0.0 && rules.next_f64() < rules.drop_requests;
-        let drop_reply = rules.drop_replies > 0.0 && rules.next_f64() < rules.drop_replies;
+        let mut drop_request = rules.drop_requests > 0.0 && rules.next_f64() < rules.drop_requests;
+        let mut drop_reply = rules.drop_replies > 0.0 && rules.next_f64() < rules.drop_replies;
+        if let Some(loss) = rules
+            .losses
+            .iter_mut()
+            .find(|l| l.remaining > 0 && l.service == service && Some(l.to) == to)
+        {
+            loss.remaining -= 1;
+            match loss.what {
+                Lose::Request => drop_request = true,
+                Lose::Reply => drop_reply = true,
+            }
+        }
+        rules.losses.retain(|l| l.remaining > 0);
         Verdict::Pass {
             delay: rules.delay,
             drop_request,
@@ -173,10 +215,11 @@ impl FaultyTransport {
         &self,
         to: Option<NodeId>,
         what: String,
+        service: Service,
         call: BoxFuture<'static, Result<Vec<u8>>>,
         deadline: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>>> {
-        let verdict = self.verdict(to);
+        let verdict = self.verdict(to, service);
         Box::pin(async move {
             let (delay, drop_request, drop_reply) = match verdict {
                 Verdict::Cut(why) => {
@@ -226,6 +269,7 @@ impl Transport for FaultyTransport {
         self.faulty(
             Some(to),
             format!("call {service:?} to node {to}"),
+            service,
             call,
             deadline,
         )
@@ -246,7 +290,13 @@ impl Transport for FaultyTransport {
             .map(|(id, _)| id);
         let budget = self.remaining(deadline);
         let call = self.inner.call_addr(addr, service, body, budget);
-        self.faulty(to, format!("call {service:?} to {addr}"), call, deadline)
+        self.faulty(
+            to,
+            format!("call {service:?} to {addr}"),
+            service,
+            call,
+            deadline,
+        )
     }
 
     fn set_peer(&self, id: NodeId, addr: SocketAddr) {

@@ -123,6 +123,22 @@ fn query_flag(query: &Option<String>, name: &str) -> Result<bool> {
     Ok(false)
 }
 
+/// The request context with the read `consistency` the query string asks for (Qdrant's
+/// `consistency=majority|quorum|all|<n>`); anything else is a 400 naming it.
+fn with_consistency(mut ctx: Ctx, query: &Option<String>) -> Result<Ctx> {
+    let Some(query) = query else { return Ok(ctx) };
+    for pair in query.split('&') {
+        if let Some(("consistency", v)) = pair.split_once('=') {
+            ctx.consistency = crate::context::ReadConsistency::parse(v).ok_or_else(|| {
+                bad(format!(
+                    "Bad query parameter consistency={v}: expected a number of replicas, majority, quorum or all"
+                ))
+            })?;
+        }
+    }
+    Ok(ctx)
+}
+
 /// Runs `f` on a collection the caller may see; any other is answered as missing.
 fn visible_collection<T>(
     app: &AppState,

@@ -108,9 +108,11 @@ pub async fn retrieve(
     State(app): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
     let Retrieve {
         shard_key,
@@ -130,8 +132,10 @@ pub async fn get(
     State(app): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path((name, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Reply {
     let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
     let ids = vec![path_point_id(&id)];
     let records = app
         .router
@@ -155,9 +159,11 @@ pub async fn scroll(
     State(app): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
     let Scroll {
         shard_key,
@@ -191,9 +197,11 @@ pub async fn count(
     State(app): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
     let Count { shard_key, filter } = Count::parse(body_object(&v)?)?;
     let count = app.router.count(&ctx, &name, &shard_key, filter).await?;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use serde_json::{Map, Value};
 use tessera_cluster::Result;
 use tessera_shard::store::SearchParams;
@@ -24,9 +24,11 @@ pub async fn query(
     State(app): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
     let points = query_one(&app, &ctx, &name, body_object(&v)?).await?;
     ok(QueryResult { points }, started)
@@ -36,9 +38,11 @@ pub async fn query_batch(
     State(app): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
     let queries = batch_queries(body_object(&v)?)?;
     let mut results = Vec::with_capacity(queries.len());
@@ -53,9 +57,11 @@ pub async fn search(
     State(app): State<AppState>,
     Extension(ctx): Extension<Ctx>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
     let o = body_object(&v)?;
     let points = nearest(&app, &ctx, &name, o, search_vector(o)?).await?;

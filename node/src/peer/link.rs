@@ -96,7 +96,7 @@ impl Link {
         self.check_up(node)?;
         let body = codec::encode(rpc)?;
         self.resolve(node);
-        let call = self.transport.call(node, Service::Shard, body, deadline);
+        let call = self.transport.call(node, rpc.service(), body, deadline);
         tokio::pin!(call);
         // a call in flight when its peer dies ends as soon as the pinger marks the peer down,
         // not at the deadline

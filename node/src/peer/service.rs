@@ -75,12 +75,12 @@ impl PeerService {
                 self.check_member(&from, true)?;
                 self.raft.handle_rpc_bytes(body).await
             }
-            Service::Shard => {
+            Service::Shard | Service::Replication => {
                 self.check_member(&from, false)?;
                 shard_rpc::serve_remote(&self.shards, &*self.sets, &self.quotas, body).await
             }
             Service::Admin => self.serve_admin(from, body).await,
-            Service::Replication | Service::Transfer => Err(Error::bad_request(format!(
+            Service::Transfer => Err(Error::bad_request(format!(
                 "service {service:?} is not served"
             ))),
         }

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::access::Scope;
 use crate::catalog::Catalog;
-use crate::context::Target;
+use crate::context::{ReadConsistency, Target};
 use crate::peer::Link;
 use crate::quota::Quotas;
 use crate::replication::{Replication, retryable};
@@ -59,6 +59,17 @@ impl Reach {
         }
     }
 
+    /// Whether the shard has more than one replica: only then is a 503 worth retrying (a
+    /// single replica's tenant gets its 503 at once, there is nothing to fail over to).
+    fn replicated(&self, uid: u64, shard: ShardId) -> bool {
+        let st = self.catalog.meta.read();
+        st.collections
+            .values()
+            .find(|c| c.uid == uid)
+            .and_then(|c| c.shards.get(&shard))
+            .is_some_and(|s| s.replicas.len() > 1)
+    }
+
     /// The shard's primary in this node's metadata now (it changes on failover).
     fn primary_now(&self, uid: u64, shard: ShardId) -> Option<NodeId> {
         let st = self.catalog.meta.read();
@@ -78,6 +89,14 @@ impl Reach {
         })?;
         link.check_up(node)?;
         Ok(link)
+    }
+
+    fn retry_for(&self, uid: u64, shard: ShardId) -> Duration {
+        if self.replicated(uid, shard) {
+            FAILOVER_RETRY_FOR
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// One write to a shard's primary: on this node, or over the link.
@@ -109,7 +128,7 @@ impl Reach {
     /// shard fails over: a 503 from a primary that is down, failed or deposed is tried again
     /// at the primary the metadata names next, for up to [`FAILOVER_RETRY_FOR`].
     async fn write_one(&self, scope: &Scope, target: Target, op: WriteOp) -> Result<u64> {
-        let deadline = Instant::now() + FAILOVER_RETRY_FOR;
+        let deadline = Instant::now() + self.retry_for(scope.uid, target.shard);
         let mut node = self.nodes_of(scope, target.shard)[0];
         loop {
             match self.write_at(node, scope.uid, &target, &op).await {
@@ -170,7 +189,7 @@ impl Reach {
         weight: u32,
         op: Arc<ReadOp>,
     ) -> Result<ReadReply> {
-        let deadline = Instant::now() + FAILOVER_RETRY_FOR;
+        let deadline = Instant::now() + self.retry_for(uid, target.shard);
         let mut nodes = nodes;
         loop {
             let mut last = None;
@@ -191,6 +210,60 @@ impl Reach {
             tokio::time::sleep(RETRY_PAUSE).await;
             nodes = self.readers_now(uid, target.shard).unwrap_or(nodes);
         }
+    }
+
+    /// A read of one shard under a read consistency: the plain read for one replica; else
+    /// as many distinct in-sync replicas as it asks for (others tried when one fails), and
+    /// only the values in enough of their answers ([`merge::agreed`]).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one read: where, how consistent, for whom, what"
+    )]
+    async fn read_consistent(
+        &self,
+        uid: u64,
+        target: Target,
+        nodes: Vec<NodeId>,
+        consistency: ReadConsistency,
+        tenant: &str,
+        weight: u32,
+        op: Arc<ReadOp>,
+    ) -> Result<ReadReply> {
+        if consistency == ReadConsistency::One {
+            return self.read_one(uid, target, nodes, tenant, weight, op).await;
+        }
+        let in_sync = self.readers_now(uid, target.shard).unwrap_or(nodes);
+        let Some((ask, keep)) = consistency.plan(in_sync.len()) else {
+            return Err(Error::unavailable(format!(
+                "read consistency {consistency:?} asks for more replicas of shard {} than its {} in-sync one(s)",
+                target.shard,
+                in_sync.len()
+            )));
+        };
+        let mut answers = Vec::with_capacity(ask);
+        let mut last = None;
+        for node in &in_sync {
+            if answers.len() == ask {
+                break;
+            }
+            match self
+                .read_at(*node, uid, &target, tenant, weight, op.clone())
+                .await
+            {
+                Ok(r) => answers.push(r),
+                Err(e) if retryable(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if answers.len() < ask {
+            return Err(Error::unavailable(format!(
+                "read consistency {consistency:?} needs {ask} replicas of shard {}, {} answered{}",
+                target.shard,
+                answers.len(),
+                last.map(|e| format!(": {}", e.message)).unwrap_or_default()
+            )));
+        }
+        super::merge::agreed(answers, keep).ok_or_else(wrong_reply)
     }
 
     /// The in-sync replicas of a shard in this node's metadata now.
@@ -265,10 +338,11 @@ pub(super) async fn read_all(
     for target in scope.targets.iter().cloned() {
         let nodes = reach.nodes_of(&scope, target.shard);
         let (reach, tenant, op, uid) = (reach.clone(), tenant.clone(), op.clone(), scope.uid);
+        let consistency = scope.consistency;
         set.spawn(async move {
             let key = target.key.clone();
             reach
-                .read_one(uid, target, nodes, &tenant, weight, op)
+                .read_consistent(uid, target, nodes, consistency, &tenant, weight, op)
                 .await
                 .map(|r| (key, r))
         });

@@ -8,6 +8,7 @@ use tessera_shard::point::PointId;
 use tessera_shard::store::{Hit, Record};
 
 use crate::context::{Keyed, Target};
+use crate::shard_rpc::ReadReply;
 
 /// Groups targets by shard key (None for auto sharding), each group's shards in id order.
 pub(super) fn groups(targets: &[Target]) -> BTreeMap<Option<ShardKey>, Vec<ShardId>> {
@@ -113,6 +114,74 @@ pub(super) fn records_in_order(
         }
     }
     out
+}
+
+/// The values of a read present in at least `keep` of the replicas' `answers` (all of one
+/// kind): records and hits by id (the first answer's copy), a count as the `keep`-th largest, a
+/// vector if enough replicas have it. None: the answers are of different kinds.
+pub(super) fn agreed(answers: Vec<ReadReply>, keep: usize) -> Option<ReadReply> {
+    use std::collections::HashMap;
+    let keep = keep.clamp(1, answers.len().max(1));
+    let ids_in = |answers: &[ReadReply]| -> HashMap<PointId, usize> {
+        let mut n = HashMap::new();
+        for a in answers {
+            let ids: Vec<&PointId> = match a {
+                ReadReply::Records(r) | ReadReply::Page(r, _) => r.iter().map(|r| &r.id).collect(),
+                ReadReply::Hits(h) => h.iter().map(|h| &h.record.id).collect(),
+                ReadReply::Count(_) | ReadReply::Vector(_) => Vec::new(),
+            };
+            for id in ids {
+                *n.entry(id.clone()).or_default() += 1;
+            }
+        }
+        n
+    };
+    let seen = ids_in(&answers);
+    let enough = |id: &PointId| seen.get(id).copied().unwrap_or(0) >= keep;
+    let mut it = answers.into_iter();
+    let first = it.next()?;
+    let rest: Vec<ReadReply> = it.collect();
+    Some(match first {
+        ReadReply::Records(r) => {
+            if !rest.iter().all(|a| matches!(a, ReadReply::Records(_))) {
+                return None;
+            }
+            ReadReply::Records(r.into_iter().filter(|r| enough(&r.id)).collect())
+        }
+        ReadReply::Page(r, next) => {
+            if !rest.iter().all(|a| matches!(a, ReadReply::Page(..))) {
+                return None;
+            }
+            ReadReply::Page(r.into_iter().filter(|r| enough(&r.id)).collect(), next)
+        }
+        ReadReply::Hits(h) => {
+            if !rest.iter().all(|a| matches!(a, ReadReply::Hits(_))) {
+                return None;
+            }
+            ReadReply::Hits(h.into_iter().filter(|h| enough(&h.record.id)).collect())
+        }
+        ReadReply::Count(c) => {
+            let mut counts = vec![c];
+            for a in &rest {
+                match a {
+                    ReadReply::Count(n) => counts.push(*n),
+                    _ => return None,
+                }
+            }
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+            ReadReply::Count(counts[keep - 1])
+        }
+        ReadReply::Vector(v) => {
+            let mut have = usize::from(v.is_some());
+            for a in &rest {
+                match a {
+                    ReadReply::Vector(x) => have += usize::from(x.is_some()),
+                    _ => return None,
+                }
+            }
+            ReadReply::Vector(if have >= keep { v } else { None })
+        }
+    })
 }
 
 #[cfg(test)]
@@ -237,5 +306,45 @@ mod tests {
         let id = PointId::Num(42);
         assert_eq!(shard_for(&shards, &id), shard_for(&shards, &id));
         assert!(shards.contains(&shard_for(&shards, &id)));
+    }
+
+    #[test]
+    fn agreed_keeps_what_enough_replicas_answered() {
+        use crate::shard_rpc::ReadReply;
+        let rec = |n: u64| Record {
+            id: PointId::Num(n),
+            version: 1,
+            payload: None,
+            vector: None,
+        };
+        let a = ReadReply::Records(vec![rec(1), rec(2), rec(3)]);
+        let b = ReadReply::Records(vec![rec(1), rec(3)]);
+        let c = ReadReply::Records(vec![rec(1), rec(2)]);
+        let ids = |r: Option<ReadReply>| match r {
+            Some(ReadReply::Records(r)) => r.into_iter().map(|r| r.id).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        let all = agreed(vec![a.clone(), b.clone(), c.clone()], 3);
+        assert_eq!(ids(all), vec![PointId::Num(1)], "in every answer");
+        let majority = agreed(vec![a, b, c], 2);
+        assert_eq!(
+            ids(majority),
+            vec![PointId::Num(1), PointId::Num(2), PointId::Num(3)],
+            "in two of three"
+        );
+        let counts = vec![
+            ReadReply::Count(5),
+            ReadReply::Count(3),
+            ReadReply::Count(4),
+        ];
+        assert!(matches!(
+            agreed(counts.clone(), 3),
+            Some(ReadReply::Count(3))
+        ));
+        assert!(matches!(agreed(counts, 2), Some(ReadReply::Count(4))));
+        assert!(
+            agreed(vec![ReadReply::Count(1), ReadReply::Records(vec![])], 2).is_none(),
+            "different kinds"
+        );
     }
 }

@@ -32,7 +32,9 @@ use self::fanout::{Reach, read_all, replies, write_all};
 use self::merge::{groups, merge_hits, merge_pages, records_in_order, shard_for};
 use crate::access::{self, Need, Scope};
 use crate::catalog::Catalog;
-pub use crate::context::{Cost, KeySelector, Keyed, PointsWrite, RequestContext, Target};
+pub use crate::context::{
+    Cost, KeySelector, Keyed, PointsWrite, ReadConsistency, RequestContext, Target,
+};
 use crate::peer::Link;
 use crate::quota::Quotas;
 use crate::replication::Replication;
@@ -172,6 +174,7 @@ fn decide(
         }
     }
     scope.tenant = tenant;
+    scope.consistency = ctx.consistency;
     let me = catalog.node_id;
     let link = catalog.link().map(|l| &**l);
     scope.nodes = scope

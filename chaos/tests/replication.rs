@@ -1,0 +1,484 @@
+//! Replicated shards on a swarm of real `tessera` processes over QUIC with mutual TLS: a stream
+//! of `wait=true` writes over many tenants through every node while a primary's node is killed
+//! with SIGKILL; no acknowledged write is lost, writes resume and reads stay served within their
+//! bounds, and the restarted node catches up until every replica's digest and count are equal.
+//! With `replication_factor: 3` on five nodes, two successive kills lose nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail, ensure};
+use serde_json::{Value, json};
+use tessera_chaos::{Api, Swarm, SwarmOptions};
+use tessera_tests::phase;
+
+const DIM: usize = 4;
+/// Most writes one tenant's writer makes (the stream is bounded in count and in time).
+const MAX_WRITES: u64 = 4000;
+const MAX_STREAM: Duration = Duration::from_secs(60);
+
+fn tenant(i: usize) -> String {
+    format!("tenant-{i:02}")
+}
+
+fn create(api: &Api, tenants: usize, replication_factor: u32) -> Result<()> {
+    api.ok_put(
+        "/collections/c",
+        &json!({"vectors": {"size": DIM, "distance": "Dot"}, "sharding_method": "custom",
+                "replication_factor": replication_factor}),
+    )?;
+    for t in 0..tenants {
+        api.ok_put("/collections/c/shards", &json!({"shard_key": tenant(t)}))?;
+    }
+    Ok(())
+}
+
+/// What the stream saw: per tenant the acknowledged ids, and for reads and writes the times of
+/// each answer (ok or not).
+#[derive(Default)]
+struct Seen {
+    acked: BTreeMap<String, BTreeSet<u64>>,
+    /// (tenant, time, ok) of every write and read answer.
+    writes: Vec<(String, Instant, bool)>,
+    reads: Vec<(String, Instant, bool)>,
+}
+
+struct Stream {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Stream {
+    /// One writer and one reader per tenant, each going round every node in `apis`.
+    fn start(apis: Vec<Api>, tenants: usize) -> Stream {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut threads = Vec::new();
+        for t in 0..tenants {
+            let (w_stop, w_seen, w_apis) = (stop.clone(), seen.clone(), apis.clone());
+            threads.push(std::thread::spawn(move || {
+                write_stream(&w_apis, &tenant(t), &w_stop, &w_seen)
+            }));
+            let (r_stop, r_seen, r_apis) = (stop.clone(), seen.clone(), apis.clone());
+            threads.push(std::thread::spawn(move || {
+                read_stream(&r_apis, &tenant(t), &r_stop, &r_seen)
+            }));
+        }
+        Stream {
+            stop,
+            seen,
+            threads,
+        }
+    }
+
+    fn finish(self) -> Result<Seen> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().map_err(|_| anyhow!("a stream thread panicked"))?;
+        }
+        Arc::try_unwrap(self.seen)
+            .map_err(|_| anyhow!("stream still shared"))?
+            .into_inner()
+            .map_err(|_| anyhow!("stream lock poisoned"))
+    }
+}
+
+fn write_stream(apis: &[Api], key: &str, stop: &AtomicBool, seen: &Mutex<Seen>) {
+    let started = Instant::now();
+    for id in 0..MAX_WRITES {
+        if stop.load(Ordering::SeqCst) || started.elapsed() > MAX_STREAM {
+            return;
+        }
+        let api = &apis[id as usize % apis.len()];
+        let body = json!({"points": [{"id": id, "vector": [1.0, id as f32, 0.5, 0.25],
+                                      "payload": {"tenant": key}}],
+                          "shard_key": key});
+        let answer = api.put("/collections/c/points?wait=true", &body);
+        // a node that is down refuses the connection: that is the client's choice of node,
+        // not tessera's answer, and the next node is tried
+        let Ok((status, _)) = answer else { continue };
+        let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+        s.writes
+            .push((key.to_owned(), Instant::now(), status == 200));
+        if status == 200 {
+            s.acked.entry(key.to_owned()).or_default().insert(id);
+        }
+        drop(s);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn read_stream(apis: &[Api], key: &str, stop: &AtomicBool, seen: &Mutex<Seen>) {
+    let started = Instant::now();
+    let mut i = 0usize;
+    while !stop.load(Ordering::SeqCst) && started.elapsed() < MAX_STREAM {
+        i += 1;
+        let api = &apis[i % apis.len()];
+        let answer = api.post("/collections/c/points/count", &json!({"shard_key": key}));
+        let Ok((status, _)) = answer else { continue };
+        seen.lock().unwrap_or_else(|p| p.into_inner()).reads.push((
+            key.to_owned(),
+            Instant::now(),
+            status == 200,
+        ));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The longest time a tenant went without a successful answer after `since` (refusals only:
+/// from a refusal to the next success).
+fn longest_refusal(answers: &[(String, Instant, bool)], since: Instant) -> (Duration, String) {
+    let mut worst = (Duration::ZERO, String::new());
+    let mut first_bad: BTreeMap<&str, Instant> = BTreeMap::new();
+    for (key, at, ok) in answers.iter().filter(|(_, at, _)| *at >= since) {
+        if *ok {
+            if let Some(bad) = first_bad.remove(key.as_str()) {
+                let gap = at.duration_since(bad);
+                if gap > worst.0 {
+                    worst = (gap, key.clone());
+                }
+            }
+        } else {
+            first_bad.entry(key.as_str()).or_insert(*at);
+        }
+    }
+    worst
+}
+
+/// The time from `since` to the first successful write of each tenant, the worst of them.
+fn resumed_after(
+    answers: &[(String, Instant, bool)],
+    since: Instant,
+    keys: &[String],
+) -> Result<Duration> {
+    let mut worst = Duration::ZERO;
+    for key in keys {
+        let first = answers
+            .iter()
+            .filter(|(k, at, ok)| k == key && *at >= since && *ok)
+            .map(|(_, at, _)| *at)
+            .min()
+            .ok_or_else(|| anyhow!("{key}: no write succeeded after the kill"))?;
+        worst = worst.max(first.duration_since(since));
+    }
+    Ok(worst)
+}
+
+/// Every shard of `c` with its replica set, from node `api`'s admin view.
+fn replica_sets(api: &Api) -> Result<Vec<Value>> {
+    let view = api.ok_get("/admin/collections/c/replicas")?;
+    Ok(view["shards"].as_array().cloned().unwrap_or_default())
+}
+
+/// The tenants whose primary is on `node`.
+fn primaries_on(api: &Api, node: u64) -> Result<Vec<String>> {
+    Ok(replica_sets(api)?
+        .iter()
+        .filter(|s| s["primary"].as_u64() == Some(node))
+        .filter_map(|s| s["shard_key"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Waits until every shard's replicas are all Active with one points count and one digest.
+fn wait_identical(api: &Api, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let shards = replica_sets(api)?;
+        let pending: Vec<&Value> = shards
+            .iter()
+            .filter(|s| {
+                let rs = s["replicas"].as_array().cloned().unwrap_or_default();
+                let same = |f: &str| rs.windows(2).all(|w| w[0][f] == w[1][f]);
+                !(rs.iter()
+                    .all(|r| r["state"] == "Active" && !r["digest"].is_null())
+                    && same("digest")
+                    && same("points_count")
+                    && same("last_seq"))
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("replicas not identical within {within:?}: {pending:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every acknowledged id of every tenant is there, read through `api`.
+fn check_acked_present(api: &Api, seen: &Seen) -> Result<usize> {
+    let mut total = 0;
+    for (key, ids) in &seen.acked {
+        let ids: Vec<u64> = ids.iter().copied().collect();
+        for chunk in ids.chunks(500) {
+            let got = api.ok_post(
+                "/collections/c/points",
+                &json!({"ids": chunk, "shard_key": key, "with_payload": false}),
+            )?;
+            let found: BTreeSet<u64> = got
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
+                .unwrap_or_default();
+            let lost: Vec<&u64> = chunk.iter().filter(|id| !found.contains(id)).collect();
+            ensure!(lost.is_empty(), "{key}: acknowledged writes lost: {lost:?}");
+            total += chunk.len();
+        }
+    }
+    Ok(total)
+}
+
+fn apis(swarm: &Swarm, ids: &[u64]) -> Result<Vec<Api>> {
+    ids.iter().map(|id| swarm.api(*id)).collect()
+}
+
+#[test]
+fn a_primary_killed_mid_stream_loses_no_acknowledged_write() -> Result<()> {
+    const TENANTS: usize = 6;
+    let mut swarm = Swarm::start(3)?;
+    let api1 = swarm.api(1)?;
+    phase!("3 nodes, replication_factor 2, {TENANTS} tenants");
+    create(&api1, TENANTS, 2)?;
+    // a node holding primaries, not the one the checks read through at the end
+    let victim = (1..=3u64)
+        .max_by_key(|n| primaries_on(&api1, *n).map(|v| v.len()).unwrap_or(0))
+        .ok_or_else(|| anyhow!("no nodes"))?;
+    let hit = primaries_on(&api1, victim)?;
+    ensure!(!hit.is_empty(), "node {victim} holds no primary");
+    let survivors: Vec<u64> = swarm.ids().into_iter().filter(|n| *n != victim).collect();
+
+    phase!("a stream of wait=true writes and reads through every node");
+    let stream = Stream::start(apis(&swarm, &swarm.ids())?, TENANTS);
+    std::thread::sleep(Duration::from_secs(3));
+
+    phase!("kill -9 node {victim}, primary of {hit:?}");
+    swarm.kill9(victim)?;
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    let seen = stream.finish()?;
+    let resumed = resumed_after(&seen.writes, killed, &hit)?;
+    let (read_gap, read_key) = longest_refusal(&seen.reads, killed);
+    let (write_gap, write_key) = longest_refusal(&seen.writes, killed);
+    tessera_tests::log_phase(format_args!(
+        "FIGURE writes resumed {} ms after the kill; longest read refusal {} ms ({read_key}); longest write refusal {} ms ({write_key})",
+        resumed.as_millis(),
+        read_gap.as_millis(),
+        write_gap.as_millis()
+    ));
+    ensure!(
+        resumed < Duration::from_secs(3),
+        "writes resumed after {resumed:?}"
+    );
+    ensure!(
+        read_gap <= Duration::from_secs(2),
+        "reads of {read_key} refused for {read_gap:?}"
+    );
+
+    phase!("no acknowledged write lost, read through the survivors");
+    let survivor = swarm.api(survivors[0])?;
+    let checked = check_acked_present(&survivor, &seen)?;
+    ensure!(checked > 0, "nothing was acknowledged");
+    for key in &hit {
+        let shard = replica_sets(&survivor)?
+            .into_iter()
+            .find(|s| s["shard_key"] == json!(key))
+            .ok_or_else(|| anyhow!("no shard {key}"))?;
+        ensure!(
+            shard["primary"].as_u64() != Some(victim),
+            "{key} still has its primary on the killed node: {shard}"
+        );
+    }
+
+    phase!("restart node {victim}: it catches up, every replica identical");
+    swarm.restart(victim)?;
+    wait_identical(&survivor, Duration::from_secs(30))?;
+    check_acked_present(&swarm.api(victim)?, &seen)?;
+    Ok(())
+}
+
+#[test]
+fn replication_factor_three_survives_two_successive_kills() -> Result<()> {
+    const TENANTS: usize = 3;
+    let mut swarm = Swarm::start_with(SwarmOptions::new(5).arg("--max-voters").arg("5"))?;
+    let api1 = swarm.api(1)?;
+    phase!("5 nodes (5 voters), replication_factor 3, {TENANTS} tenants");
+    create(&api1, TENANTS, 3)?;
+    let key = tenant(0);
+    let shard = replica_sets(&api1)?
+        .into_iter()
+        .find(|s| s["shard_key"] == json!(key))
+        .ok_or_else(|| anyhow!("no shard {key}"))?;
+    let holders: Vec<u64> = shard["replicas"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["peer_id"].as_u64()).collect())
+        .unwrap_or_default();
+    ensure!(holders.len() == 3, "{shard}");
+    let first = shard["primary"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("{shard}"))?;
+    let outsiders: Vec<u64> = swarm
+        .ids()
+        .into_iter()
+        .filter(|n| !holders.contains(n))
+        .collect();
+    let clients = apis(&swarm, &outsiders)?;
+
+    let stream = Stream::start(clients.clone(), TENANTS);
+    std::thread::sleep(Duration::from_secs(2));
+    phase!("kill -9 node {first}, the primary of {key}");
+    swarm.kill9(first)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let second = replica_sets(&clients[0])?
+        .into_iter()
+        .find(|s| s["shard_key"] == json!(key))
+        .and_then(|s| s["primary"].as_u64())
+        .ok_or_else(|| anyhow!("no primary for {key}"))?;
+    ensure!(second != first, "no new primary for {key}");
+    phase!("kill -9 node {second}, the next primary of {key}");
+    swarm.kill9(second)?;
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let seen = stream.finish()?;
+    let resumed = resumed_after(&seen.writes, killed, std::slice::from_ref(&key))?;
+    tessera_tests::log_phase(format_args!(
+        "FIGURE rf3: writes of {key} resumed {} ms after the second kill",
+        resumed.as_millis()
+    ));
+    ensure!(
+        resumed < Duration::from_secs(3),
+        "resumed after {resumed:?}"
+    );
+    check_acked_present(&clients[0], &seen)?;
+
+    phase!("both come back and catch up");
+    swarm.restart(first)?;
+    swarm.restart(second)?;
+    wait_identical(&clients[0], Duration::from_secs(40))?;
+    Ok(())
+}
+
+/// An nftables table that drops every UDP packet from or to one node's QUIC port (its Raft,
+/// shard and replication traffic; its HTTP port stays open to clients). Removed on drop, also
+/// when the test fails.
+struct CutOff {
+    table: String,
+}
+
+impl CutOff {
+    fn port(port: u16) -> Result<CutOff> {
+        let table = format!("tessera_cut_{}_{port}", std::process::id());
+        let script = format!(
+            "table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n  udp sport {port} drop\n  udp dport {port} drop\n }}\n}}\n"
+        );
+        nft(&["-f", "-"], Some(&script)).map_err(|e| {
+            anyhow!("nftables is needed (and root) to cut a node off: {e:#}; .ci/run installs it")
+        })?;
+        Ok(CutOff { table })
+    }
+}
+
+impl Drop for CutOff {
+    fn drop(&mut self) {
+        if let Err(e) = nft(&["delete", "table", "inet", &self.table], None) {
+            tessera_tests::log_phase(format_args!(
+                "removing nftables table {}: {e:#}",
+                self.table
+            ));
+        }
+    }
+}
+
+fn nft(args: &[&str], stdin: Option<&str>) -> Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nft")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(text) = stdin
+        && let Some(mut input) = child.stdin.take()
+    {
+        input.write_all(text.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let out = tessera_chaos::process::wait_bounded(&mut child, Duration::from_secs(10))?;
+    let Some(status) = out else {
+        let _ = child.kill();
+        bail!("nft {args:?} did not finish");
+    };
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("nft {args:?}: {status} {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_primary_cut_off_by_a_partition_acknowledges_nothing_the_majority_lacks() -> Result<()> {
+    const TENANTS: usize = 4;
+    let swarm = Swarm::start(3)?;
+    let api1 = swarm.api(1)?;
+    phase!("3 nodes, replication_factor 2, {TENANTS} tenants");
+    create(&api1, TENANTS, 2)?;
+    let victim = (1..=3u64)
+        .max_by_key(|n| primaries_on(&api1, *n).map(|v| v.len()).unwrap_or(0))
+        .ok_or_else(|| anyhow!("no nodes"))?;
+    let hit = primaries_on(&api1, victim)?;
+    ensure!(!hit.is_empty(), "node {victim} holds no primary");
+    let majority: Vec<u64> = swarm.ids().into_iter().filter(|n| *n != victim).collect();
+
+    phase!("writes to every tenant through the node {victim} itself, and through the others");
+    let through_victim = Stream::start(vec![swarm.api(victim)?], TENANTS);
+    let through_majority = Stream::start(apis(&swarm, &majority)?, TENANTS);
+    std::thread::sleep(Duration::from_secs(2));
+    phase!("cut node {victim} (primary of {hit:?}) off from the others");
+    let cut = CutOff::port(swarm.node(victim)?.p2p_addr.port())?;
+    let cut_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    let seen_victim = through_victim.finish()?;
+    let seen_majority = through_majority.finish()?;
+    let late_acks = seen_victim
+        .writes
+        .iter()
+        .filter(|(_, at, ok)| *ok && *at > cut_at + Duration::from_secs(1))
+        .count();
+    ensure!(
+        late_acks == 0,
+        "the cut-off node acknowledged {late_acks} writes long after the cut"
+    );
+
+    phase!("everything either side acknowledged is on the majority side");
+    let reader = swarm.api(majority[0])?;
+    for key in &hit {
+        let shard = replica_sets(&reader)?
+            .into_iter()
+            .find(|s| s["shard_key"] == json!(key))
+            .ok_or_else(|| anyhow!("no shard {key}"))?;
+        ensure!(
+            shard["primary"].as_u64() != Some(victim),
+            "{key} not failed over: {shard}"
+        );
+    }
+    let resumed = resumed_after(&seen_majority.writes, cut_at, &hit)?;
+    tessera_tests::log_phase(format_args!(
+        "FIGURE partition: writes through the majority resumed {} ms after the cut",
+        resumed.as_millis()
+    ));
+    check_acked_present(&reader, &seen_victim)?;
+    check_acked_present(&reader, &seen_majority)?;
+
+    phase!("heal: the cut-off node catches up, every replica identical");
+    drop(cut);
+    wait_identical(&reader, Duration::from_secs(30))?;
+    check_acked_present(&swarm.api(victim)?, &seen_majority)?;
+    Ok(())
+}

@@ -338,6 +338,10 @@ impl ShardReplicator {
 }
 
 impl Replicate for ShardReplicator {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     fn prepare<'a>(&'a self, data: &'a ShardData) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let view = self.current()?;

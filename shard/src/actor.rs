@@ -345,6 +345,7 @@ async fn write(
     repl: Option<Arc<dyn Replicate>>,
 ) -> Result<(u64, Option<String>), WriteError> {
     if let Some(r) = &repl {
+        fence(st, r.epoch())?;
         r.prepare(&st.data).await?;
     }
     let data = st.data.clone();

@@ -23,6 +23,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The replica set as the primary's node knows it, for one write or one rejoin. Every method
 /// runs inside the primary actor's turn, so no other write of the shard interleaves.
 pub trait Replicate: Send + Sync {
+    /// The epoch this replica is the primary in: its own fence is raised to it, so a deposed
+    /// primary's record that arrives late is refused by the new primary's actor too.
+    fn epoch(&self) -> u64;
+
     /// Before a write is logged: refuses (nothing changed anywhere) unless this replica is the
     /// shard's primary in the current epoch and enough in-sync replicas are reachable for the
     /// collection's `write_consistency_factor`. The first write of an epoch also checks that

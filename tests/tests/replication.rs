@@ -287,3 +287,90 @@ fn reads_honour_qdrants_consistency_parameter() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_collection_cluster_view_shows_every_replica_with_its_own_count_on_every_node() -> Result<()>
+{
+    // the reproduction: 3 nodes, replication_factor 2, two points upserted
+    let cluster = TestCluster::start(3)?;
+    create(cluster.api(1)?, 2)?;
+    let (status, body) = upsert(cluster.api(2)?, 0..2)?;
+    ensure!(status == 200, "{status} {body}");
+    for id in cluster.ids() {
+        let view = cluster.api(id)?.ok_get("/collections/c/cluster")?;
+        let mut entries: Vec<Value> = Vec::new();
+        for side in ["local_shards", "remote_shards"] {
+            entries.extend(view[side].as_array().cloned().unwrap_or_default());
+        }
+        ensure!(entries.len() == 2, "node {id}: two replicas, got {view}");
+        for e in &entries {
+            ensure!(
+                e["state"] == "Active" && e["points_count"] == 2,
+                "node {id}: every replica Active with its own 2 points: {view}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_deposed_primarys_record_that_arrives_late_is_refused() -> Result<()> {
+    use tessera_cluster::transport::Service;
+    use tessera_cluster::transport::faults::Lose;
+    let (cluster, primary, backup) = replicated_pair()?;
+    let api = cluster.api(primary)?;
+    phase!("primary {primary}'s next record to backup {backup} arrives 6 s late");
+    cluster.faults().lose(
+        Service::Replication,
+        backup,
+        Lose::Late(Duration::from_secs(6)),
+        1,
+    );
+    let sent = Instant::now();
+    let writer = {
+        let api = api.clone();
+        std::thread::spawn(move || upsert(&api, 10..11).map(|(status, _)| status))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    phase!("the primary is cut off before it can drop the backup; the backup is promoted");
+    cluster.isolate(primary);
+    let status = writer.join().map_err(|_| anyhow!("writer"))??;
+    ensure!(
+        status != 200,
+        "a write the backup never acknowledged was acknowledged"
+    );
+    let api_b = cluster.api(backup)?;
+    loop {
+        if replicas(api_b)?["primary"].as_u64() == Some(backup) {
+            break;
+        }
+        ensure!(
+            sent.elapsed() < Duration::from_secs(5),
+            "not promoted before the late record"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    phase!("the late record of the old epoch reaches the new primary, which refuses it");
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(sent.elapsed()));
+    let (status, body) = api_b.post(
+        "/collections/c/points",
+        &json!({"ids": [10], "shard_key": "acme"}),
+    )?;
+    ensure!(
+        status == 200 && body["result"].as_array().is_some_and(|a| a.is_empty()),
+        "the deposed primary's write is visible on the new primary: {status} {body}"
+    );
+    let (status, body) = upsert(api_b, 11..12)?;
+    ensure!(status == 200, "{status} {body}");
+    cluster.heal();
+    wait_identical(api_b, 11, Duration::from_secs(15))?;
+    let (_, body) = cluster.api(primary)?.post(
+        "/collections/c/points",
+        &json!({"ids": [10], "shard_key": "acme"}),
+    )?;
+    ensure!(
+        body["result"].as_array().is_some_and(|a| a.is_empty()),
+        "the old primary kept its unacknowledged write after catching up: {body}"
+    );
+    Ok(())
+}

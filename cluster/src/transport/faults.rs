@@ -25,6 +25,9 @@ pub enum Lose {
     Request,
     /// The handler runs, its reply is lost (the peer acted, then died).
     Reply,
+    /// The request arrives this long after it was sent, whatever the caller's deadline: the
+    /// caller gives up at its deadline, the handler runs later (a message from the past).
+    Late(Duration),
 }
 
 /// The next `remaining` calls of `service` to `to` lose their request or their reply.
@@ -192,15 +195,18 @@ impl FaultyTransport {
         }
         let mut drop_request = rules.drop_requests > 0.0 && rules.next_f64() < rules.drop_requests;
         let mut drop_reply = rules.drop_replies > 0.0 && rules.next_f64() < rules.drop_replies;
-        if let Some(loss) = rules
-            .losses
-            .iter_mut()
-            .find(|l| l.remaining > 0 && l.service == service && Some(l.to) == to)
-        {
+        if let Some(loss) = rules.losses.iter_mut().find(|l| {
+            l.remaining > 0
+                && l.service == service
+                && Some(l.to) == to
+                && !matches!(l.what, Lose::Late(_))
+        }) {
             loss.remaining -= 1;
             match loss.what {
                 Lose::Request => drop_request = true,
                 Lose::Reply => drop_reply = true,
+                // taken in `call` before the verdict
+                Lose::Late(_) => {}
             }
         }
         rules.losses.retain(|l| l.remaining > 0);
@@ -264,6 +270,20 @@ impl Transport for FaultyTransport {
         body: Vec<u8>,
         deadline: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>>> {
+        if let Some(late) = self.take_late(to, service) {
+            // delivered later by a task of its own; the caller sees a lost request
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(late).await;
+                let _ = inner.call(to, service, body, late + deadline).await;
+            });
+            return Box::pin(async move {
+                tokio::time::sleep(deadline).await;
+                Err(Error::timeout(format!(
+                    "call {service:?} to node {to}: no reply within {deadline:?} (injected: delivered late)"
+                )))
+            });
+        }
         let budget = self.remaining(deadline);
         let call = self.inner.call(to, service, body, budget);
         self.faulty(
@@ -330,6 +350,21 @@ impl Transport for FaultyTransport {
 
 impl FaultyTransport {
     /// The deadline left to the inner call once the injected delay is spent.
+    /// Takes a pending late delivery of `service` to `to`, if one is set.
+    fn take_late(&self, to: NodeId, service: Service) -> Option<Duration> {
+        let mut rules = self.faults.rules.lock();
+        let at = rules.losses.iter().position(|l| {
+            l.remaining > 0 && l.service == service && l.to == to && matches!(l.what, Lose::Late(_))
+        })?;
+        let loss = &mut rules.losses[at];
+        loss.remaining -= 1;
+        let Lose::Late(late) = loss.what else {
+            return None;
+        };
+        rules.losses.retain(|l| l.remaining > 0);
+        Some(late)
+    }
+
     fn remaining(&self, deadline: Duration) -> Duration {
         deadline.saturating_sub(self.faults.rules.lock().delay)
     }

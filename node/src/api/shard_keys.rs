@@ -77,8 +77,9 @@ pub async fn list(
     ok(ShardKeyList { shard_keys }, started)
 }
 
-/// The caller's shards of a collection and where their replicas are; points are counted on
-/// this node's replicas, unless the caller sees only a payload partition of them.
+/// The caller's shards of a collection and where their replicas are, each replica with its
+/// state and its own points count (asked of it, on whichever node it is), unless the caller sees
+/// only a payload partition of them.
 pub async fn collection_cluster(
     State(app): State<AppState>,
     Extension(ctx): Extension<Ctx>,
@@ -93,6 +94,16 @@ pub async fn collection_cluster(
         .iter()
         .filter_map(|target| collection.shards.get(&target.shard));
     for shard in shards {
+        // every replica's own count (remote ones asked over the link; null if it does not
+        // answer), unless the caller sees only a payload partition of them
+        let statuses = if scope.partition.is_none() && shard.replicas.len() > 1 {
+            app.router
+                .replication
+                .replica_statuses(collection.uid, shard)
+                .await
+        } else {
+            Default::default()
+        };
         for replica in &shard.replicas {
             let mut entry = ShardReplica {
                 peer_id: None,
@@ -101,16 +112,24 @@ pub async fn collection_cluster(
                 shard_key: shard.key.clone().map(KeyJson),
                 state: format!("{:?}", replica.state),
             };
+            if scope.partition.is_none() {
+                entry.points_count = if replica.node == app.catalog.node_id {
+                    Some(
+                        app.catalog
+                            .shards
+                            .data((collection.uid, shard.id))
+                            .map(|data| data.stats().points)
+                            .unwrap_or(0),
+                    )
+                } else {
+                    statuses
+                        .get(&replica.node)
+                        .copied()
+                        .flatten()
+                        .map(|s| s.points as usize)
+                };
+            }
             if replica.node == app.catalog.node_id {
-                if scope.partition.is_none() {
-                    let points = app
-                        .catalog
-                        .shards
-                        .data((collection.uid, shard.id))
-                        .map(|data| data.stats().points)
-                        .unwrap_or(0);
-                    entry.points_count = Some(points);
-                }
                 local_shards.push(entry);
             } else {
                 entry.peer_id = Some(replica.node);

@@ -76,8 +76,9 @@ pub struct CollectionCluster {
     pub shard_transfers: Vec<Empty>,
 }
 
-/// One replica of a shard: `points_count` on local replicas whose count is the caller's own,
-/// `peer_id` on remote ones.
+/// One replica of a shard: `points_count` whenever the count is the caller's own (on remote
+/// replicas too, as the replica reports it, beyond Qdrant's shape; absent when it did not
+/// answer), `peer_id` on remote ones.
 #[derive(Serialize)]
 pub struct ShardReplica {
     #[serde(skip_serializing_if = "Option::is_none")]

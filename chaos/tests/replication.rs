@@ -482,3 +482,73 @@ fn a_primary_cut_off_by_a_partition_acknowledges_nothing_the_majority_lacks() ->
     check_acked_present(&swarm.api(victim)?, &seen_majority)?;
     Ok(())
 }
+
+#[test]
+fn a_corrupt_replica_is_rebuilt_from_its_in_sync_copy() -> Result<()> {
+    let mut swarm = Swarm::start(3)?;
+    let api1 = swarm.api(1)?;
+    phase!("3 nodes, replication_factor 2, one tenant with 40 points in 40 records");
+    create(&api1, 1, 2)?;
+    let key = tenant(0);
+    for id in 0..40u64 {
+        let body = json!({"points": [{"id": id, "vector": [1.0, id as f32, 0.5, 0.25]}],
+                          "shard_key": key});
+        let (status, answer) = api1.put("/collections/c/points?wait=true", &body)?;
+        ensure!(status == 200, "{status} {answer}");
+    }
+    wait_identical(&api1, Duration::from_secs(10))?;
+    let shard = replica_sets(&api1)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("no shard"))?;
+    let uid = api1.ok_get("/collections/c")?;
+    let holders: Vec<u64> = shard["replicas"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["peer_id"].as_u64()).collect())
+        .unwrap_or_default();
+    for victim in holders {
+        phase!("stop node {victim}, flip a byte in the middle of its replica's wal, restart it");
+        let data = swarm.node(victim)?.data_dir;
+        swarm.stop(victim)?;
+        let wal = find_wal(&data.join("collections"))?;
+        let mut bytes = std::fs::read(&wal)?;
+        ensure!(bytes.len() > 200, "{} is too short", wal.display());
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x5a;
+        std::fs::write(&wal, &bytes)?;
+        swarm.restart(victim)?;
+        phase!("the damaged replica is failed, replaced by a copy of the other, identical again");
+        wait_identical(&api1, Duration::from_secs(30))?;
+        let (status, body) = swarm.api(victim)?.post(
+            "/collections/c/points/count",
+            &json!({"shard_key": key, "exact": true}),
+        )?;
+        ensure!(
+            status == 200 && body["result"]["count"] == 40,
+            "{status} {body} ({uid})"
+        );
+    }
+    Ok(())
+}
+
+/// The one replica WAL under a node's collections directory.
+fn find_wal(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "wal.log") {
+                found.push(p);
+            }
+        }
+    }
+    ensure!(
+        found.len() == 1,
+        "one wal expected under {}: {found:?}",
+        dir.display()
+    );
+    Ok(found.remove(0))
+}

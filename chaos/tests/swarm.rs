@@ -491,7 +491,13 @@ fn a_newcomer_claiming_a_members_id_is_refused() {
 
     phase!("its join is refused for good, loudly, naming the id");
     let text = newcomer_log_says(&dir, "join refused");
-    assert!(text.contains("node id 2 is already held"), "{text}");
+    // refused for its key (the id is bound to node 2's certificate) or, without bindings, for
+    // the id
+    assert!(
+        text.contains("node id 2 is bound to another certificate")
+            || text.contains("node id 2 is already held"),
+        "{text}"
+    );
 
     phase!("node 2 keeps its place and its addresses on every member");
     for id in [1, 2] {
@@ -503,4 +509,80 @@ fn a_newcomer_claiming_a_members_id_is_refused() {
             "{view:?}"
         );
     }
+}
+
+#[test]
+fn a_member_id_is_bound_to_its_certificate_key() {
+    let mut swarm = Swarm::start(3).expect("start a 3-node swarm");
+    let api1 = swarm.api(1).expect("api");
+    phase!("a tenant placed on node 1 only, read through node 3");
+    api1.ok_put(
+        "/collections/c",
+        &json!({"vectors": {"size": 2, "distance": "Dot"}, "sharding_method": "custom"}),
+    )
+    .expect("collection");
+    api1.ok_put(
+        "/collections/c/shards",
+        &json!({"shard_key": "acme", "placement": [1]}),
+    )
+    .expect("key");
+    api1.ok_put(
+        "/collections/c/points?wait=true",
+        &json!({"points": [{"id": 1, "vector": [1.0, 0.0]}], "shard_key": "acme"}),
+    )
+    .expect("write");
+    let count = |swarm: &Swarm| {
+        swarm
+            .api(3)
+            .expect("api")
+            .post("/collections/c/points/count", &json!({"shard_key": "acme"}))
+            .expect("count")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&swarm).0 != 200 {
+        assert!(Instant::now() < deadline, "node 3 never served the tenant");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // node 3's key is bound once it has called a peer (it has: the count above)
+    std::thread::sleep(Duration::from_secs(1));
+
+    phase!("node 3 comes back with a new key under a certificate of the same CA");
+    swarm.stop(3).expect("stop");
+    let n3 = swarm.node(3).expect("node 3");
+    std::fs::remove_file(n3.tls_dir.join("node.pem")).expect("remove cert");
+    std::fs::remove_file(n3.tls_dir.join("node.key")).expect("remove key");
+    let out = std::process::Command::new(swarm.bin())
+        .args(["cert", "node", "--ca-dir"])
+        .arg(swarm.root().join("ca"))
+        .arg("--out")
+        .arg(&n3.tls_dir)
+        .args(["--name", "node-3"])
+        .output()
+        .expect("tessera cert node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    swarm.restart(3).ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = swarm.log_tail(1) + &swarm.log_tail(2);
+        // refused at its join (it rejoins on restart) or at its first call
+        if log.contains("not the one this node id is bound to")
+            || log.contains("the node id is bound to another certificate")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes 1 and 2 did not refuse node 3's new key:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = count(&swarm);
+    assert_ne!(
+        status, 200,
+        "node 3 read the tenant under another key: {body}"
+    );
 }

@@ -264,6 +264,11 @@ pub enum Command {
         node: NodeId,
         epoch: u64,
     },
+    /// Binds node id `node` to the identity `key`; a node bound to another key is refused.
+    BindNodeKey {
+        node: NodeId,
+        key: [u8; 32],
+    },
 }
 
 /// Settings of one tenant (the value of a token's tenant claim; in a custom-sharded collection,
@@ -308,6 +313,10 @@ pub struct MetadataState {
     pub applied: u64,
     /// Tenants with settings other than the defaults.
     pub tenants: BTreeMap<String, TenantSettings>,
+    /// Each node id's identity (the SHA-256 of its certificate's public key), bound when it
+    /// joins (or, for a member from before bindings, at its first call) and never rebound: a
+    /// holder of another certificate of the cluster CA cannot act as that node.
+    pub node_keys: BTreeMap<NodeId, [u8; 32]>,
 }
 
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
@@ -334,8 +343,9 @@ pub fn missing_key(key: &ShardKey) -> Error {
     tessera_core::missing_key(Some(key))
 }
 
-/// Version byte of an encoded [`MetadataState`]: 1 before shards had epochs, 2 since.
-const STATE_FORMAT: u8 = 2;
+/// Version byte of an encoded [`MetadataState`]: 1 before shards had epochs, 2 before node
+/// keys, 3 since.
+const STATE_FORMAT: u8 = 3;
 
 impl MetadataState {
     /// The state as stored in snapshots (and sent in Raft snapshots).
@@ -343,11 +353,13 @@ impl MetadataState {
         codec::encode_as(STATE_FORMAT, self)
     }
 
-    /// Reads a stored state, of this format or of the one before epochs (each shard then
-    /// starts at epoch 1, the epoch every shard is created at).
+    /// Reads a stored state, of this format or of those before: before epochs each shard
+    /// starts at epoch 1 (the epoch every shard is created at); before node keys no node is
+    /// bound yet (each is at its first call).
     pub fn decode(bytes: &[u8]) -> Result<MetadataState> {
         match codec::version_of(bytes) {
             Some(STATE_FORMAT) => codec::decode_as(STATE_FORMAT, bytes),
+            Some(2) => codec::decode_as::<legacy::StateV2>(2, bytes).map(Into::into),
             Some(1) => codec::decode_as::<legacy::StateV1>(1, bytes).map(Into::into),
             other => Err(Error::bad_request(format!(
                 "metadata state of unknown format {other:?}"
@@ -580,6 +592,16 @@ impl MetadataState {
                     shard: *shard,
                 })
             }
+            Command::BindNodeKey { node, key } => match self.node_keys.get(node) {
+                Some(bound) if bound == key => Ok(Applied::Nothing),
+                Some(_) => Err(Error::conflict(format!(
+                    "node id {node} is bound to another certificate key"
+                ))),
+                None => {
+                    self.node_keys.insert(*node, *key);
+                    Ok(Applied::Nothing)
+                }
+            },
         }
     }
 
@@ -759,6 +781,25 @@ mod legacy {
                 collections,
                 applied: v.applied,
                 tenants: v.tenants,
+                node_keys: BTreeMap::new(),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct StateV2 {
+        collections: BTreeMap<String, CollectionMeta>,
+        applied: u64,
+        tenants: BTreeMap<String, TenantSettings>,
+    }
+
+    impl From<StateV2> for MetadataState {
+        fn from(v: StateV2) -> MetadataState {
+            MetadataState {
+                collections: v.collections,
+                applied: v.applied,
+                tenants: v.tenants,
+                node_keys: BTreeMap::new(),
             }
         }
     }
@@ -1059,5 +1100,39 @@ mod tests {
         let now = st.encode().expect("encode");
         assert_eq!(MetadataState::decode(&now).expect("read"), st);
         assert!(MetadataState::decode(&[9, 0]).is_err(), "unknown format");
+        let v2 = codec::encode_as(2, &(&st.collections, st.applied, &st.tenants)).expect("v2");
+        assert_eq!(MetadataState::decode(&v2).expect("read v2"), st);
+    }
+
+    #[test]
+    fn a_node_id_is_bound_to_one_key_for_good() {
+        let mut st = MetadataState::default();
+        st.apply(
+            1,
+            &Command::BindNodeKey {
+                node: 2,
+                key: [7; 32],
+            },
+        )
+        .expect("bound");
+        st.apply(
+            2,
+            &Command::BindNodeKey {
+                node: 2,
+                key: [7; 32],
+            },
+        )
+        .expect("the same key again changes nothing");
+        let e = st
+            .apply(
+                3,
+                &Command::BindNodeKey {
+                    node: 2,
+                    key: [8; 32],
+                },
+            )
+            .expect_err("another key");
+        assert_eq!(e.kind, crate::ErrorKind::Conflict);
+        assert_eq!(st.node_keys.get(&2), Some(&[7; 32]));
     }
 }

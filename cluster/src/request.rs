@@ -67,6 +67,11 @@ pub enum MetaRequest {
     /// A replica-set change ([`Command::SetReplicaState`] or [`Command::PromoteReplica`]): it
     /// carries the epoch it was decided in and needs nothing the leader adds.
     Replicas(Command),
+    /// Binds a node id to the identity it calls with ([`Command::BindNodeKey`]).
+    BindNodeKey {
+        node: NodeId,
+        key: [u8; 32],
+    },
 }
 
 /// The command the leader proposes for `request`: validation and placement over `state` and
@@ -155,6 +160,7 @@ pub fn decide(
         MetaRequest::Replicas(
             command @ (Command::SetReplicaState { .. } | Command::PromoteReplica { .. }),
         ) => Ok(command),
+        MetaRequest::BindNodeKey { node, key } => Ok(Command::BindNodeKey { node, key }),
         MetaRequest::Replicas(other) => Err(Error::bad_request(format!(
             "not a replica-set change: {other:?}"
         ))),

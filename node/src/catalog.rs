@@ -436,4 +436,8 @@ impl MetaExecutor for Catalog {
     fn execute(&self, request: MetaRequest) -> BoxFuture<'_, Result<u64>> {
         Box::pin(Catalog::execute(self, request))
     }
+
+    fn submit(&self, request: MetaRequest) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(Catalog::submit(self, request))
+    }
 }

@@ -287,6 +287,7 @@ fn serve_peers(
         meta: catalog.clone(),
         max_voters: member.config.max_voters,
         join_token: member.config.join_token.clone(),
+        binding: Default::default(),
     });
     member
         .transport

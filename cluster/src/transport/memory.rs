@@ -180,6 +180,7 @@ impl Transport for MemoryTransport {
                 let from = PeerInfo {
                     addr: inner.addr,
                     node: Some(inner.id),
+                    key: Some(super::memory_key_id(inner.id)),
                 };
                 let reply = super::run_handler(&handler, from, service, body, deadline).await?;
                 Counters::add(&inner.counters.bytes_received, reply.len() as u64);

@@ -79,8 +79,37 @@ pub struct PeerInfo {
     /// The caller's address (UDP source address for QUIC).
     pub addr: SocketAddr,
     /// The node id the caller says it has. Over QUIC the caller is authenticated only as "holds a
-    /// certificate of the cluster CA"; the id itself is the caller's claim.
+    /// certificate of the cluster CA"; the id itself is the caller's claim, which the metadata
+    /// binds to `key` (see [`crate::meta::MetadataState::node_keys`]).
     pub node: Option<NodeId>,
+    /// The caller's identity: the SHA-256 of its certificate's public key (SPKI), verified by the
+    /// TLS handshake. None: a transport without certificates.
+    pub key: Option<KeyId>,
+}
+
+/// A node's identity: the SHA-256 of the public key (SPKI) of its certificate. A certificate
+/// renewed over the same key keeps it.
+pub type KeyId = [u8; 32];
+
+/// The identity of the holder of a DER certificate, if it parses.
+pub fn key_id_of_cert(der: &[u8]) -> Option<KeyId> {
+    let der = rustls::pki_types::CertificateDer::from(der);
+    let cert = webpki::EndEntityCert::try_from(&der).ok()?;
+    let spki = cert.subject_public_key_info();
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki.as_ref());
+    digest.as_ref().try_into().ok()
+}
+
+/// The identity a memory-transport node presents (tests): derived from its id, so a node that
+/// attaches under another id presents another key.
+pub fn memory_key_id(node: NodeId) -> KeyId {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("memory-node-{node}").as_bytes(),
+    );
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 /// The serving side: answers one request. Each incoming request runs in its own task, so a

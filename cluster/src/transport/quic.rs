@@ -523,12 +523,20 @@ async fn serve_connection(
         }
     };
     debug!(peer = %remote, "accepted a connection");
+    // the peer's identity, from the certificate its handshake proved it holds the key of
+    let key = conn
+        .peer_identity()
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .and_then(|certs| certs.first().and_then(|c| super::key_id_of_cert(c)));
     let mut shutdown = inner.shutdown.subscribe();
     loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
-                    tokio::spawn(serve_stream(inner.clone(), handler.clone(), remote, send, recv, alive.clone()));
+                    tokio::spawn(serve_stream(inner.clone(), handler.clone(), (remote, key), send, recv, alive.clone()));
                 }
                 Err(e) => {
                     debug!(peer = %remote, error = %e, "connection ended");
@@ -543,7 +551,7 @@ async fn serve_connection(
 async fn serve_stream(
     inner: Arc<Inner>,
     handler: Arc<dyn Handler>,
-    remote: SocketAddr,
+    (remote, key): (SocketAddr, Option<super::KeyId>),
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     _alive: tokio::sync::mpsc::Sender<()>,
@@ -573,6 +581,7 @@ async fn serve_stream(
                 let from = PeerInfo {
                     addr: remote,
                     node: request.from,
+                    key,
                 };
                 let deadline = request.deadline.min(inner.config.max_handler_time);
                 let service = request.service;

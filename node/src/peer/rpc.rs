@@ -49,4 +49,6 @@ pub enum AdminReply {
 pub trait MetaExecutor: Send + Sync + 'static {
     /// Runs `request` on this node (the leader, or says why not); answers the applied index.
     fn execute(&self, request: MetaRequest) -> BoxFuture<'_, Result<u64>>;
+    /// Makes `request` from this node, forwarded to the leader if this node is not it.
+    fn submit(&self, request: MetaRequest) -> BoxFuture<'_, Result<u64>>;
 }

@@ -11,7 +11,9 @@
 
 use std::sync::Arc;
 
+use tessera_cluster::meta::NodeId;
 use tessera_cluster::raft::MetaRaft;
+use tessera_cluster::request::MetaRequest;
 use tessera_cluster::transport::{Handler, PeerInfo, Service, handler_fn};
 use tessera_cluster::{Error, ErrorKind, Result, codec};
 use tessera_shard::manager::ShardManager;
@@ -36,6 +38,8 @@ pub struct PeerService {
     pub max_voters: usize,
     /// The secret a joining node must present, if the cluster has one.
     pub join_token: Option<crate::config::JoinToken>,
+    /// Member ids whose binding to their certificate is being proposed.
+    pub binding: Arc<dashmap::DashSet<NodeId>>,
 }
 
 impl PeerService {
@@ -59,14 +63,53 @@ impl PeerService {
             .node
             .and_then(|id| nodes.get(&id))
             .and_then(|node| node.p2p_addr.parse::<std::net::SocketAddr>().ok());
-        if recorded == Some(from.addr) {
-            return Ok(());
+        if recorded == Some(from.addr)
+            && let Some(id) = from.node
+        {
+            return self.check_key(id, from);
         }
         tracing::warn!(caller = %from.addr, claimed = ?from.node, "call from a non-member refused");
         Err(Error::new(
             ErrorKind::Unauthenticated,
             "the caller is not a member of this cluster",
         ))
+    }
+
+    /// Refuses a member calling with another identity than the one its id is bound to; binds
+    /// an id that has none yet (a member from before bindings) to the identity it calls with.
+    fn check_key(&self, id: NodeId, from: &PeerInfo) -> Result<()> {
+        let Some(key) = from.key else {
+            // a transport without certificates
+            return Ok(());
+        };
+        let bound = self.raft.state().read().node_keys.get(&id).copied();
+        match bound {
+            Some(bound) if bound == key => Ok(()),
+            Some(_) => {
+                tracing::warn!(caller = %from.addr, claimed = id, "call refused: the certificate is not the one this node id is bound to");
+                metrics::counter!("tessera_peer_identity_refusals_total").increment(1);
+                Err(Error::new(
+                    ErrorKind::Unauthenticated,
+                    format!("the caller's certificate is not the one node {id} joined with"),
+                ))
+            }
+            None => {
+                if self.binding.insert(id) {
+                    let meta = self.meta.clone();
+                    let binding = self.binding.clone();
+                    tokio::spawn(async move {
+                        let done = meta
+                            .submit(MetaRequest::BindNodeKey { node: id, key })
+                            .await;
+                        if let Err(e) = done {
+                            tracing::warn!(node = id, error = %e, "binding a member to its certificate failed; retried at its next call");
+                        }
+                        binding.remove(&id);
+                    });
+                }
+                Ok(())
+            }
+        }
     }
 
     async fn serve(&self, from: PeerInfo, service: Service, body: &[u8]) -> Result<Vec<u8>> {
@@ -111,6 +154,22 @@ impl PeerService {
                         ErrorKind::Unauthenticated,
                         "join refused: the join token is missing or wrong",
                     ));
+                }
+                // a node id is bound to the certificate it first joined with
+                if let Some(key) = from.key {
+                    let bound = self.raft.state().read().node_keys.get(&id).copied();
+                    if bound.is_some_and(|b| b != key) {
+                        tracing::warn!(caller = %from.addr, node = id, "join refused: the node id is bound to another certificate");
+                        return Err(Error::new(
+                            ErrorKind::Unauthenticated,
+                            format!(
+                                "join refused: node id {id} is bound to another certificate; a node that lost its key is removed and joins anew under a new id"
+                            ),
+                        ));
+                    }
+                    self.meta
+                        .submit(MetaRequest::BindNodeKey { node: id, key })
+                        .await?;
                 }
                 let join = super::membership::JoinRequest {
                     id,

@@ -188,6 +188,10 @@ pub struct CollectionMeta {
     pub shard_keys: BTreeMap<ShardKey, Vec<ShardId>>,
     pub payload_indexes: BTreeMap<String, PayloadIndex>,
     pub next_shard_id: ShardId,
+    /// In a payload-partitioned collection each tenant's point ids are its own (tenant A's
+    /// point 21 and tenant B's point 21 are two points). True for every collection created since
+    /// id spaces exist; older ones keep one id space shared by their tenants.
+    pub tenant_id_spaces: bool,
 }
 
 impl CollectionMeta {
@@ -344,8 +348,8 @@ pub fn missing_key(key: &ShardKey) -> Error {
 }
 
 /// Version byte of an encoded [`MetadataState`]: 1 before shards had epochs, 2 before node
-/// keys, 3 since.
-const STATE_FORMAT: u8 = 3;
+/// keys, 3 before tenant id spaces, 4 since.
+const STATE_FORMAT: u8 = 4;
 
 impl MetadataState {
     /// The state as stored in snapshots (and sent in Raft snapshots).
@@ -359,6 +363,7 @@ impl MetadataState {
     pub fn decode(bytes: &[u8]) -> Result<MetadataState> {
         match codec::version_of(bytes) {
             Some(STATE_FORMAT) => codec::decode_as(STATE_FORMAT, bytes),
+            Some(3) => codec::decode_as::<legacy::StateV3>(3, bytes).map(Into::into),
             Some(2) => codec::decode_as::<legacy::StateV2>(2, bytes).map(Into::into),
             Some(1) => codec::decode_as::<legacy::StateV1>(1, bytes).map(Into::into),
             other => Err(Error::bad_request(format!(
@@ -404,6 +409,7 @@ impl MetadataState {
                     shard_keys: BTreeMap::new(),
                     payload_indexes: BTreeMap::new(),
                     next_shard_id: 0,
+                    tenant_id_spaces: true,
                 };
                 match params.sharding_method {
                     ShardingMethod::Auto => {
@@ -773,6 +779,7 @@ mod legacy {
                         shard_keys: c.shard_keys,
                         payload_indexes: c.payload_indexes,
                         next_shard_id: c.next_shard_id,
+                        tenant_id_spaces: false,
                     };
                     (name, meta)
                 })
@@ -786,9 +793,40 @@ mod legacy {
         }
     }
 
+    /// A collection of formats 2 and 3: before tenant id spaces.
+    #[derive(Deserialize)]
+    pub(super) struct CollectionV3 {
+        name: String,
+        uid: u64,
+        params: CollectionParams,
+        shards: BTreeMap<ShardId, ShardMeta>,
+        shard_keys: BTreeMap<ShardKey, Vec<ShardId>>,
+        payload_indexes: BTreeMap<String, PayloadIndex>,
+        next_shard_id: ShardId,
+    }
+
+    impl From<CollectionV3> for CollectionMeta {
+        fn from(c: CollectionV3) -> CollectionMeta {
+            CollectionMeta {
+                name: c.name,
+                uid: c.uid,
+                params: c.params,
+                shards: c.shards,
+                shard_keys: c.shard_keys,
+                payload_indexes: c.payload_indexes,
+                next_shard_id: c.next_shard_id,
+                tenant_id_spaces: false,
+            }
+        }
+    }
+
+    fn collections_of(c: BTreeMap<String, CollectionV3>) -> BTreeMap<String, CollectionMeta> {
+        c.into_iter().map(|(n, c)| (n, c.into())).collect()
+    }
+
     #[derive(Deserialize)]
     pub(super) struct StateV2 {
-        collections: BTreeMap<String, CollectionMeta>,
+        collections: BTreeMap<String, CollectionV3>,
         applied: u64,
         tenants: BTreeMap<String, TenantSettings>,
     }
@@ -796,10 +834,29 @@ mod legacy {
     impl From<StateV2> for MetadataState {
         fn from(v: StateV2) -> MetadataState {
             MetadataState {
-                collections: v.collections,
+                collections: collections_of(v.collections),
                 applied: v.applied,
                 tenants: v.tenants,
                 node_keys: BTreeMap::new(),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct StateV3 {
+        collections: BTreeMap<String, CollectionV3>,
+        applied: u64,
+        tenants: BTreeMap<String, TenantSettings>,
+        node_keys: BTreeMap<NodeId, [u8; 32]>,
+    }
+
+    impl From<StateV3> for MetadataState {
+        fn from(v: StateV3) -> MetadataState {
+            MetadataState {
+                collections: collections_of(v.collections),
+                applied: v.applied,
+                tenants: v.tenants,
+                node_keys: v.node_keys,
             }
         }
     }
@@ -1096,12 +1153,39 @@ mod tests {
             tenants: &st.tenants,
         };
         let bytes = codec::encode_as(1, &v1).expect("encode v1");
-        assert_eq!(MetadataState::decode(&bytes).expect("read v1"), st);
+        // a collection from before id spaces keeps one id space for its tenants
+        let mut old = st.clone();
+        for c in old.collections.values_mut() {
+            c.tenant_id_spaces = false;
+        }
+        assert_eq!(MetadataState::decode(&bytes).expect("read v1"), old);
         let now = st.encode().expect("encode");
         assert_eq!(MetadataState::decode(&now).expect("read"), st);
         assert!(MetadataState::decode(&[9, 0]).is_err(), "unknown format");
-        let v2 = codec::encode_as(2, &(&st.collections, st.applied, &st.tenants)).expect("v2");
-        assert_eq!(MetadataState::decode(&v2).expect("read v2"), st);
+        let v3_collections: BTreeMap<&String, _> = st
+            .collections
+            .iter()
+            .map(|(n, c)| {
+                let v = (
+                    &c.name,
+                    c.uid,
+                    &c.params,
+                    &c.shards,
+                    &c.shard_keys,
+                    &c.payload_indexes,
+                    c.next_shard_id,
+                );
+                (n, v)
+            })
+            .collect();
+        let v2 = codec::encode_as(2, &(&v3_collections, st.applied, &st.tenants)).expect("v2");
+        assert_eq!(MetadataState::decode(&v2).expect("read v2"), old);
+        let v3 = codec::encode_as(
+            3,
+            &(&v3_collections, st.applied, &st.tenants, &st.node_keys),
+        )
+        .expect("v3");
+        assert_eq!(MetadataState::decode(&v3).expect("read v3"), old);
     }
 
     #[test]

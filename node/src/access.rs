@@ -23,6 +23,7 @@ use tessera_cluster::meta::{
 };
 use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::filter::{Condition, FieldCondition, Filter, JsonPath, Match, MatchValue};
+use tessera_shard::point::PointId;
 
 use crate::auth::Principal;
 use crate::context::{KeySelector, Target};
@@ -60,6 +61,84 @@ impl Partition {
     }
 }
 
+/// A tenant's own id space in a payload-partitioned collection: the ids a tenant-bound caller
+/// names are stored as ids of its own (`tenant:<value as JSON>/n:<20 digits>`, `/u:<uuid>`,
+/// `/x:<string>`), so tenant A's point 21 and tenant B's point 21 are two points, and neither can
+/// tell that the other exists. Callers without a tenant (admins) see and name the stored ids.
+/// The encoding sorts as the ids do (numbers, then UUIDs, then strings, each in order), so scroll
+/// order and offsets are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdSpace {
+    prefix: String,
+}
+
+impl IdSpace {
+    fn of(partition: &Partition) -> IdSpace {
+        IdSpace {
+            prefix: format!("tenant:{}/", partition.value),
+        }
+    }
+
+    /// The stored id of the caller's id.
+    pub fn inward(&self, id: &PointId) -> PointId {
+        PointId::Str(match id {
+            PointId::Num(n) => format!("{}n:{n:020}", self.prefix),
+            PointId::Uuid(u) => format!("{}u:{u}", self.prefix),
+            PointId::Str(s) => format!("{}x:{s}", self.prefix),
+        })
+    }
+
+    /// The caller's id of a stored one; an id outside the space (never returned: every read
+    /// of the tenant is narrowed to its partition) comes back as it is.
+    pub fn outward(&self, id: PointId) -> PointId {
+        let PointId::Str(s) = &id else { return id };
+        let Some(rest) = s.strip_prefix(&self.prefix) else {
+            return id;
+        };
+        if let Some(n) = rest.strip_prefix("n:").and_then(|n| n.parse().ok()) {
+            return PointId::Num(n);
+        }
+        if let Some(u) = rest.strip_prefix("u:") {
+            return PointId::Uuid(u.to_owned());
+        }
+        if let Some(x) = rest.strip_prefix("x:") {
+            return PointId::Str(x.to_owned());
+        }
+        id
+    }
+
+    /// The filter with every `has_id` naming stored ids.
+    pub fn filter_inward(&self, mut f: Filter) -> Filter {
+        let map = |conds: &mut Vec<Condition>| {
+            for c in conds.iter_mut() {
+                self.condition_inward(c);
+            }
+        };
+        map(&mut f.must);
+        map(&mut f.should);
+        map(&mut f.must_not);
+        if let Some(m) = &mut f.min_should {
+            map(&mut m.conditions);
+        }
+        f
+    }
+
+    fn condition_inward(&self, c: &mut Condition) {
+        match c {
+            Condition::HasId(ids) => {
+                *ids = ids.iter().map(|id| self.inward(id)).collect();
+            }
+            Condition::Nested { filter, .. } | Condition::Filter(filter) => {
+                *filter = self.filter_inward(std::mem::take(filter));
+            }
+            Condition::Field(_)
+            | Condition::IsEmpty(_)
+            | Condition::IsNull(_)
+            | Condition::HasVector(_) => {}
+        }
+    }
+}
+
 /// What one request may touch in one collection.
 #[derive(Debug, Clone)]
 pub struct Scope {
@@ -69,6 +148,9 @@ pub struct Scope {
     /// Payload-partitioned collection and a tenant caller: the tenant's condition, ANDed into
     /// every filter and stamped into every written payload.
     pub partition: Option<Partition>,
+    /// The caller's own id space (a tenant in a payload-partitioned collection with id
+    /// spaces): every id it names is mapped in, every id it is answered with mapped out.
+    pub ids: Option<IdSpace>,
     /// The tenant the request is attributed to (quotas, scheduling, audit): the caller's, else
     /// the one shard key it reaches. Set by the router.
     pub tenant: Option<String>,
@@ -80,6 +162,45 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// A caller's id as stored.
+    pub fn id_in(&self, id: &PointId) -> PointId {
+        match &self.ids {
+            Some(space) => space.inward(id),
+            None => id.clone(),
+        }
+    }
+
+    /// A stored id as the caller names it.
+    pub fn id_out(&self, id: PointId) -> PointId {
+        match &self.ids {
+            Some(space) => space.outward(id),
+            None => id,
+        }
+    }
+
+    /// An error as the caller may see it: a stored id a shard named ("No point with id .. found")
+    /// named as the caller's id.
+    pub fn error_out(&self, mut e: Error) -> Error {
+        if self.ids.is_some()
+            && let Some(stored) = e
+                .message
+                .strip_prefix("No point with id ")
+                .and_then(|rest| rest.strip_suffix(" found"))
+        {
+            let id = self.id_out(PointId::Str(stored.to_owned()));
+            e.message = format!("No point with id {id} found");
+        }
+        e
+    }
+
+    /// A caller's filter with its `has_id` ids as stored.
+    pub fn filter_in(&self, filter: Option<Filter>) -> Option<Filter> {
+        match (&self.ids, filter) {
+            (Some(space), Some(f)) => Some(space.filter_inward(f)),
+            (_, f) => f,
+        }
+    }
+
     /// The request's filter narrowed to the caller's scope.
     pub fn narrow(&self, filter: Option<Filter>) -> Option<Filter> {
         match (&self.partition, filter) {
@@ -332,11 +453,16 @@ pub fn scope(
             targets(collection, selector, write)?
         }
     };
+    let ids = partition_of
+        .as_ref()
+        .filter(|_| collection.tenant_id_spaces)
+        .map(IdSpace::of);
     Ok(Scope {
         uid: collection.uid,
         dim: collection.params.dim,
         targets,
         partition: partition_of,
+        ids,
         tenant: None,
         nodes: Default::default(),
         consistency: Default::default(),

@@ -166,14 +166,21 @@ def test_payload_binding_token_is_confined_to_its_group(base_url, guide):
         assert len(hits) == 30 and {h.payload["group_id"] for h in hits} == {"tenant_2"}
         assert c2.count("guide_payload", exact=True).count == 30
         assert c2.retrieve("guide_payload", ids=[1000, 1001]) == []
-        # overwriting another tenant's id is skipped, its point unchanged
+        # each tenant's ids are its own: tenant_2's point 1000 is another point than tenant_1's,
+        # and neither learns that the other exists
         c2.upsert(
             "guide_payload",
             points=[models.PointStruct(id=1000, vector=[1.0] * DIM, payload={"who": "tenant_2"})],
             wait=True,
         )
-        (p,) = admin.retrieve("guide_payload", ids=[1000], with_payload=True)
-        assert p.payload["who"] == "tenant_1"
+        (mine,) = c2.retrieve("guide_payload", ids=[1000], with_payload=True)
+        assert mine.id == 1000 and mine.payload["who"] == "tenant_2"
+        (theirs,) = bound["tenant_1"].retrieve("guide_payload", ids=[1000], with_payload=True)
+        assert theirs.id == 1000 and theirs.payload["who"] == "tenant_1"
+        # an unbound admin names tenants' points by their stored ids
+        stored_id = 'tenant:"tenant_1"/n:00000000000000001000'
+        (p,) = admin.retrieve("guide_payload", ids=[stored_id], with_payload=True)
+        assert p.id == stored_id and p.payload["who"] == "tenant_1"
         # other collections are not there for this token
         names = [c.name for c in c2.get_collections().collections]
         assert names == ["guide_payload"]

@@ -301,11 +301,17 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
         "17 points in the shared collection"
     );
     for p in &shared_before {
-        let id = p["id"].as_u64().unwrap_or(0);
+        // an unbound admin sees a tenant's points under their stored ids, which name the
+        // tenant's id space: `tenant:"<owner>"/n:<id>`
+        let stored = p["id"].as_str().unwrap_or_default();
+        let id: u64 = stored
+            .rsplit_once("/n:")
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(u64::MAX);
         let want = if id < 100 { "acme" } else { "globex" };
         ensure!(
-            p["payload"]["owner"] == want,
-            "tenant field stamped server-side: {p}"
+            p["payload"]["owner"] == want && stored.starts_with(&format!("tenant:\"{want}\"/")),
+            "tenant field stamped server-side, id in the tenant's own space: {p}"
         );
     }
 

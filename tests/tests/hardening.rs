@@ -658,3 +658,116 @@ fn junk_bodies_cost_bounded_memory() {
         Ok(())
     });
 }
+
+#[test]
+fn each_tenant_has_its_own_point_ids_in_a_shared_collection() {
+    scenario(|tmp| {
+        let node = start(tmp, &[])?;
+        let admin = node.api().with_key(ADMIN_KEY);
+        shared_collection(&admin, "shared", "group_id", "keyword")?;
+        let as_tenant = |t: &str| {
+            node.api()
+                .with_key(&token(&json!({"tenant_id": t, "exp": now() + 600})))
+        };
+        let (a, b) = (as_tenant("acme"), as_tenant("globex"));
+        let upsert = |api: &Api, ids: &[u64], who: &str| {
+            let points: Vec<Value> = ids
+                .iter()
+                .map(|id| json!({"id": id, "vector": [1.0, *id as f32], "payload": {"who": who}}))
+                .collect();
+            api.put(
+                "/collections/shared/points?wait=true",
+                &json!({"points": points}),
+            )
+        };
+        let retrieve = |api: &Api, ids: &[u64]| -> Result<Vec<Value>> {
+            let (status, body) = api.post(
+                "/collections/shared/points",
+                &json!({"ids": ids, "with_payload": true}),
+            )?;
+            ensure!(status == 200, "retrieve: {status} {body}");
+            Ok(body["result"].as_array().cloned().unwrap_or_default())
+        };
+        phase!("B holds 21; A writes 21 and 777: both are A's own points, B's is untouched");
+        ensure!(upsert(&b, &[21], "globex")?.0 == 200, "B's write");
+        let (status, body) = upsert(&a, &[21, 777], "acme")?;
+        ensure!(status == 200, "{status} {body}");
+        let mine = retrieve(&a, &[21, 777])?;
+        ensure!(
+            mine.len() == 2 && mine.iter().all(|p| p["payload"]["who"] == "acme"),
+            "A's points: {mine:?}"
+        );
+        ensure!(
+            mine[0]["id"] == 21 && mine[1]["id"] == 777,
+            "A names them by its ids: {mine:?}"
+        );
+        let theirs = retrieve(&b, &[21, 777])?;
+        ensure!(
+            theirs.len() == 1 && theirs[0]["id"] == 21 && theirs[0]["payload"]["who"] == "globex",
+            "B sees only its own 21: {theirs:?}"
+        );
+        phase!("scroll, has_id, search and errors speak each tenant's ids");
+        let (_, body) = a.post("/collections/shared/points/scroll", &json!({"limit": 10}))?;
+        let ids: Vec<Value> = body["result"]["points"]
+            .as_array()
+            .map(|p| p.iter().map(|p| p["id"].clone()).collect())
+            .unwrap_or_default();
+        ensure!(
+            ids == vec![json!(21), json!(777)],
+            "A's scroll in id order: {body}"
+        );
+        let (_, body) = a.post(
+            "/collections/shared/points/count",
+            &json!({"filter": {"must": [{"has_id": [21]}]}, "exact": true}),
+        )?;
+        ensure!(body["result"]["count"] == 1, "has_id in A's space: {body}");
+        let (_, body) = b.post(
+            "/collections/shared/points/query",
+            &json!({"query": 21, "limit": 5}),
+        )?;
+        let hits = body["result"]["points"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        ensure!(
+            hits.is_empty(),
+            "B's query by its own 21 finds no other point of B: {body}"
+        );
+        let (status, body) = b.post(
+            "/collections/shared/points/payload",
+            &json!({"payload": {"x": 1}, "points": [777]}),
+        )?;
+        let msg = expect_status((status, body), 404, "B sets a payload on 777")?;
+        ensure!(
+            msg == "No point with id 777 found",
+            "as for any missing id: {msg}"
+        );
+        phase!("A deletes its 21; B's 21 stays");
+        let (status, body) = a.post(
+            "/collections/shared/points/delete?wait=true",
+            &json!({"points": [21]}),
+        )?;
+        ensure!(status == 200, "{status} {body}");
+        ensure!(retrieve(&a, &[21])?.is_empty(), "A's 21 is gone");
+        ensure!(retrieve(&b, &[21])?.len() == 1, "B's 21 is still there");
+        phase!("an unbound admin sees the stored ids, each in its tenant's space");
+        let (_, body) = admin.post("/collections/shared/points/scroll", &json!({"limit": 10}))?;
+        let stored: Vec<String> = body["result"]["points"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ensure!(
+            stored
+                == vec![
+                    "tenant:\"acme\"/n:00000000000000000777".to_string(),
+                    "tenant:\"globex\"/n:00000000000000000021".to_string()
+                ],
+            "{body}"
+        );
+        Ok(())
+    });
+}

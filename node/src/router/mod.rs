@@ -220,6 +220,12 @@ pub(crate) fn readers(
     out
 }
 
+/// A stored record as the caller names it (its id mapped out of the caller's id space).
+fn record_out(scope: &Scope, mut r: Record) -> Record {
+    r.id = scope.id_out(r.id);
+    r
+}
+
 /// The condition a tenant's written payload must keep: its partition field may be absent (then
 /// it is stamped) or equal to the tenant's value, never another.
 fn check_stamp(scope: &Scope, payload: &mut Payload, stamp: bool) -> Result<()> {
@@ -343,6 +349,7 @@ impl Router {
             move |cat, scope| async move {
                 for p in &mut points {
                     check_stamp(&scope, &mut p.payload, true)?;
+                    p.id = scope.id_in(&p.id);
                 }
                 let mut per_shard: BTreeMap<Target, Vec<NewPoint>> = BTreeMap::new();
                 for (key, shards) in groups(&scope.targets) {
@@ -415,6 +422,7 @@ impl Router {
                 let mut jobs = Vec::new();
                 match selector {
                     Selector::Ids(ids) | Selector::IdsWhere(ids, _) => {
+                        let ids: Vec<PointId> = ids.iter().map(|id| scope.id_in(id)).collect();
                         let mut per_shard: BTreeMap<Target, Vec<PointId>> = BTreeMap::new();
                         for (key, shards) in groups(&scope.targets) {
                             for id in &ids {
@@ -433,13 +441,15 @@ impl Router {
                         }
                     }
                     Selector::Filter(f) => {
-                        let f = scope.narrow(Some(f)).unwrap_or_default();
+                        let f = scope.narrow(scope.filter_in(Some(f))).unwrap_or_default();
                         for target in scope.targets.iter().cloned() {
                             jobs.push((target, make(Selector::Filter(f.clone()))));
                         }
                     }
                 }
-                write_all(&cat, &scope, jobs).await
+                write_all(&cat, &scope, jobs)
+                    .await
+                    .map_err(|e| scope.error_out(e))
             },
         )
         .await
@@ -466,15 +476,20 @@ impl Router {
             cost,
             move |cat, scope| async move {
                 let filter = scope.narrow(None);
+                let ids: Vec<PointId> = ids.iter().map(|id| scope.id_in(id)).collect();
                 let op = ReadOp::Retrieve {
                     ids: ids.clone(),
                     filter,
                     with_payload,
                     with_vector,
                 };
+                let space = scope.clone();
                 let parts = replies(read_all(&cat, scope, op).await?, ReadReply::into_records)?;
                 // answer in the order asked; the same id under two shard keys is two points
-                Ok(records_in_order(parts, &ids))
+                Ok(records_in_order(parts, &ids)
+                    .into_iter()
+                    .map(|(k, r)| (k, record_out(&space, r)))
+                    .collect())
             },
         )
         .await
@@ -506,16 +521,22 @@ impl Router {
             Need::Read,
             cost,
             move |cat, scope| async move {
-                let filter = scope.narrow(filter);
+                let filter = scope.narrow(scope.filter_in(filter));
                 let op = ReadOp::Scroll {
-                    offset,
+                    offset: offset.map(|o| scope.id_in(&o)),
                     limit,
                     filter,
                     with_payload,
                     with_vector,
                 };
+                let space = scope.clone();
                 let parts = replies(read_all(&cat, scope, op).await?, ReadReply::into_page)?;
-                Ok(merge_pages(parts, limit))
+                let (records, next) = merge_pages(parts, limit);
+                let records = records
+                    .into_iter()
+                    .map(|(k, r)| (k, record_out(&space, r)))
+                    .collect();
+                Ok((records, next.map(|n| space.id_out(n))))
             },
         )
         .await
@@ -536,7 +557,7 @@ impl Router {
             Need::Read,
             cost,
             move |cat, scope| async move {
-                let filter = scope.narrow(filter);
+                let filter = scope.narrow(scope.filter_in(filter));
                 let parts = read_all(&cat, scope, ReadOp::Count { filter }).await?;
                 let counts = replies(parts, ReadReply::into_count)?;
                 Ok(counts.into_iter().map(|(_, count)| count).sum())
@@ -563,7 +584,7 @@ impl Router {
             move |cat, scope| async move {
                 let filter = scope.narrow(None);
                 let op = ReadOp::VectorOf {
-                    id: id.clone(),
+                    id: scope.id_in(&id),
                     filter,
                 };
                 let parts = read_all(&cat, scope, op).await?;
@@ -603,11 +624,19 @@ impl Router {
                         params.vector.len()
                     )));
                 }
-                params.filter = scope.narrow(params.filter.take());
+                params.filter = scope.narrow(scope.filter_in(params.filter.take()));
+                params.exclude = params.exclude.take().map(|id| scope.id_in(&id));
                 let k = params.k;
+                let space = scope.clone();
                 let parts = read_all(&cat, scope, ReadOp::Search(params)).await?;
                 let parts = replies(parts, ReadReply::into_hits)?;
-                Ok(merge_hits(parts, k, offset))
+                Ok(merge_hits(parts, k, offset)
+                    .into_iter()
+                    .map(|(k, mut h)| {
+                        h.record = record_out(&space, h.record);
+                        (k, h)
+                    })
+                    .collect())
             },
         )
         .await

@@ -707,13 +707,20 @@ pub fn place(
     for i in 0..count {
         let mut nodes: Vec<(usize, NodeId)> = load.iter().map(|(n, l)| (*l, *n)).collect();
         nodes.sort_unstable();
-        let chosen: Vec<NodeId> = nodes
+        let mut chosen: Vec<NodeId> = nodes
             .iter()
             .take(replicas as usize)
             .map(|(_, n)| *n)
             .collect();
         for n in &chosen {
             *load.entry(*n).or_default() += 1;
+        }
+        // the first is the primary: turned by the shard id, so that primaries spread over the
+        // nodes even when every shard lands on the same ones (replication_factor = nodes)
+        chosen.sort_unstable();
+        if !chosen.is_empty() {
+            let turn = ((first_id + i) as usize) % chosen.len();
+            chosen.rotate_left(turn);
         }
         out.push(ShardPlacement {
             id: first_id + i,
@@ -985,6 +992,17 @@ mod tests {
     }
 
     #[test]
+    fn primaries_spread_over_the_nodes() {
+        let load = BTreeMap::from([(1, 0), (2, 0), (3, 0)]);
+        let placed = place(&load, 0, 6, 3).expect("place");
+        let mut primaries: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for p in &placed {
+            *primaries.entry(p.nodes[0]).or_default() += 1;
+        }
+        assert_eq!(primaries, BTreeMap::from([(1, 2), (2, 2), (3, 2)]));
+    }
+
+    #[test]
     fn placement_spreads_and_keeps_replicas_distinct() {
         let load = BTreeMap::from([(1, 3), (2, 0), (3, 1)]);
         let p = place(&load, 7, 4, 2).expect("place");
@@ -992,7 +1010,9 @@ mod tests {
             assert_eq!(s.nodes.len(), 2);
             assert_ne!(s.nodes[0], s.nodes[1]);
         }
-        assert_eq!(p[0].nodes, vec![2, 3]);
+        let mut first = p[0].nodes.clone();
+        first.sort_unstable();
+        assert_eq!(first, vec![2, 3], "the least loaded nodes");
         assert_eq!(
             p.iter().map(|s| s.id).collect::<Vec<_>>(),
             vec![7, 8, 9, 10]

@@ -266,7 +266,19 @@ mod tests {
         )
         .expect("decided");
         let nodes = placed(&command);
-        assert_eq!(nodes, vec![vec![2, 3], vec![2, 3]]);
+        let sorted: Vec<Vec<NodeId>> = nodes
+            .iter()
+            .map(|n| {
+                let mut n = n.clone();
+                n.sort_unstable();
+                n
+            })
+            .collect();
+        assert_eq!(sorted, vec![vec![2, 3], vec![2, 3]]);
+        assert_ne!(
+            nodes[0][0], nodes[1][0],
+            "the two primaries on different nodes"
+        );
         for replicas in &nodes {
             let mut distinct = replicas.clone();
             distinct.dedup();

@@ -47,6 +47,8 @@ const KEEPER_EVERY: Duration = Duration::from_millis(500);
 const COPY_PAGE_BYTES: u64 = 8 << 20;
 /// Deadline of a replica-set change (the metadata leader commits it).
 const CHANGE_DEADLINE: Duration = Duration::from_secs(3);
+/// Bytes of records per batch a primary sends a rejoining replica.
+const REJOIN_BATCH_BYTES: usize = 4 << 20;
 /// Deadline of a rejoin (the primary sends the tail and commits the change).
 const REJOIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Deadline of a status query during failover.
@@ -242,6 +244,16 @@ impl ReplicaSets for Replication {
         }
     }
 
+    fn check_copy(&self, uid: u64, shard: ShardId, node: NodeId) -> Result<()> {
+        let view = self.view(uid, shard)?;
+        if view.shard.state_on(node) == Some(ReplicaState::Active) {
+            return Err(Error::conflict(format!(
+                "the replica of shard {shard} on node {node} is in sync; it is not overwritten with a copy"
+            )));
+        }
+        Ok(())
+    }
+
     fn check_epoch(&self, uid: u64, shard: ShardId, epoch: u64) -> Result<()> {
         let view = self.view(uid, shard)?;
         if epoch < view.shard.epoch {
@@ -414,8 +426,23 @@ impl Replicate for ShardReplicator {
                 )));
             }
             let link = self.repl.link()?;
-            for record in &tail {
-                Replication::send_record(link, node, self.uid, &view.shard, record).await?;
+            // in batches of about BATCH_BYTES: one round trip each, not one per record
+            let mut batch: Vec<Vec<u8>> = Vec::new();
+            let mut bytes = 0usize;
+            for (i, record) in tail.iter().enumerate() {
+                bytes += record.len();
+                batch.push(record.to_vec());
+                if bytes >= REJOIN_BATCH_BYTES || i + 1 == tail.len() {
+                    let rpc = ShardRpc::ReplicateBatch {
+                        uid: self.uid,
+                        shard: self.shard,
+                        key: view.shard.key.clone(),
+                        epoch: self.epoch,
+                        records: std::mem::take(&mut batch),
+                    };
+                    link.call_within(node, &rpc, REJOIN_DEADLINE).await?;
+                    bytes = 0;
+                }
             }
             let theirs = self
                 .repl
@@ -612,9 +639,13 @@ impl Replication {
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(e) => {
-                    tracing::info!(collection = %c.name, shard = s.id, error = %e, "catching up from the tail failed; copying the primary's points")
+                // the tail does not reach back, or this replica differs: a full copy
+                Err(e) if e.kind == ErrorKind::Conflict => {
+                    tracing::info!(collection = %c.name, shard = s.id, error = %e, "catching up from the tail is not possible; copying the primary's points")
                 }
+                // anything else (the primary not reachable yet, a timeout) is tried again next
+                // round, from the tail: a copy is the last resort, not the first
+                Err(e) => return Err(e),
             }
         }
         // a full copy, page by page; its first page's sequence is where the tail goes on from
@@ -631,6 +662,7 @@ impl Replication {
                 uid: c.uid,
                 shard: s.id,
                 key: s.key.clone(),
+                node: me,
                 after: after.clone(),
                 max_bytes: COPY_PAGE_BYTES,
             };

@@ -52,6 +52,9 @@ pub trait ReplicaSets: Send + Sync {
     fn for_rejoin(&self, uid: u64, shard: ShardId) -> Result<Arc<dyn Replicate>>;
     /// Refuses (503) a read of this node's replica when it is not in the in-sync set.
     fn check_readable(&self, uid: u64, shard: ShardId) -> Result<()>;
+    /// Refuses to copy the shard's points to `node` while its replica is in sync there (a
+    /// late or repeated catch-up must not overwrite a replica that serves reads).
+    fn check_copy(&self, uid: u64, shard: ShardId, node: NodeId) -> Result<()>;
     /// Refuses a record of an epoch older than the shard's in this node's metadata.
     fn check_epoch(&self, uid: u64, shard: ShardId, epoch: u64) -> Result<()>;
 }
@@ -129,6 +132,22 @@ pub async fn serve_remote(
                     .await?,
             )
         }
+        ShardRpc::ReplicateBatch {
+            uid,
+            shard,
+            key,
+            epoch,
+            records,
+        } => {
+            sets.check_epoch(uid, shard, epoch)?;
+            let mut last = 0;
+            for record in records {
+                last = shards
+                    .apply_replicated((uid, shard), key.as_ref(), epoch, Arc::new(record))
+                    .await?;
+            }
+            ShardReply::Seq(last)
+        }
         ShardRpc::Status {
             uid,
             shard,
@@ -144,9 +163,11 @@ pub async fn serve_remote(
             uid,
             shard,
             key,
+            node,
             after,
             max_bytes,
         } => {
+            sets.check_copy(uid, shard, node)?;
             let max_bytes = (max_bytes as usize).clamp(1 << 10, MAX_COPY_PAGE_BYTES);
             let (last_seq, points, next) =
                 shards.export_page((uid, shard), key.as_ref(), after.as_ref(), max_bytes)?;
@@ -351,6 +372,15 @@ pub enum ShardRpc {
         epoch: u64,
         record: Vec<u8>,
     },
+    /// Records in sequence from the shard's primary (a returning replica's catch-up), applied
+    /// one after the other; answers the last one's sequence.
+    ReplicateBatch {
+        uid: u64,
+        shard: ShardId,
+        key: Option<ShardKey>,
+        epoch: u64,
+        records: Vec<Vec<u8>>,
+    },
     /// The replica's sequence, digest and size; a nonzero `epoch` (a primary's) raises its fence.
     Status {
         uid: u64,
@@ -363,6 +393,8 @@ pub enum ShardRpc {
         uid: u64,
         shard: ShardId,
         key: Option<ShardKey>,
+        /// The node the copy is for.
+        node: NodeId,
         after: Option<PointId>,
         max_bytes: u64,
     },
@@ -385,6 +417,7 @@ impl ShardRpc {
         match self {
             ShardRpc::Write { .. } | ShardRpc::Read { .. } => Service::Shard,
             ShardRpc::Replicate { .. }
+            | ShardRpc::ReplicateBatch { .. }
             | ShardRpc::Status { .. }
             | ShardRpc::Copy { .. }
             | ShardRpc::Rejoin { .. } => Service::Replication,

@@ -183,6 +183,16 @@ fn primaries_on(api: &Api, node: u64) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The node of a 3-node swarm holding the most primaries, and the tenants whose primary it is.
+fn busiest_primary(api: &Api) -> Result<(u64, Vec<String>)> {
+    let victim = (1..=3u64)
+        .max_by_key(|n| primaries_on(api, *n).map(|v| v.len()).unwrap_or(0))
+        .ok_or_else(|| anyhow!("no nodes"))?;
+    let hit = primaries_on(api, victim)?;
+    ensure!(!hit.is_empty(), "node {victim} holds no primary");
+    Ok((victim, hit))
+}
+
 /// Waits until every shard's replicas are all Active with one points count and one digest.
 fn wait_identical(api: &Api, within: Duration) -> Result<()> {
     let deadline = Instant::now() + within;
@@ -244,11 +254,7 @@ fn a_primary_killed_mid_stream_loses_no_acknowledged_write() -> Result<()> {
     phase!("3 nodes, replication_factor 2, {TENANTS} tenants");
     create(&api1, TENANTS, 2)?;
     // a node holding primaries, not the one the checks read through at the end
-    let victim = (1..=3u64)
-        .max_by_key(|n| primaries_on(&api1, *n).map(|v| v.len()).unwrap_or(0))
-        .ok_or_else(|| anyhow!("no nodes"))?;
-    let hit = primaries_on(&api1, victim)?;
-    ensure!(!hit.is_empty(), "node {victim} holds no primary");
+    let (victim, hit) = busiest_primary(&api1)?;
     let survivors: Vec<u64> = swarm.ids().into_iter().filter(|n| *n != victim).collect();
 
     phase!("a stream of wait=true writes and reads through every node");
@@ -429,11 +435,7 @@ fn a_primary_cut_off_by_a_partition_acknowledges_nothing_the_majority_lacks() ->
     let api1 = swarm.api(1)?;
     phase!("3 nodes, replication_factor 2, {TENANTS} tenants");
     create(&api1, TENANTS, 2)?;
-    let victim = (1..=3u64)
-        .max_by_key(|n| primaries_on(&api1, *n).map(|v| v.len()).unwrap_or(0))
-        .ok_or_else(|| anyhow!("no nodes"))?;
-    let hit = primaries_on(&api1, victim)?;
-    ensure!(!hit.is_empty(), "node {victim} holds no primary");
+    let (victim, hit) = busiest_primary(&api1)?;
     let majority: Vec<u64> = swarm.ids().into_iter().filter(|n| *n != victim).collect();
 
     phase!("writes to every tenant through the node {victim} itself, and through the others");

@@ -554,3 +554,64 @@ fn find_wal(dir: &std::path::Path) -> Result<std::path::PathBuf> {
     );
     Ok(found.remove(0))
 }
+
+#[test]
+fn a_shard_key_moved_under_write_load_loses_nothing() -> Result<()> {
+    const TENANTS: usize = 3;
+    let swarm = Swarm::start(3)?;
+    let api1 = swarm.api(1)?;
+    phase!("3 nodes, replication_factor 1, {TENANTS} tenants, writes through every node");
+    create(&api1, TENANTS, 1)?;
+    let key = tenant(0);
+    let shard = replica_sets(&api1)?
+        .into_iter()
+        .find(|s| s["shard_key"] == json!(key))
+        .ok_or_else(|| anyhow!("no shard {key}"))?;
+    let shard_id = shard["shard_id"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("{shard}"))?;
+    let from = shard["primary"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("{shard}"))?;
+    let to = swarm
+        .ids()
+        .into_iter()
+        .find(|n| *n != from)
+        .ok_or_else(|| anyhow!("no other node"))?;
+    let stream = Stream::start(apis(&swarm, &swarm.ids())?, TENANTS);
+    std::thread::sleep(Duration::from_secs(2));
+    phase!("move {key} (shard {shard_id}) from node {from} to node {to}");
+    let (status, body) = api1.post(
+        "/collections/c/cluster",
+        &json!({"move_shard": {"shard_id": shard_id, "from_peer_id": from, "to_peer_id": to}}),
+    )?;
+    ensure!(status == 200, "{status} {body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = replica_sets(&api1)?
+            .into_iter()
+            .find(|s| s["shard_key"] == json!(key))
+            .ok_or_else(|| anyhow!("no shard {key}"))?;
+        let nodes: Vec<u64> = s["replicas"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["peer_id"].as_u64()).collect())
+            .unwrap_or_default();
+        if nodes == vec![to] && s["replicas"][0]["state"] == "Active" {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "not moved: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = stream.finish()?;
+    let (refused, _) = longest_refusal(&seen.writes, Instant::now() - Duration::from_secs(60));
+    tessera_tests::log_phase(format_args!(
+        "FIGURE move under load: longest write refusal {} ms",
+        refused.as_millis()
+    ));
+    phase!("every acknowledged write of every tenant is there, read through every node");
+    for id in swarm.ids() {
+        check_acked_present(&swarm.api(id)?, &seen)?;
+    }
+    Ok(())
+}

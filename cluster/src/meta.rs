@@ -273,6 +273,23 @@ pub enum Command {
         node: NodeId,
         key: [u8; 32],
     },
+    /// Adds a replica of the shard on `node`, `Partial` until it has caught up from the primary
+    /// (Qdrant's `replicate_shard`, the first half of `move_shard`). In the current epoch only.
+    AddReplica {
+        collection: String,
+        uid: u64,
+        shard: ShardId,
+        node: NodeId,
+        epoch: u64,
+    },
+    /// Removes the replica on `node` (never the primary). In the current epoch only.
+    RemoveReplica {
+        collection: String,
+        uid: u64,
+        shard: ShardId,
+        node: NodeId,
+        epoch: u64,
+    },
 }
 
 /// Settings of one tenant (the value of a token's tenant claim; in a custom-sharded collection,
@@ -593,6 +610,54 @@ impl MetadataState {
                 }
                 s.replicas.insert(0, promoted);
                 s.epoch += 1;
+                Ok(Applied::ReplicasChanged {
+                    uid: *uid,
+                    shard: *shard,
+                })
+            }
+            Command::AddReplica {
+                collection,
+                uid,
+                shard,
+                node,
+                epoch,
+            } => {
+                let s = self.shard_at_epoch(collection, *uid, *shard, *epoch)?;
+                if s.replicas.iter().any(|r| r.node == *node) {
+                    return Err(Error::conflict(format!(
+                        "node {node} holds a replica of shard {shard} already"
+                    )));
+                }
+                s.replicas.push(Replica {
+                    node: *node,
+                    state: ReplicaState::Partial,
+                });
+                Ok(Applied::ReplicasChanged {
+                    uid: *uid,
+                    shard: *shard,
+                })
+            }
+            Command::RemoveReplica {
+                collection,
+                uid,
+                shard,
+                node,
+                epoch,
+            } => {
+                let s = self.shard_at_epoch(collection, *uid, *shard, *epoch)?;
+                if s.primary() == Some(*node) {
+                    return Err(Error::conflict(format!(
+                        "node {node} holds the primary of shard {shard}; promote another replica first"
+                    )));
+                }
+                let at = s
+                    .replicas
+                    .iter()
+                    .position(|r| r.node == *node)
+                    .ok_or_else(|| {
+                        Error::not_found(format!("node {node} holds no replica of shard {shard}"))
+                    })?;
+                s.replicas.remove(at);
                 Ok(Applied::ReplicasChanged {
                     uid: *uid,
                     shard: *shard,
@@ -1070,6 +1135,42 @@ mod tests {
         )
         .expect("v3");
         assert_eq!(MetadataState::decode(&v3).expect("read v3"), old);
+    }
+
+    #[test]
+    fn replicas_are_added_partial_and_removed_but_never_the_primary() {
+        let mut st = replicated();
+        let add = |node| Command::AddReplica {
+            collection: "c".into(),
+            uid: 10,
+            shard: 0,
+            node,
+            epoch: 1,
+        };
+        let remove = |node| Command::RemoveReplica {
+            collection: "c".into(),
+            uid: 10,
+            shard: 0,
+            node,
+            epoch: 1,
+        };
+        assert!(st.apply(2, &add(2)).is_err(), "node 2 holds one already");
+        st.apply(3, &add(4)).expect("added");
+        let s = st.collections["c"].shards[&0].clone();
+        assert_eq!(s.state_on(4), Some(ReplicaState::Partial));
+        assert!(!s.in_sync().any(|n| n == 4), "not in sync until caught up");
+        let e = st.apply(4, &remove(1)).expect_err("the primary");
+        assert_eq!(e.kind, crate::ErrorKind::Conflict);
+        st.apply(5, &remove(3)).expect("a backup");
+        assert_eq!(st.collections["c"].shards[&0].state_on(3), None);
+        let stale = Command::AddReplica {
+            collection: "c".into(),
+            uid: 10,
+            shard: 0,
+            node: 5,
+            epoch: 0,
+        };
+        assert!(st.apply(6, &stale).is_err(), "stale epoch");
     }
 
     #[test]

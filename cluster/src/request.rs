@@ -158,7 +158,10 @@ pub fn decide(
             Ok(Command::SetTenantQuota { tenant, quota })
         }
         MetaRequest::Replicas(
-            command @ (Command::SetReplicaState { .. } | Command::PromoteReplica { .. }),
+            command @ (Command::SetReplicaState { .. }
+            | Command::PromoteReplica { .. }
+            | Command::AddReplica { .. }
+            | Command::RemoveReplica { .. }),
         ) => Ok(command),
         MetaRequest::BindNodeKey { node, key } => Ok(Command::BindNodeKey { node, key }),
         MetaRequest::Replicas(other) => Err(Error::bad_request(format!(

@@ -387,7 +387,29 @@ impl Catalog {
                     self.shards.close((uid, s), true).await?;
                 }
             }
-            Applied::ReplicasChanged { .. } | Applied::Nothing => {}
+            Applied::ReplicasChanged { uid, shard } => {
+                // a replica added here opens (empty, to catch up); one removed from here closes
+                // and its data goes
+                let (placed, spec) = {
+                    let st = self.meta.read();
+                    let c = st.collections.values().find(|c| c.uid == uid);
+                    let s = c.and_then(|c| c.shards.get(&shard).map(|s| (c, s)));
+                    match s {
+                        Some((c, s)) => (
+                            s.replicas.iter().any(|r| r.node == self.node_id),
+                            Some(self.spec(c, s.id, s.key.clone())),
+                        ),
+                        None => (false, None),
+                    }
+                };
+                let open = self.shards.contains((uid, shard));
+                match (placed, open, spec) {
+                    (true, false, Some(spec)) => self.shards.open(spec).await?,
+                    (false, true, _) => self.shards.close((uid, shard), true).await?,
+                    _ => {}
+                }
+            }
+            Applied::Nothing => {}
         }
         Ok(())
     }

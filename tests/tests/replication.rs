@@ -374,3 +374,121 @@ fn a_deposed_primarys_record_that_arrives_late_is_refused() -> Result<()> {
     );
     Ok(())
 }
+
+fn holders(api: &Api) -> Result<Vec<(u64, String)>> {
+    let shard = replicas(api)?;
+    Ok(shard["replicas"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| Some((r["peer_id"].as_u64()?, r["state"].as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn wait_holders(api: &Api, want: &[u64], within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut now: Vec<u64> = holders(api)?
+            .into_iter()
+            .filter(|(_, s)| s == "Active")
+            .map(|(n, _)| n)
+            .collect();
+        now.sort_unstable();
+        let all = holders(api)?.len();
+        if now == want && all == want.len() {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "holders {:?}, want {want:?}",
+            holders(api)?
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn shards_are_replicated_moved_and_dropped_with_qdrants_operations() -> Result<()> {
+    let cluster = TestCluster::start(3)?;
+    let api = cluster.api(1)?;
+    create(api, 1)?;
+    let (status, body) = upsert(api, 0..10)?;
+    ensure!(status == 200, "{status} {body}");
+    let first = holders(api)?[0].0;
+    let mut others = cluster.ids().into_iter().filter(|n| *n != first);
+    let (second, third) = (
+        others.next().ok_or_else(|| anyhow!("node"))?,
+        others.next().ok_or_else(|| anyhow!("node"))?,
+    );
+    let op = |body: Value| api.post("/collections/c/cluster", &body);
+
+    phase!("replicate_shard {first} -> {second}: a second in-sync replica with every point");
+    let (status, body) = op(
+        json!({"replicate_shard": {"shard_id": 0, "from_peer_id": first, "to_peer_id": second}}),
+    )?;
+    ensure!(status == 200 && body["result"] == true, "{status} {body}");
+    let mut want = vec![first, second];
+    want.sort_unstable();
+    wait_holders(api, &want, Duration::from_secs(10))?;
+    wait_identical(api, 10, Duration::from_secs(5))?;
+
+    phase!("refusals: a peer that holds one already, a source without one, an unknown method");
+    for (body, what) in [
+        (
+            json!({"replicate_shard": {"shard_id": 0, "from_peer_id": first, "to_peer_id": second}}),
+            "holds one",
+        ),
+        (
+            json!({"replicate_shard": {"shard_id": 0, "from_peer_id": third, "to_peer_id": third}}),
+            "no source",
+        ),
+        (
+            json!({"move_shard": {"shard_id": 0, "from_peer_id": first, "to_peer_id": third, "method": "snapshot"}}),
+            "method",
+        ),
+        (
+            json!({"replicate_shard": {"shard_id": 9, "from_peer_id": first, "to_peer_id": third}}),
+            "no shard",
+        ),
+        (json!({"split_shard": {}}), "unknown op"),
+    ] {
+        let (status, answer) = op(body)?;
+        ensure!(matches!(status, 400 | 404), "{what}: {status} {answer}");
+        ensure!(holders(api)?.len() == 2, "{what} changed nothing");
+    }
+
+    phase!("move_shard {first} -> {third} under writes: the primary moves with it, nothing lost");
+    let (status, body) =
+        op(json!({"move_shard": {"shard_id": 0, "from_peer_id": first, "to_peer_id": third}}))?;
+    ensure!(status == 200, "{status} {body}");
+    for i in 10..20 {
+        let (status, body) = upsert(cluster.api(second)?, i..i + 1)?;
+        ensure!(status == 200, "write during the move: {status} {body}");
+    }
+    let mut want = vec![second, third];
+    want.sort_unstable();
+    wait_holders(api, &want, Duration::from_secs(15))?;
+    wait_identical(api, 20, Duration::from_secs(5))?;
+    for id in cluster.ids() {
+        let (status, body) = count(cluster.api(id)?)?;
+        ensure!(
+            status == 200 && body["result"]["count"] == 20,
+            "node {id}: {status} {body}"
+        );
+    }
+
+    phase!("drop_replica: the last in-sync replica stays, another goes");
+    let (status, body) = op(json!({"drop_replica": {"shard_id": 0, "peer_id": second}}))?;
+    ensure!(status == 200, "{status} {body}");
+    wait_holders(api, &[third], Duration::from_secs(5))?;
+    let (status, body) = op(json!({"drop_replica": {"shard_id": 0, "peer_id": third}}))?;
+    ensure!(status == 400, "the last replica: {status} {body}");
+    let (status, body) = count(api)?;
+    ensure!(
+        status == 200 && body["result"]["count"] == 20,
+        "{status} {body}"
+    );
+    Ok(())
+}

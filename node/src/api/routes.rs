@@ -59,6 +59,7 @@ pub enum Operation {
     SetTenantQuota,
     TenantUsage,
     CollectionReplicas,
+    UpdateCollectionCluster,
 }
 
 impl Operation {
@@ -104,6 +105,7 @@ impl Operation {
             Operation::SetTenantQuota => "tenant.set_quota",
             Operation::TenantUsage => "tenant.usage",
             Operation::CollectionReplicas => "collection.replicas",
+            Operation::UpdateCollectionCluster => "collection.update_cluster",
         }
     }
 
@@ -146,7 +148,8 @@ impl Operation {
             | Operation::TenantQuota
             | Operation::SetTenantQuota
             | Operation::TenantUsage
-            | Operation::CollectionReplicas => None,
+            | Operation::CollectionReplicas
+            | Operation::UpdateCollectionCluster => None,
         }
     }
 
@@ -189,7 +192,8 @@ impl Operation {
             | Operation::TenantQuota
             | Operation::SetTenantQuota
             | Operation::TenantUsage
-            | Operation::CollectionReplicas => false,
+            | Operation::CollectionReplicas
+            | Operation::UpdateCollectionCluster => false,
         }
     }
 }
@@ -223,6 +227,7 @@ pub fn table() -> Vec<Route> {
         row(Method::PATCH, "/collections/{c}", Op::UpdateCollection, collections::update),
         row(Method::GET, "/collections/{c}/exists", Op::CollectionExists, collections::exists),
         row(Method::GET, "/collections/{c}/cluster", Op::CollectionCluster, shard_keys::collection_cluster),
+        row(Method::POST, "/collections/{c}/cluster", Op::UpdateCollectionCluster, shard_keys::update_cluster),
         row(Method::PUT, "/collections/{c}/shards", Op::CreateShardKey, shard_keys::create),
         row(Method::GET, "/collections/{c}/shards", Op::ListShardKeys, shard_keys::list),
         row(Method::POST, "/collections/{c}/shards/delete", Op::DeleteShardKey, shard_keys::delete),

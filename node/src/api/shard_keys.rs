@@ -9,7 +9,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
 
 use super::json::shard_keys::{
-    CollectionCluster, CreateShardKey, ShardKeyEntry, ShardKeyList, ShardReplica, delete_shard_key,
+    CollectionCluster, CreateShardKey, ShardKeyEntry, ShardKeyList, ShardReplica, ShardTransfer,
+    cluster_op, delete_shard_key,
 };
 use super::json::{KeyJson, body_json, body_object};
 use super::{AppState, Reply, ok, visible_collection, visible_read_scope};
@@ -62,6 +63,22 @@ pub async fn delete(
     ok(true, started)
 }
 
+/// Qdrant's placement operations on a collection's shards (manage rights): `replicate_shard`,
+/// `move_shard`, `abort_transfer`, `drop_replica`.
+pub async fn update_cluster(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    visible_collection(&app, &ctx, &name, |_| ())?;
+    let op = cluster_op(body_object(&body_json(body)?)?)?;
+    app.router.replication.cluster_op(&name, op).await?;
+    ok(true, started)
+}
+
 pub async fn list(
     State(app): State<AppState>,
     Extension(ctx): Extension<Ctx>,
@@ -89,6 +106,7 @@ pub async fn collection_cluster(
     let (collection, scope) = visible_read_scope(&app, &ctx, &name)?;
     let mut local_shards = Vec::new();
     let mut remote_shards = Vec::new();
+    let mut shard_transfers = Vec::new();
     let shards = scope
         .targets
         .iter()
@@ -105,6 +123,18 @@ pub async fn collection_cluster(
             Default::default()
         };
         for replica in &shard.replicas {
+            // a replica catching up is a transfer from the primary to it
+            if replica.state == tessera_cluster::meta::ReplicaState::Partial
+                && let Some(from) = shard.primary()
+            {
+                shard_transfers.push(ShardTransfer {
+                    shard_id: shard.id,
+                    from,
+                    to: replica.node,
+                    sync: false,
+                    method: "stream_records",
+                });
+            }
             let mut entry = ShardReplica {
                 peer_id: None,
                 points_count: None,
@@ -142,7 +172,7 @@ pub async fn collection_cluster(
         shard_count: local_shards.len() + remote_shards.len(),
         local_shards,
         remote_shards,
-        shard_transfers: Vec::new(),
+        shard_transfers,
     };
     ok(cluster, started)
 }

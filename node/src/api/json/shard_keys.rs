@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 use tessera_cluster::Result;
 use tessera_cluster::meta::ShardKey;
 
-use super::{Empty, KeyJson, bad, field, shard_key, usize_field};
+use super::{KeyJson, bad, field, shard_key, usize_field};
+use crate::replication::ClusterOp;
 
 /// `PUT /collections/{c}/shards`.
 pub struct CreateShardKey {
@@ -73,7 +74,7 @@ pub struct CollectionCluster {
     pub peer_id: u64,
     pub remote_shards: Vec<ShardReplica>,
     pub shard_count: usize,
-    pub shard_transfers: Vec<Empty>,
+    pub shard_transfers: Vec<ShardTransfer>,
 }
 
 /// One replica of a shard: `points_count` whenever the count is the caller's own (on remote
@@ -88,4 +89,87 @@ pub struct ShardReplica {
     pub shard_id: u32,
     pub shard_key: Option<KeyJson>,
     pub state: String,
+}
+
+/// `POST /collections/{c}/cluster`: one operation, in Qdrant's shapes.
+pub fn cluster_op(o: &Map<String, Value>) -> Result<ClusterOp> {
+    {
+        let mut ops = o.iter();
+        let (Some((name, body)), None) = (ops.next(), ops.next()) else {
+            return Err(bad(
+                "Format error in JSON body: expected exactly one of move_shard, replicate_shard, abort_transfer, drop_replica",
+            ));
+        };
+        let b = body.as_object().ok_or_else(|| {
+            bad(format!(
+                "Format error in JSON body: {name} must be an object"
+            ))
+        })?;
+        let num = |k: &str| -> Result<u64> {
+            field(b, k).and_then(Value::as_u64).ok_or_else(|| {
+                bad(format!(
+                    "Format error in JSON body: {name}.{k} must be a non-negative integer"
+                ))
+            })
+        };
+        let shard = u32::try_from(num("shard_id")?).map_err(|_| {
+            bad(format!(
+                "Format error in JSON body: {name}.shard_id is too large"
+            ))
+        })?;
+        // only the records are copied between replicas (Qdrant's `stream_records`); another
+        // method is refused rather than done differently
+        if let Some(method) = field(b, "method")
+            && method.as_str() != Some("stream_records")
+        {
+            return Err(bad(format!(
+                "Bad request: transfer method {method} is not supported; use stream_records"
+            )));
+        }
+        for k in b.keys() {
+            if !matches!(
+                k.as_str(),
+                "shard_id" | "from_peer_id" | "to_peer_id" | "peer_id" | "method"
+            ) {
+                return Err(bad(format!(
+                    "Format error in JSON body: unknown field {name}.{k}"
+                )));
+            }
+        }
+        Ok(match name.as_str() {
+            "move_shard" => ClusterOp::Move {
+                shard,
+                from: num("from_peer_id")?,
+                to: num("to_peer_id")?,
+            },
+            "replicate_shard" => ClusterOp::Replicate {
+                shard,
+                from: num("from_peer_id")?,
+                to: num("to_peer_id")?,
+            },
+            "abort_transfer" => ClusterOp::Abort {
+                shard,
+                to: num("to_peer_id")?,
+            },
+            "drop_replica" => ClusterOp::Drop {
+                shard,
+                peer: num("peer_id")?,
+            },
+            other => {
+                return Err(bad(format!(
+                    "Bad request: cluster operation {other} is not supported here (shard keys: PUT /collections/{{c}}/shards)"
+                )));
+            }
+        })
+    }
+}
+
+/// A shard transfer in progress: a replica catching up from the shard's primary.
+#[derive(Serialize)]
+pub struct ShardTransfer {
+    pub shard_id: u32,
+    pub from: u64,
+    pub to: u64,
+    pub sync: bool,
+    pub method: &'static str,
 }

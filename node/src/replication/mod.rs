@@ -37,6 +37,9 @@ use crate::catalog::Catalog;
 use crate::peer::Link;
 use crate::shard_rpc::{ReplicaSets, ShardReply, ShardRpc};
 
+mod placement;
+pub use placement::ClusterOp;
+
 /// A backup that has not made a record durable in this long is dropped from the in-sync set.
 pub const REPLICATION_DEADLINE: Duration = Duration::from_secs(2);
 /// How often the metadata leader looks for primaries on nodes that stopped answering.

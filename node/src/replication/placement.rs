@@ -1,0 +1,207 @@
+//! Placement changes of a shard (Qdrant's `POST /collections/{c}/cluster`): a replica added on
+//! another node catches up through the keeper like any returning replica; a move drops the
+//! source once the new replica is in sync; a drop never takes the last in-sync replica, and
+//! hands the primary over first.
+
+use std::time::Duration;
+
+use tessera_cluster::meta::{CollectionMeta, Command, NodeId, ReplicaState, ShardId, ShardMeta};
+use tessera_cluster::{Error, Result};
+
+use super::Replication;
+
+/// A change of a shard's placement (Qdrant's `POST /collections/{c}/cluster` operations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterOp {
+    /// `move_shard`: a replica on `to` catches up, then the one on `from` is dropped (the
+    /// primary moves with it).
+    Move {
+        shard: ShardId,
+        from: NodeId,
+        to: NodeId,
+    },
+    /// `replicate_shard`: a new replica on `to`, copied from the shard's primary.
+    Replicate {
+        shard: ShardId,
+        from: NodeId,
+        to: NodeId,
+    },
+    /// `abort_transfer`: the replica on `to` that is still catching up is dropped.
+    Abort { shard: ShardId, to: NodeId },
+    /// `drop_replica`: the replica on `peer` is dropped (the primary is handed over first).
+    Drop { shard: ShardId, peer: NodeId },
+}
+
+/// How long a move waits for its new replica to catch up before it leaves both in place.
+const MOVE_WAIT: Duration = Duration::from_secs(600);
+
+impl Replication {
+    /// Applies a placement change to `collection`'s shard. Answers once the change is committed;
+    /// a move's second half (dropping the source once the new replica is in sync) runs on.
+    pub async fn cluster_op(&self, collection: &str, op: ClusterOp) -> Result<()> {
+        let (c, s) = {
+            let st = self.catalog.meta.read();
+            let c = st.collection(collection)?.clone();
+            let shard = match &op {
+                ClusterOp::Move { shard, .. }
+                | ClusterOp::Replicate { shard, .. }
+                | ClusterOp::Abort { shard, .. }
+                | ClusterOp::Drop { shard, .. } => *shard,
+            };
+            let s = c
+                .shards
+                .get(&shard)
+                .cloned()
+                .ok_or_else(|| Error::not_found(format!("Shard {shard} not found")))?;
+            (c, s)
+        };
+        let members = self
+            .catalog
+            .meta
+            .raft()
+            .map(|r| r.metrics().nodes.keys().copied().collect::<Vec<_>>())
+            .unwrap_or_else(|| vec![self.me()]);
+        let bad = |m: String| Err(Error::bad_request(format!("Bad request: {m}")));
+        let change = |command| self.change(command);
+        match op {
+            ClusterOp::Replicate { from, to, .. } | ClusterOp::Move { from, to, .. } => {
+                if !s.in_sync().any(|n| n == from) {
+                    return bad(format!(
+                        "peer {from} holds no in-sync replica of shard {}",
+                        s.id
+                    ));
+                }
+                if !members.contains(&to) {
+                    return bad(format!("peer {to} is not a member of the cluster"));
+                }
+                if s.state_on(to).is_some() {
+                    return bad(format!(
+                        "peer {to} holds a replica of shard {} already",
+                        s.id
+                    ));
+                }
+                change(Command::AddReplica {
+                    collection: c.name.clone(),
+                    uid: c.uid,
+                    shard: s.id,
+                    node: to,
+                    epoch: s.epoch,
+                })
+                .await?;
+                if matches!(op, ClusterOp::Move { .. })
+                    && let Some(this) = self.this.upgrade()
+                {
+                    let name = c.name.clone();
+                    let (uid, shard) = (c.uid, s.id);
+                    tokio::spawn(async move {
+                        if let Err(e) = this.finish_move(&name, uid, shard, from, to).await {
+                            tracing::warn!(collection = %name, shard, from, to, error = %e, "move not finished: both replicas stay");
+                        }
+                    });
+                }
+                Ok(())
+            }
+            ClusterOp::Abort { to, .. } => match s.state_on(to) {
+                Some(ReplicaState::Partial | ReplicaState::Dead) => {
+                    change(Command::RemoveReplica {
+                        collection: c.name.clone(),
+                        uid: c.uid,
+                        shard: s.id,
+                        node: to,
+                        epoch: s.epoch,
+                    })
+                    .await
+                }
+                _ => bad(format!(
+                    "no transfer of shard {} to peer {to} to abort",
+                    s.id
+                )),
+            },
+            ClusterOp::Drop { peer, .. } => self.drop_replica(&c, &s, peer).await,
+        }
+    }
+
+    /// Drops `peer`'s replica of `s`: never the last in-sync one; the primary hands over to
+    /// another in-sync replica first.
+    async fn drop_replica(&self, c: &CollectionMeta, s: &ShardMeta, peer: NodeId) -> Result<()> {
+        let Some(state) = s.state_on(peer) else {
+            return Err(Error::bad_request(format!(
+                "Bad request: peer {peer} holds no replica of shard {}",
+                s.id
+            )));
+        };
+        let others: Vec<NodeId> = s.in_sync().filter(|n| *n != peer).collect();
+        if state == ReplicaState::Active && others.is_empty() {
+            return Err(Error::bad_request(format!(
+                "Bad request: the replica on peer {peer} is the last in-sync one of shard {}",
+                s.id
+            )));
+        }
+        let mut epoch = s.epoch;
+        if s.primary() == Some(peer) {
+            self.change(Command::PromoteReplica {
+                collection: c.name.clone(),
+                uid: c.uid,
+                shard: s.id,
+                node: others[0],
+                epoch,
+            })
+            .await?;
+            epoch += 1;
+        }
+        self.change(Command::RemoveReplica {
+            collection: c.name.clone(),
+            uid: c.uid,
+            shard: s.id,
+            node: peer,
+            epoch,
+        })
+        .await
+    }
+
+    /// The second half of a move: once the replica on `to` is in sync, the one on `from` goes.
+    async fn finish_move(
+        &self,
+        collection: &str,
+        uid: u64,
+        shard: ShardId,
+        from: NodeId,
+        to: NodeId,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + MOVE_WAIT;
+        loop {
+            let view = self.view(uid, shard)?;
+            match view.shard.state_on(to) {
+                Some(ReplicaState::Active) => break,
+                None => {
+                    return Err(Error::conflict(format!(
+                        "the replica on peer {to} was dropped (aborted)"
+                    )));
+                }
+                Some(_) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::timeout(format!(
+                    "the replica on peer {to} did not catch up within {MOVE_WAIT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (c, s) = {
+            let st = self.catalog.meta.read();
+            let c = st.collection(collection)?.clone();
+            let s = c
+                .shards
+                .get(&shard)
+                .cloned()
+                .ok_or_else(|| Error::not_found(format!("Shard {shard} not found")))?;
+            (c, s)
+        };
+        if s.state_on(from).is_some() {
+            self.drop_replica(&c, &s, from).await?;
+        }
+        tracing::info!(collection, shard, from, to, "shard moved");
+        metrics::counter!("tessera_shard_moves_total").increment(1);
+        Ok(())
+    }
+}

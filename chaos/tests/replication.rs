@@ -615,3 +615,67 @@ fn a_shard_key_moved_under_write_load_loses_nothing() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_node_gone_past_the_replica_timeout_has_its_replicas_rebuilt_elsewhere() -> Result<()> {
+    const TENANTS: usize = 3;
+    let mut swarm = Swarm::start_with(SwarmOptions::new(3).arg("--replica-timeout").arg("3"))?;
+    let api1 = swarm.api(1)?;
+    phase!("3 nodes, replication_factor 2, --replica-timeout 3");
+    create(&api1, TENANTS, 2)?;
+    let leader = swarm.wait_for_leader(Duration::from_secs(10))?;
+    // a node holding replicas that is not the metadata leader
+    let victim = swarm
+        .ids()
+        .into_iter()
+        .filter(|n| *n != leader)
+        .max_by_key(|n| {
+            replica_sets(&api1)
+                .map(|s| {
+                    s.iter()
+                        .filter(|s| {
+                            s["replicas"]
+                                .as_array()
+                                .is_some_and(|a| a.iter().any(|r| r["peer_id"] == *n))
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        })
+        .ok_or_else(|| anyhow!("no follower"))?;
+    let survivors: Vec<u64> = swarm.ids().into_iter().filter(|n| *n != victim).collect();
+    let stream = Stream::start(apis(&swarm, &survivors)?, TENANTS);
+    std::thread::sleep(Duration::from_secs(1));
+    phase!("kill -9 node {victim} for good");
+    swarm.kill9(victim)?;
+    let killed = Instant::now();
+    let reader = swarm.api(survivors[0])?;
+    loop {
+        let shards = replica_sets(&reader)?;
+        let restored = shards.iter().all(|s| {
+            let rs = s["replicas"].as_array().cloned().unwrap_or_default();
+            rs.len() == 2
+                && rs
+                    .iter()
+                    .all(|r| r["state"] == "Active" && r["peer_id"] != victim)
+        });
+        if restored {
+            break;
+        }
+        ensure!(
+            killed.elapsed() < Duration::from_secs(30),
+            "replication factor not restored: {shards:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tessera_tests::log_phase(format_args!(
+        "FIGURE replicas of a lost node rebuilt {} ms after the kill (replica timeout 3 s)",
+        killed.elapsed().as_millis()
+    ));
+    let seen = stream.finish()?;
+    wait_identical(&reader, Duration::from_secs(10))?;
+    for id in &survivors {
+        check_acked_present(&swarm.api(*id)?, &seen)?;
+    }
+    Ok(())
+}

@@ -116,6 +116,10 @@ pub struct ServeArgs {
     /// certificate of the cluster CA may join]
     #[arg(long, env = "TESSERA_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+    /// Seconds a node may be unreachable (or out of the membership) before its shard replicas
+    /// are rebuilt on other nodes, to keep each shard's replication factor [default: 60]
+    #[arg(long, env = "TESSERA_REPLICA_TIMEOUT")]
+    pub replica_timeout: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +160,7 @@ struct ConfigFile {
     join: Option<SocketAddr>,
     max_voters: Option<usize>,
     join_token: Option<String>,
+    replica_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +204,8 @@ pub struct ClusterConfig {
     /// The secret a joining node must present (see [`JoinToken`]); None: any certificate of
     /// the cluster CA may join.
     pub join_token: Option<JoinToken>,
+    /// How long a node may be unreachable before its replicas are rebuilt elsewhere.
+    pub replica_timeout: std::time::Duration,
 }
 
 /// The join secret; never printed.
@@ -385,6 +392,9 @@ impl NodeConfig {
                         .or(file.join_token)
                         .filter(|t| !t.is_empty())
                         .map(JoinToken),
+                    replica_timeout: std::time::Duration::from_secs(
+                        args.replica_timeout.or(file.replica_timeout).unwrap_or(60),
+                    ),
                 }),
             },
         };
@@ -395,6 +405,11 @@ impl NodeConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
+        }
+        if let Some(c) = &self.cluster
+            && c.replica_timeout.is_zero()
+        {
+            bail!("replica_timeout must be at least 1 second");
         }
         if self.http_header_timeout_ms == 0 || self.http_body_timeout_ms == 0 {
             bail!("http_header_timeout_ms and http_body_timeout_ms must be positive");

@@ -69,6 +69,7 @@ impl TestCluster {
                 join: (id != 1).then(|| MemoryHub::addr_of(1)),
                 max_voters: 3,
                 join_token: None,
+                replica_timeout: Duration::from_secs(60),
             });
             let memory = Arc::new(hub.attach(id, MemoryHub::addr_of(id)));
             let transport: Arc<dyn Transport> =

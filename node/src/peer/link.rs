@@ -56,6 +56,11 @@ impl Link {
         }
     }
 
+    /// How long `node` has been unreachable (None: it answers).
+    pub fn down_for(&self, node: NodeId) -> Option<Duration> {
+        self.down.get(&node).map(|since| since.elapsed())
+    }
+
     /// Makes sure the address book knows `node` (from the Raft membership).
     fn resolve(&self, node: NodeId) {
         if self.transport.peers().iter().any(|(id, _)| *id == node) {

@@ -740,6 +740,7 @@ pub fn spawn_loops(repl: Arc<Replication>) {
             tick.tick().await;
             if raft_for_leader.leader().map(|(id, _)| id) == Some(leader_side.me()) {
                 leader_side.failover_round().await;
+                leader_side.rereplicate_round().await;
             }
         }
     });

@@ -1,8 +1,10 @@
 //! Placement changes of a shard (Qdrant's `POST /collections/{c}/cluster`): a replica added on
 //! another node catches up through the keeper like any returning replica; a move drops the
 //! source once the new replica is in sync; a drop never takes the last in-sync replica, and
-//! hands the primary over first.
+//! hands the primary over first. The leader also rebuilds, elsewhere, the replicas of a node
+//! gone longer than the replica timeout.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tessera_cluster::meta::{CollectionMeta, Command, NodeId, ReplicaState, ShardId, ShardMeta};
@@ -203,5 +205,97 @@ impl Replication {
         tracing::info!(collection, shard, from, to, "shard moved");
         metrics::counter!("tessera_shard_moves_total").increment(1);
         Ok(())
+    }
+}
+
+impl Replication {
+    /// One round of re-replication on the leader: a replica on a node unreachable for longer
+    /// than the replica timeout (or no longer a member) is replaced by a new one on a reachable
+    /// node that holds none of the shard, copied from the in-sync replicas. Never the primary,
+    /// and never where no in-sync replica is left to copy from.
+    pub(super) async fn rereplicate_round(&self) {
+        let Some(timeout) = self
+            .catalog
+            .config
+            .cluster
+            .as_ref()
+            .map(|c| c.replica_timeout)
+        else {
+            return;
+        };
+        let (Some(raft), Some(link)) = (self.catalog.meta.raft(), self.catalog.link()) else {
+            return;
+        };
+        let members: Vec<NodeId> = raft.metrics().nodes.keys().copied().collect();
+        let gone = |n: NodeId| {
+            n != self.me()
+                && (!members.contains(&n) || link.down_for(n).is_some_and(|d| d >= timeout))
+        };
+        let (collections, mut load) = {
+            let st = self.catalog.meta.read();
+            let mut load: BTreeMap<NodeId, usize> = members.iter().map(|m| (*m, 0)).collect();
+            for c in st.collections.values() {
+                for s in c.shards.values() {
+                    for r in &s.replicas {
+                        *load.entry(r.node).or_default() += 1;
+                    }
+                }
+            }
+            (st.collections.values().cloned().collect::<Vec<_>>(), load)
+        };
+        for c in &collections {
+            for s in c.shards.values() {
+                let Some(dead) = s.replicas.iter().map(|r| r.node).find(|n| gone(*n)) else {
+                    continue;
+                };
+                let copyable = s.in_sync().any(|n| !gone(n) && self.up(n));
+                if s.primary() == Some(dead) || !copyable {
+                    continue;
+                }
+                let target = load
+                    .iter()
+                    .filter(|(n, _)| {
+                        members.contains(n)
+                            && !gone(**n)
+                            && self.up(**n)
+                            && s.state_on(**n).is_none()
+                    })
+                    .min_by_key(|(n, l)| (**l, **n))
+                    .map(|(n, _)| *n);
+                let Some(target) = target else {
+                    tracing::debug!(collection = %c.name, shard = s.id, dead, "no node to rebuild a replica on");
+                    continue;
+                };
+                let done = async {
+                    self.change(Command::AddReplica {
+                        collection: c.name.clone(),
+                        uid: c.uid,
+                        shard: s.id,
+                        node: target,
+                        epoch: s.epoch,
+                    })
+                    .await?;
+                    self.change(Command::RemoveReplica {
+                        collection: c.name.clone(),
+                        uid: c.uid,
+                        shard: s.id,
+                        node: dead,
+                        epoch: s.epoch,
+                    })
+                    .await
+                }
+                .await;
+                match done {
+                    Ok(()) => {
+                        *load.entry(target).or_default() += 1;
+                        metrics::counter!("tessera_replicas_rebuilt_total").increment(1);
+                        tracing::warn!(collection = %c.name, shard = s.id, lost = dead, rebuilt_on = target, "replica of a gone node rebuilt elsewhere");
+                    }
+                    Err(e) => {
+                        tracing::debug!(collection = %c.name, shard = s.id, error = %e, "re-replication not done")
+                    }
+                }
+            }
+        }
     }
 }

@@ -434,6 +434,32 @@ fn scenario(swarm: &mut Swarm) -> Result<()> {
             "{k} after the removal: {st} {v}"
         );
     }
+
+    phase!("the removed node restarted on its data dir is refused, not re-admitted");
+    swarm.restart(target).ok();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        // its calls are refused: it is no member, and its id is retired for any join
+        let log = swarm.log_tail(target);
+        if log.contains("was removed from the cluster")
+            || log.contains("the caller is not a member of this cluster")
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "node {target} was not refused:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for id in &left {
+        let view = swarm.cluster(*id)?;
+        ensure!(
+            !view.peers.contains_key(&target),
+            "node {id} re-admitted the removed peer {target}: {view:?}"
+        );
+    }
     Ok(())
 }
 

@@ -586,3 +586,28 @@ fn a_member_id_is_bound_to_its_certificate_key() {
         "node 3 read the tenant under another key: {body}"
     );
 }
+
+#[test]
+fn a_removed_node_id_cannot_join_again() {
+    phase!("three nodes; node 3 is removed, then a process joins under id 3");
+    let mut swarm = Swarm::start(3).expect("start a swarm of 3");
+    swarm
+        .wait_settled(Duration::from_secs(30))
+        .expect("settled");
+    let (status, body) = swarm
+        .api(1)
+        .expect("api")
+        .delete("/cluster/peer/3")
+        .expect("remove");
+    assert_eq!(status, 200, "{body}");
+    swarm.stop(3).expect("stop node 3");
+    let dir = swarm.root().join("returning");
+    let _back = spawn_newcomer(&swarm, &dir, &["--node-id", "3"]);
+    let text = newcomer_log_says(&dir, "join refused");
+    assert!(
+        text.contains("node id 3 was removed from the cluster"),
+        "{text}"
+    );
+    let view = swarm.cluster(1).expect("cluster view");
+    assert!(!view.peers.contains_key(&3), "{view:?}");
+}

@@ -290,6 +290,11 @@ pub enum Command {
         node: NodeId,
         epoch: u64,
     },
+    /// Marks node id `node` removed for good: it can neither join again nor call as a member
+    /// (a removed node joins anew under a new id, with an empty data dir).
+    RetireNode {
+        node: NodeId,
+    },
 }
 
 /// Settings of one tenant (the value of a token's tenant claim; in a custom-sharded collection,
@@ -363,6 +368,10 @@ pub use tessera_core::missing_collection;
 pub fn missing_key(key: &ShardKey) -> Error {
     tessera_core::missing_key(Some(key))
 }
+
+/// The key a removed node id is bound to: no certificate's key hashes to it, so nothing can
+/// act as that id again.
+pub const RETIRED_KEY: [u8; 32] = [0; 32];
 
 /// Version byte of an encoded [`MetadataState`]: 1 before shards had epochs, 2 before node
 /// keys, 3 before tenant id spaces, 4 since.
@@ -662,6 +671,10 @@ impl MetadataState {
                     uid: *uid,
                     shard: *shard,
                 })
+            }
+            Command::RetireNode { node } => {
+                self.node_keys.insert(*node, RETIRED_KEY);
+                Ok(Applied::Nothing)
             }
             Command::BindNodeKey { node, key } => match self.node_keys.get(node) {
                 Some(bound) if bound == key => Ok(Applied::Nothing),

@@ -72,6 +72,10 @@ pub enum MetaRequest {
         node: NodeId,
         key: [u8; 32],
     },
+    /// Marks a removed node id removed for good ([`Command::RetireNode`]).
+    RetireNode {
+        node: NodeId,
+    },
 }
 
 /// The command the leader proposes for `request`: validation and placement over `state` and
@@ -164,6 +168,7 @@ pub fn decide(
             | Command::RemoveReplica { .. }),
         ) => Ok(command),
         MetaRequest::BindNodeKey { node, key } => Ok(Command::BindNodeKey { node, key }),
+        MetaRequest::RetireNode { node } => Ok(Command::RetireNode { node }),
         MetaRequest::Replicas(other) => Err(Error::bad_request(format!(
             "not a replica-set change: {other:?}"
         ))),

@@ -84,6 +84,10 @@ impl PeerService {
         };
         let bound = self.raft.state().read().node_keys.get(&id).copied();
         match bound {
+            Some(tessera_cluster::meta::RETIRED_KEY) => Err(Error::new(
+                ErrorKind::Unauthenticated,
+                format!("node {id} was removed from the cluster"),
+            )),
             Some(bound) if bound == key => Ok(()),
             Some(_) => {
                 tracing::warn!(caller = %from.addr, claimed = id, "call refused: the certificate is not the one this node id is bound to");
@@ -158,6 +162,15 @@ impl PeerService {
                 // a node id is bound to the certificate it first joined with
                 if let Some(key) = from.key {
                     let bound = self.raft.state().read().node_keys.get(&id).copied();
+                    if bound == Some(tessera_cluster::meta::RETIRED_KEY) {
+                        tracing::warn!(caller = %from.addr, node = id, "join refused: the node id was removed from the cluster");
+                        return Err(Error::new(
+                            ErrorKind::Unauthenticated,
+                            format!(
+                                "join refused: node id {id} was removed from the cluster; a removed node joins anew under a new id with an empty data dir"
+                            ),
+                        ));
+                    }
                     if bound.is_some_and(|b| b != key) {
                         tracing::warn!(caller = %from.addr, node = id, "join refused: the node id is bound to another certificate");
                         return Err(Error::new(
@@ -183,6 +196,10 @@ impl PeerService {
             AdminRpc::Remove { id } => {
                 self.check_member(&from, false)?;
                 remove_member(&self.raft, id).await?;
+                // for good: a removed node that comes back is refused, not re-admitted
+                self.meta
+                    .submit(MetaRequest::RetireNode { node: id })
+                    .await?;
                 AdminReply::Joined
             }
         };

@@ -611,3 +611,53 @@ fn a_removed_node_id_cannot_join_again() {
     let view = swarm.cluster(1).expect("cluster view");
     assert!(!view.peers.contains_key(&3), "{view:?}");
 }
+
+#[test]
+fn a_voter_lost_past_the_replica_timeout_is_replaced_by_a_learner() {
+    phase!("four nodes: three voters and a learner, --replica-timeout 3");
+    let mut swarm = Swarm::start_with(SwarmOptions::new(4).arg("--replica-timeout").arg("3"))
+        .expect("start a swarm of 4");
+    let leader = swarm
+        .wait_settled(Duration::from_secs(30))
+        .expect("settled");
+    let view = swarm.cluster(leader).expect("view");
+    let learner = *view
+        .peers
+        .iter()
+        .find(|(_, p)| p.voter == Some(false))
+        .expect("a learner")
+        .0;
+    let victim = *view
+        .peers
+        .iter()
+        .find(|(id, p)| **id != leader && p.voter == Some(true))
+        .expect("a follower voter")
+        .0;
+    phase!("kill -9 voter {victim}; learner {learner} takes its vote");
+    swarm.kill9(victim).expect("kill");
+    let _ = eventually(
+        Duration::from_secs(20),
+        "the learner a voter",
+        || {
+            swarm
+                .cluster(leader)
+                .map(|v| v.peers.get(&learner).and_then(|p| p.voter))
+        },
+        |voter| matches!(voter, Ok(Some(true))),
+    );
+    let view = swarm.cluster(leader).expect("view");
+    assert_eq!(
+        view.peers.get(&victim).and_then(|p| p.voter),
+        Some(false),
+        "the lost voter stays a learner: {view:?}"
+    );
+    phase!("metadata changes still commit");
+    swarm
+        .api(leader)
+        .expect("api")
+        .ok_put(
+            "/collections/after",
+            &json!({"vectors": {"size": 2, "distance": "Dot"}, "sharding_method": "custom"}),
+        )
+        .expect("a collection after the change");
+}

@@ -3,6 +3,7 @@
 //! down. The loops here run on their own tasks, started once the node serves
 //! ([`spawn_background`]).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -197,7 +198,12 @@ pub async fn add_member(
 }
 
 /// On the leader: removes `id` from the voters (never the last one).
-pub async fn remove_member(raft: &MetaRaft, id: NodeId) -> Result<()> {
+pub async fn remove_member(
+    raft: &MetaRaft,
+    link: &Link,
+    id: NodeId,
+    max_voters: usize,
+) -> Result<()> {
     let metrics = raft.metrics();
     if metrics.role != Role::Leader {
         return Err(Error::unavailable("not the metadata leader"));
@@ -207,8 +213,71 @@ pub async fn remove_member(raft: &MetaRaft, id: NodeId) -> Result<()> {
     if voters.is_empty() {
         return Err(Error::bad_request("cannot remove the last voter"));
     }
+    // a voter that leaves is replaced by a reachable learner, so the metadata keeps its
+    // fault tolerance
+    promote_learners(&mut voters, &metrics, link, max_voters, &[id]);
     raft.change_membership(voters, false)
         .await
         .map_err(Error::from)?;
     Ok(())
+}
+
+/// Adds reachable learners to `voters` until it has `max_voters` (never those in `skip`).
+fn promote_learners(
+    voters: &mut BTreeSet<NodeId>,
+    metrics: &tessera_cluster::raft::MetaMetrics,
+    link: &Link,
+    max_voters: usize,
+    skip: &[NodeId],
+) {
+    for learner in metrics.nodes.keys() {
+        if voters.len() >= max_voters {
+            break;
+        }
+        if !voters.contains(learner)
+            && !skip.contains(learner)
+            && (*learner == metrics.id || link.check_up(*learner).is_ok())
+        {
+            tracing::info!(node = learner, "learner promoted to voter");
+            voters.insert(*learner);
+        }
+    }
+}
+
+/// On the leader: a voter unreachable for longer than `timeout` is replaced by a reachable
+/// learner (it stays a learner itself, and votes again only if a voter place frees up later).
+/// Nothing is done without a learner to promote.
+pub async fn replace_lost_voters(
+    raft: &MetaRaft,
+    link: &Link,
+    max_voters: usize,
+    timeout: Duration,
+) -> Result<()> {
+    let metrics = raft.metrics();
+    if metrics.role != Role::Leader {
+        return Ok(());
+    }
+    let lost: Vec<NodeId> = metrics
+        .voters
+        .iter()
+        .copied()
+        .filter(|v| *v != metrics.id && link.down_for(*v).is_some_and(|d| d >= timeout))
+        .collect();
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let mut voters = metrics.voters.clone();
+    let before = voters.len();
+    for v in &lost {
+        voters.remove(v);
+    }
+    promote_learners(&mut voters, &metrics, link, max_voters.min(before), &lost);
+    if voters.len() < before {
+        // no learner to take the places: keep the voters as they are
+        return Ok(());
+    }
+    tracing::warn!(lost = ?lost, voters = ?voters, "voters lost past the replica timeout replaced by learners");
+    raft.change_membership(voters, true)
+        .await
+        .map_err(Error::from)
 }

@@ -195,7 +195,7 @@ impl PeerService {
             }
             AdminRpc::Remove { id } => {
                 self.check_member(&from, false)?;
-                remove_member(&self.raft, id).await?;
+                remove_member(&self.raft, &self.link, id, self.max_voters).await?;
                 // for good: a removed node that comes back is refused, not re-admitted
                 self.meta
                     .submit(MetaRequest::RetireNode { node: id })

@@ -226,6 +226,16 @@ impl Replication {
         let (Some(raft), Some(link)) = (self.catalog.meta.raft(), self.catalog.link()) else {
             return;
         };
+        if let Err(e) = crate::peer::membership::replace_lost_voters(
+            raft,
+            link,
+            self.catalog.max_voters(),
+            timeout,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "replacing lost voters failed; retried next round");
+        }
         let members: Vec<NodeId> = raft.metrics().nodes.keys().copied().collect();
         let gone = |n: NodeId| {
             n != self.me()

@@ -170,9 +170,16 @@ impl Catalog {
         }
         let _serialised = self.propose_lock.lock().await;
         let load = self.load();
+        let reachable = load.len();
+        let members = self
+            .meta
+            .raft()
+            .map(|r| r.metrics().nodes.len())
+            .unwrap_or(1);
         let applied = self
             .propose(move |state, uid| decide(state, &load, uid, request))
-            .await?;
+            .await
+            .map_err(|e| shortage(e, reachable, members))?;
         self.settle(applied).await?;
         Ok(self.meta.read().applied)
     }
@@ -452,6 +459,26 @@ impl Catalog {
             }
         }
     }
+}
+
+/// A placement refused for too few nodes while some members are unreachable is a temporary
+/// shortage (503, retry), not a bad request: the same request succeeds once they are back.
+fn shortage(e: Error, reachable: usize, members: usize) -> Error {
+    let asked: Option<usize> = e
+        .message
+        .strip_prefix("replication_factor ")
+        .and_then(|rest| rest.split_once(" is more than the"))
+        .and_then(|(n, _)| n.parse().ok());
+    if e.kind == ErrorKind::BadRequest
+        && asked.is_some_and(|n| n <= members)
+        && reachable < members
+    {
+        return Error::unavailable(format!(
+            "{}: only {reachable} of the {members} members are reachable now; retry",
+            e.message
+        ));
+    }
+    e
 }
 
 impl MetaExecutor for Catalog {

@@ -492,3 +492,40 @@ fn shards_are_replicated_moved_and_dropped_with_qdrants_operations() -> Result<(
     );
     Ok(())
 }
+
+#[test]
+fn too_few_reachable_nodes_is_a_503_too_few_nodes_a_400() -> Result<()> {
+    let cluster = TestCluster::start(3)?;
+    let api = cluster.api(1)?;
+    create(api, 1)?;
+    phase!("node 3 is cut off: replication_factor 3 must wait for it, 4 can never be");
+    cluster.isolate(3);
+    let key = |k: &str, rf: u32| {
+        api.put(
+            "/collections/c/shards",
+            &json!({"shard_key": k, "replication_factor": rf}),
+        )
+    };
+    // the pinger marks it down within a second (a 300 ms round, a 700 ms deadline)
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, body) = key("wide", 3)?;
+    ensure!(status == 503, "a temporary shortage: {status} {body}");
+    ensure!(
+        tessera_tests::error_message(&body)?.contains("retry"),
+        "says to retry: {body}"
+    );
+    let (status, body) = key("wider", 4)?;
+    ensure!(status == 400, "more than the cluster has: {status} {body}");
+    phase!("node 3 is back: the same request succeeds");
+    cluster.heal();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = key("wide", 3)?;
+        if status == 200 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "{status} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}

@@ -469,9 +469,7 @@ fn shortage(e: Error, reachable: usize, members: usize) -> Error {
         .strip_prefix("replication_factor ")
         .and_then(|rest| rest.split_once(" is more than the"))
         .and_then(|(n, _)| n.parse().ok());
-    if e.kind == ErrorKind::BadRequest
-        && asked.is_some_and(|n| n <= members)
-        && reachable < members
+    if e.kind == ErrorKind::BadRequest && asked.is_some_and(|n| n <= members) && reachable < members
     {
         return Error::unavailable(format!(
             "{}: only {reachable} of the {members} members are reachable now; retry",

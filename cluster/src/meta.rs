@@ -88,6 +88,12 @@ impl CollectionParams {
                 "write_consistency_factor must be at least 1",
             ));
         }
+        if self.write_consistency_factor > self.replication_factor {
+            return Err(Error::bad_request(format!(
+                "write_consistency_factor {} is more than the replication_factor {}: no write could reach that many replicas",
+                self.write_consistency_factor, self.replication_factor
+            )));
+        }
         if self.hnsw.m < 2 || self.hnsw.m > 128 {
             return Err(Error::bad_request(format!(
                 "hnsw_config.m must be between 2 and 128, got {}",
@@ -148,6 +154,16 @@ impl ShardMeta {
             .iter()
             .filter(|r| r.state == ReplicaState::Active)
             .map(|r| r.node)
+    }
+
+    /// Where `node`'s replica is in the replica set; NotFound naming both when it holds none.
+    pub fn replica_index(&self, node: NodeId) -> Result<usize> {
+        self.replicas
+            .iter()
+            .position(|r| r.node == node)
+            .ok_or_else(|| {
+                Error::not_found(format!("node {node} holds no replica of shard {}", self.id))
+            })
     }
 
     /// This node's replica state, if it holds one.
@@ -578,14 +594,8 @@ impl MetadataState {
                         "node {node} holds the primary of shard {shard}; only a promotion changes it"
                     )));
                 }
-                let r = s
-                    .replicas
-                    .iter_mut()
-                    .find(|r| r.node == *node)
-                    .ok_or_else(|| {
-                        Error::not_found(format!("node {node} holds no replica of shard {shard}"))
-                    })?;
-                r.state = *state;
+                let at = s.replica_index(*node)?;
+                s.replicas[at].state = *state;
                 Ok(Applied::ReplicasChanged {
                     uid: *uid,
                     shard: *shard,
@@ -659,13 +669,7 @@ impl MetadataState {
                         "node {node} holds the primary of shard {shard}; promote another replica first"
                     )));
                 }
-                let at = s
-                    .replicas
-                    .iter()
-                    .position(|r| r.node == *node)
-                    .ok_or_else(|| {
-                        Error::not_found(format!("node {node} holds no replica of shard {shard}"))
-                    })?;
+                let at = s.replica_index(*node)?;
                 s.replicas.remove(at);
                 Ok(Applied::ReplicasChanged {
                     uid: *uid,

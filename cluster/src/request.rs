@@ -90,12 +90,11 @@ pub fn decide(
     match request {
         MetaRequest::CreateCollection { name, params } => {
             let shards = match params.sharding_method {
-                ShardingMethod::Auto => place(
-                    load,
-                    0,
-                    params.shard_number,
-                    params.replication_factor.min(load.len() as u32),
-                )?,
+                // a replication factor the cluster cannot hold is refused, never capped: the
+                // collection would report copies it does not have
+                ShardingMethod::Auto => {
+                    place(load, 0, params.shard_number, params.replication_factor)?
+                }
                 ShardingMethod::Custom => Vec::new(),
             };
             Ok(Command::CreateCollection {
@@ -127,6 +126,12 @@ pub fn decide(
             let replication_factor = replication_factor.unwrap_or(meta.params.replication_factor);
             if replication_factor == 0 {
                 return Err(Error::bad_request("replication_factor must be at least 1"));
+            }
+            if replication_factor < meta.params.write_consistency_factor {
+                return Err(Error::bad_request(format!(
+                    "replication_factor {replication_factor} is less than the collection's write_consistency_factor {}: no write could reach that many replicas",
+                    meta.params.write_consistency_factor
+                )));
             }
             let shards = place(
                 &candidates,
@@ -367,6 +372,18 @@ mod tests {
             name: "auto".into(),
             params: params(ShardingMethod::Auto, 3, 5),
         };
+        let e = decide(
+            &MetadataState::default(),
+            &load(&[(1, 0), (2, 0)]),
+            42,
+            request,
+        )
+        .expect_err("5 copies on 2 nodes");
+        assert_eq!(e.kind, ErrorKind::BadRequest, "refused, not capped: {e}");
+        let request = MetaRequest::CreateCollection {
+            name: "auto".into(),
+            params: params(ShardingMethod::Auto, 3, 2),
+        };
         let command = decide(
             &MetadataState::default(),
             &load(&[(1, 0), (2, 0)]),
@@ -379,7 +396,6 @@ mod tests {
         };
         assert_eq!(*uid, 42);
         assert_eq!(shards.len(), 3);
-        // replication is capped at the nodes there are
         assert!(shards.iter().all(|s| s.nodes.len() == 2));
     }
 

@@ -14,7 +14,7 @@
 //! - The catalog reaches other nodes only through the [`Link`] it is built with; it does not
 //!   import the peer service, the router or the API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tessera_cluster::meta::{
@@ -169,17 +169,14 @@ impl Catalog {
             return Ok(self.meta.read().applied);
         }
         let _serialised = self.propose_lock.lock().await;
-        let load = self.load();
-        let reachable = load.len();
-        let members = self
-            .meta
-            .raft()
-            .map(|r| r.metrics().nodes.len())
-            .unwrap_or(1);
+        let (load, reachable) = self.load();
         let applied = self
-            .propose(move |state, uid| decide(state, &load, uid, request))
-            .await
-            .map_err(|e| shortage(e, reachable, members))?;
+            .propose(move |state, uid| {
+                let command = decide(state, &load, uid, request)?;
+                check_reachable(&command, &reachable)?;
+                Ok(command)
+            })
+            .await?;
         self.settle(applied).await?;
         Ok(self.meta.read().applied)
     }
@@ -340,7 +337,10 @@ impl Catalog {
         Ok(n)
     }
 
-    fn load(&self) -> BTreeMap<NodeId, usize> {
+    /// Every member (this node included) with the replicas it holds, for placement, and the
+    /// members reachable now. Unreachable members weigh more than any reachable one, so new
+    /// replicas go to reachable nodes first.
+    fn load(&self) -> (BTreeMap<NodeId, usize>, BTreeSet<NodeId>) {
         let st = self.meta.read();
         let mut load = BTreeMap::from([(self.node_id, 0usize)]);
         if let Some(raft) = self.meta.raft() {
@@ -351,15 +351,26 @@ impl Catalog {
         for c in st.collections.values() {
             for s in c.shards.values() {
                 for r in &s.replicas {
-                    *load.entry(r.node).or_default() += 1;
+                    // a node that is no member any more (removed) takes no new replicas
+                    if let Some(held) = load.get_mut(&r.node) {
+                        *held += 1;
+                    }
                 }
             }
         }
-        // new replicas go to reachable nodes only
-        if let Some(link) = &self.link {
-            load.retain(|id, _| *id == self.node_id || link.check_up(*id).is_ok());
+        let reachable: BTreeSet<NodeId> = load
+            .keys()
+            .copied()
+            .filter(|id| {
+                *id == self.node_id || self.link.as_ref().is_none_or(|l| l.check_up(*id).is_ok())
+            })
+            .collect();
+        for (id, held) in load.iter_mut() {
+            if !reachable.contains(id) {
+                *held += UNREACHABLE_WEIGHT;
+            }
         }
-        load
+        (load, reachable)
     }
 
     /// Makes this node's replicas follow one applied command: opens those placed on it, closes
@@ -461,23 +472,28 @@ impl Catalog {
     }
 }
 
-/// A placement refused for too few nodes while some members are unreachable is a temporary
-/// shortage (503, retry), not a bad request: the same request succeeds once they are back.
-fn shortage(e: Error, reachable: usize, members: usize) -> Error {
-    let asked: Option<usize> = e
-        .message
-        .strip_prefix("replication_factor ")
-        .and_then(|rest| rest.split_once(" is more than the"))
-        .and_then(|(n, _)| n.parse().ok());
-    if e.kind == ErrorKind::BadRequest && asked.is_some_and(|n| n <= members) && reachable < members
+/// Refuses (503) a placement that needs a member unreachable now: the same request succeeds
+/// once it is back. (Unreachable members are offered to placement last, so they are chosen only
+/// when the reachable ones are too few.)
+fn check_reachable(command: &Command, reachable: &BTreeSet<NodeId>) -> Result<()> {
+    let shards = match command {
+        Command::CreateCollection { shards, .. } | Command::CreateShardKey { shards, .. } => shards,
+        _ => return Ok(()),
+    };
+    match shards
+        .iter()
+        .flat_map(|s| s.nodes.iter())
+        .find(|n| !reachable.contains(n))
     {
-        return Error::unavailable(format!(
-            "{}: only {reachable} of the {members} members are reachable now; retry",
-            e.message
-        ));
+        Some(n) => Err(Error::unavailable(format!(
+            "the placement needs peer {n}, which is unreachable now; retry when it is back"
+        ))),
+        None => Ok(()),
     }
-    e
 }
+
+/// Added to an unreachable member's load, so placement takes it only when it must.
+const UNREACHABLE_WEIGHT: usize = 1 << 32;
 
 impl MetaExecutor for Catalog {
     fn execute(&self, request: MetaRequest) -> BoxFuture<'_, Result<u64>> {

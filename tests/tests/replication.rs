@@ -425,8 +425,10 @@ fn shards_are_replicated_moved_and_dropped_with_qdrants_operations() -> Result<(
     let op = |body: Value| api.post("/collections/c/cluster", &body);
 
     phase!("replicate_shard {first} -> {second}: a second in-sync replica with every point");
+    // as qdrant-client sends it: unset options as null
     let (status, body) = op(
-        json!({"replicate_shard": {"shard_id": 0, "from_peer_id": first, "to_peer_id": second}}),
+        json!({"replicate_shard": {"shard_id": 0, "from_peer_id": first,
+        "to_peer_id": second, "method": null, "to_shard_id": null}}),
     )?;
     ensure!(status == 200 && body["result"] == true, "{status} {body}");
     let mut want = vec![first, second];

@@ -322,11 +322,7 @@ impl ShardReplicator {
     /// catches up. The status query raises each backup's fence to this epoch, so the deposed
     /// primary's records are refused from here on.
     async fn sync(&self, view: &View, data: &ShardData) -> Result<()> {
-        let own = {
-            let data_seq = data.last_seq();
-            let digest = digest_of(data);
-            (data_seq, digest)
-        };
+        let own = (data.last_seq(), digest_of(data));
         for node in self.backups(view) {
             let theirs = self
                 .repl

@@ -41,22 +41,13 @@ impl Replication {
     /// Applies a placement change to `collection`'s shard. Answers once the change is committed;
     /// a move's second half (dropping the source once the new replica is in sync) runs on.
     pub async fn cluster_op(&self, collection: &str, op: ClusterOp) -> Result<()> {
-        let (c, s) = {
-            let st = self.catalog.meta.read();
-            let c = st.collection(collection)?.clone();
-            let shard = match &op {
-                ClusterOp::Move { shard, .. }
-                | ClusterOp::Replicate { shard, .. }
-                | ClusterOp::Abort { shard, .. }
-                | ClusterOp::Drop { shard, .. } => *shard,
-            };
-            let s = c
-                .shards
-                .get(&shard)
-                .cloned()
-                .ok_or_else(|| Error::not_found(format!("Shard {shard} not found")))?;
-            (c, s)
+        let shard = match &op {
+            ClusterOp::Move { shard, .. }
+            | ClusterOp::Replicate { shard, .. }
+            | ClusterOp::Abort { shard, .. }
+            | ClusterOp::Drop { shard, .. } => *shard,
         };
+        let (c, s) = self.collection_shard(collection, shard)?;
         let members = self
             .catalog
             .meta
@@ -121,6 +112,22 @@ impl Replication {
             },
             ClusterOp::Drop { peer, .. } => self.drop_replica(&c, &s, peer).await,
         }
+    }
+
+    /// A collection and one of its shards, as this node's metadata has them now.
+    fn collection_shard(
+        &self,
+        collection: &str,
+        shard: ShardId,
+    ) -> Result<(CollectionMeta, ShardMeta)> {
+        let st = self.catalog.meta.read();
+        let c = st.collection(collection)?;
+        let s = c
+            .shards
+            .get(&shard)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("Shard {shard} not found")))?;
+        Ok((c.clone(), s))
     }
 
     /// Drops `peer`'s replica of `s`: never the last in-sync one; the primary hands over to
@@ -189,16 +196,7 @@ impl Replication {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let (c, s) = {
-            let st = self.catalog.meta.read();
-            let c = st.collection(collection)?.clone();
-            let s = c
-                .shards
-                .get(&shard)
-                .cloned()
-                .ok_or_else(|| Error::not_found(format!("Shard {shard} not found")))?;
-            (c, s)
-        };
+        let (c, s) = self.collection_shard(collection, shard)?;
         if s.state_on(from).is_some() {
             self.drop_replica(&c, &s, from).await?;
         }

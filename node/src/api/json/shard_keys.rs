@@ -119,14 +119,20 @@ pub fn cluster_op(o: &Map<String, Value>) -> Result<ClusterOp> {
         })?;
         // only the records are copied between replicas (Qdrant's `stream_records`); another
         // method is refused rather than done differently
-        if let Some(method) = field(b, "method")
+        if let Some(method) = field(b, "method").filter(|m| !m.is_null())
             && method.as_str() != Some("stream_records")
         {
             return Err(bad(format!(
                 "Bad request: transfer method {method} is not supported; use stream_records"
             )));
         }
-        for k in b.keys() {
+        // the official clients send unset options as null
+        for (k, v) in b.iter().filter(|(_, v)| !v.is_null()) {
+            if k == "to_shard_id" {
+                return Err(bad(format!(
+                    "Bad request: {name}.to_shard_id (resharding) is not supported; {v} was given"
+                )));
+            }
             if !matches!(
                 k.as_str(),
                 "shard_id" | "from_peer_id" | "to_peer_id" | "peer_id" | "method"

@@ -120,6 +120,10 @@ pub struct ServeArgs {
     /// are rebuilt on other nodes, to keep each shard's replication factor [default: 60]
     #[arg(long, env = "TESSERA_REPLICA_TIMEOUT")]
     pub replica_timeout: Option<u64>,
+    /// MiB per second a shard copy onto this node reads from its source at most, so that
+    /// transfers leave room for searches [default: 64]
+    #[arg(long, env = "TESSERA_TRANSFER_RATE")]
+    pub transfer_rate: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +165,7 @@ struct ConfigFile {
     max_voters: Option<usize>,
     join_token: Option<String>,
     replica_timeout: Option<u64>,
+    transfer_rate: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +211,8 @@ pub struct ClusterConfig {
     pub join_token: Option<JoinToken>,
     /// How long a node may be unreachable before its replicas are rebuilt elsewhere.
     pub replica_timeout: std::time::Duration,
+    /// Bytes per second a copy onto this node transfers at most.
+    pub transfer_rate: u64,
 }
 
 /// The join secret; never printed.
@@ -395,6 +402,11 @@ impl NodeConfig {
                     replica_timeout: std::time::Duration::from_secs(
                         args.replica_timeout.or(file.replica_timeout).unwrap_or(60),
                     ),
+                    transfer_rate: args
+                        .transfer_rate
+                        .or(file.transfer_rate)
+                        .unwrap_or(64)
+                        .saturating_mul(1 << 20),
                 }),
             },
         };
@@ -410,6 +422,11 @@ impl NodeConfig {
             && c.replica_timeout.is_zero()
         {
             bail!("replica_timeout must be at least 1 second");
+        }
+        if let Some(c) = &self.cluster
+            && c.transfer_rate == 0
+        {
+            bail!("transfer_rate must be at least 1 (MiB per second)");
         }
         if self.http_header_timeout_ms == 0 || self.http_body_timeout_ms == 0 {
             bail!("http_header_timeout_ms and http_body_timeout_ms must be positive");

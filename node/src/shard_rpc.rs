@@ -171,6 +171,10 @@ pub async fn serve_remote(
             max_bytes,
         } => {
             sets.check_copy(uid, shard, node)?;
+            if after.is_none() {
+                // the records written while the copy runs must still be here for its rejoin
+                shards.pin_tail((uid, shard), key.as_ref()).await?;
+            }
             let max_bytes = (max_bytes as usize).clamp(1 << 10, MAX_COPY_PAGE_BYTES);
             let (last_seq, points, next) =
                 shards.export_page((uid, shard), key.as_ref(), after.as_ref(), max_bytes)?;

@@ -111,6 +111,12 @@ pub enum ShardMsg {
     Built(Box<BuildJob>, Result<(CompactGraph, Option<String>)>),
     /// A background job found nothing to do after all.
     Idle,
+    /// As the primary of a copy taken from `from` on: keep the records after it for the
+    /// copy's rejoin ([`Tail::pin`]).
+    Pin {
+        from: u64,
+        reply: RpcReplyPort<Result<()>>,
+    },
 }
 
 pub struct ShardActor;
@@ -268,6 +274,10 @@ impl Actor for ShardActor {
                 schedule_job(&myself, st);
             }
             ShardMsg::Idle => st.job_running = false,
+            ShardMsg::Pin { from, reply } => {
+                st.tail.pin(from);
+                let _ = reply.send(Ok(()));
+            }
         }
         Ok(())
     }

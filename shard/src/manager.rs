@@ -454,8 +454,8 @@ impl ShardManager {
         if done {
             f.sync_all().map_err(io)?;
             drop(f);
-            // checked now, so a damaged transfer is refused before the copy relies on it
-            segfile::read(&part)?;
+            // checksummed now, so a damaged transfer is refused before the copy relies on it
+            segfile::check(&part)?;
             std::fs::rename(&part, dir.join(name)).map_err(io)?;
         }
         Ok(())

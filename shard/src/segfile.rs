@@ -115,7 +115,17 @@ pub fn read(path: &Path) -> Result<(Vec<PointId>, CompactGraph)> {
         .map_err(|e| Error::internal(format!("segment file {}: {}", path.display(), e.message)))
 }
 
-fn decode(b: &[u8]) -> Result<(Vec<PointId>, CompactGraph)> {
+/// Checks a file's header and checksum only (a transfer's arrival; [`read`] checks the rest
+/// when the file is used).
+pub fn check(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::internal(format!("segment file {}: {e}", path.display())))?;
+    checked_body(&bytes)
+        .map(|_| ())
+        .map_err(|e| Error::internal(format!("segment file {}: {}", path.display(), e.message)))
+}
+
+fn checked_body(b: &[u8]) -> Result<&[u8]> {
     let corrupt = |what: &str| Error::internal(format!("damaged: {what}"));
     if b.len() < HEADER_LEN + 8 + 4 || &b[..8] != MAGIC {
         return Err(corrupt("not a segment file"));
@@ -128,6 +138,12 @@ fn decode(b: &[u8]) -> Result<(Vec<PointId>, CompactGraph)> {
     if crc32fast::hash(body) != stored {
         return Err(corrupt("checksum mismatch"));
     }
+    Ok(body)
+}
+
+fn decode(b: &[u8]) -> Result<(Vec<PointId>, CompactGraph)> {
+    let corrupt = |what: &str| Error::internal(format!("damaged: {what}"));
+    let body = checked_body(b)?;
     let mut len = [0u8; 8];
     len.copy_from_slice(&body[HEADER_LEN..HEADER_LEN + 8]);
     let ids_len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| corrupt("ids length"))?;

@@ -253,7 +253,10 @@ fn run(cfg: &Config) -> Result<Checks> {
             .arg("--replica-timeout")
             .arg(&transfer::REPLICA_TIMEOUT.as_secs().to_string())
             .arg("--transfer-rate")
-            .arg(&cfg.transfer_rate.to_string());
+            .arg(&cfg.transfer_rate.to_string())
+            // why a copy waits, if it does
+            .arg("--log")
+            .arg("info,tessera_node::replication=debug");
     }
     let mut swarm = Swarm::start_with(opts).context("start a 3-node swarm")?;
     println!(

@@ -195,10 +195,11 @@ pub(crate) fn transfer_phase(swarm: &mut Swarm, cfg: &Config, checks: &mut Check
             base_failed + during_failed
         ),
     );
-    let b_info = swarm
-        .api(b)?
-        .ok_get(&format!("/admin/collections/{COLLECTION}/replicas"))?;
-    eprintln!("# after the copy: {b_info}");
+    for line in swarm.log_tail(b).lines() {
+        if line.contains("copied") || line.contains("adopted") || line.contains("copy") {
+            println!("# node {b}: {line}");
+        }
+    }
 
     // the copy's node is lost for good: its replica is rebuilt on the third node
     swarm.kill9(b)?;
@@ -209,6 +210,11 @@ pub(crate) fn transfer_phase(swarm: &mut Swarm, cfg: &Config, checks: &mut Check
     match rebuilt {
         Ok(_) => {
             let total = killed.elapsed();
+            for line in swarm.log_tail(c).lines() {
+                if line.contains("copied") || line.contains("adopted") || line.contains("copy") {
+                    println!("# node {c}: {line}");
+                }
+            }
             println!(
                 "FIGURE rebuild points={n} replica_timeout_s={} kill_to_active_s={:.2} \
                  after_timeout_s={:.2}",

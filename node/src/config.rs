@@ -120,6 +120,11 @@ pub struct ServeArgs {
     /// are rebuilt on other nodes, to keep each shard's replication factor [default: 60]
     #[arg(long, env = "TESSERA_REPLICA_TIMEOUT")]
     pub replica_timeout: Option<u64>,
+    /// Let the metadata leader move shard replicas onto less loaded nodes by itself (every 10 s,
+    /// a few moves at a time, while every member is reachable), as `POST /admin/rebalance`
+    /// does on request [default: false]
+    #[arg(long, env = "TESSERA_AUTO_REBALANCE", num_args = 0..=1, default_missing_value = "true")]
+    pub auto_rebalance: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +166,7 @@ struct ConfigFile {
     max_voters: Option<usize>,
     join_token: Option<String>,
     replica_timeout: Option<u64>,
+    auto_rebalance: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +212,8 @@ pub struct ClusterConfig {
     pub join_token: Option<JoinToken>,
     /// How long a node may be unreachable before its replicas are rebuilt elsewhere.
     pub replica_timeout: std::time::Duration,
+    /// Whether the metadata leader rebalances replicas by itself.
+    pub auto_rebalance: bool,
 }
 
 /// The join secret; never printed.
@@ -395,6 +403,7 @@ impl NodeConfig {
                     replica_timeout: std::time::Duration::from_secs(
                         args.replica_timeout.or(file.replica_timeout).unwrap_or(60),
                     ),
+                    auto_rebalance: args.auto_rebalance.or(file.auto_rebalance).unwrap_or(false),
                 }),
             },
         };

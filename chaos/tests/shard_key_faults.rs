@@ -325,7 +325,7 @@ fn creates_across_a_partition_end_the_same_on_every_node_after_it_heals() -> Res
     );
     let a = ledger.create(&swarm.api(victim)?, "minority")?;
     ensure!(
-        a.status != 200 && a.took < Duration::from_secs(15),
+        a.status != 200 && a.took < Duration::from_secs(5),
         "the cut-off side: {a:?}"
     );
     log_answers("partition", &ledger);

@@ -70,6 +70,9 @@ const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 const KEY_VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// How long a change waits for a metadata leader to be elected.
 const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a node that reaches no other voter waits before it refuses a change (503): a
+/// partition, not an election.
+const CUT_OFF_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Catalog {
     pub config: NodeConfig,
@@ -250,8 +253,20 @@ impl Catalog {
         };
         // a leader that is down is being replaced: wait (bounded) for the next one and send
         // the change there
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let started = tokio::time::Instant::now();
+        let deadline = started + LEADER_WAIT;
         loop {
+            // a node that reaches no other voter (cut off) has no leader to wait for
+            let voters = raft.metrics().voters;
+            let cut_off = voters
+                .iter()
+                .filter(|v| **v != self.node_id)
+                .all(|v| link.check_up(*v).is_err());
+            if cut_off && started.elapsed() >= CUT_OFF_WAIT {
+                return Some(Err(Error::unavailable(
+                    "this node reaches no other member of the metadata group; retry, or ask another node",
+                )));
+            }
             let leader = match raft.leader() {
                 Some((id, _)) if id == self.node_id => return None,
                 Some((id, _)) if link.check_up(id).is_ok() => Some(id),

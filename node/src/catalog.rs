@@ -393,8 +393,18 @@ impl Catalog {
         };
         let (collection, key) = (collection.clone(), key.clone());
         let (n, rf, placement) = (*shards_number, *replication_factor, placement.clone());
-        let there =
-            |st: &MetadataState| existing_key(st, &collection, &key, n, rf, placement.as_deref());
+        // a collection this node has not applied yet is the leader's to judge
+        let there = |st: &MetadataState| match existing_key(
+            st,
+            &collection,
+            &key,
+            n,
+            rf,
+            placement.as_deref(),
+        ) {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            other => other,
+        };
         if there(&self.meta.read())? {
             return Ok(self.key_outcome(&collection, &key, false).await);
         }

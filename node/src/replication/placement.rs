@@ -229,6 +229,28 @@ impl Replication {
                 let Some(dead) = s.replicas.iter().map(|r| r.node).find(|n| gone(*n)) else {
                     continue;
                 };
+                // the new replica of a move, lost: the move is abandoned (the source stays),
+                // not rebuilt elsewhere as one copy too many
+                if s.moving.is_some_and(|m| m.to == dead) {
+                    let aborted = self
+                        .change(Command::RemoveReplica {
+                            collection: c.name.clone(),
+                            uid: c.uid,
+                            shard: s.id,
+                            node: dead,
+                            epoch: s.epoch,
+                        })
+                        .await;
+                    match aborted {
+                        Ok(()) => {
+                            tracing::warn!(collection = %c.name, shard = s.id, lost = dead, "move abandoned: its new replica's node is gone")
+                        }
+                        Err(e) => {
+                            tracing::debug!(collection = %c.name, shard = s.id, error = %e, "abandoning a move not done")
+                        }
+                    }
+                    continue;
+                }
                 let copyable = s.in_sync().any(|n| !gone(n) && self.up(n));
                 if s.primary() == Some(dead) || !copyable {
                     continue;

@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// does on request [default: false]
     #[arg(long, env = "TESSERA_AUTO_REBALANCE", num_args = 0..=1, default_missing_value = "true")]
     pub auto_rebalance: Option<bool>,
+    /// MiB per second a shard copy onto this node reads from its source at most, so that
+    /// transfers leave room for searches [default: 64]
+    #[arg(long, env = "TESSERA_TRANSFER_RATE")]
+    pub transfer_rate: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +171,7 @@ struct ConfigFile {
     join_token: Option<String>,
     replica_timeout: Option<u64>,
     auto_rebalance: Option<bool>,
+    transfer_rate: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +219,8 @@ pub struct ClusterConfig {
     pub replica_timeout: std::time::Duration,
     /// Whether the metadata leader rebalances replicas by itself.
     pub auto_rebalance: bool,
+    /// Bytes per second a copy onto this node transfers at most.
+    pub transfer_rate: u64,
 }
 
 /// The join secret; never printed.
@@ -404,6 +411,11 @@ impl NodeConfig {
                         args.replica_timeout.or(file.replica_timeout).unwrap_or(60),
                     ),
                     auto_rebalance: args.auto_rebalance.or(file.auto_rebalance).unwrap_or(false),
+                    transfer_rate: args
+                        .transfer_rate
+                        .or(file.transfer_rate)
+                        .unwrap_or(64)
+                        .saturating_mul(1 << 20),
                 }),
             },
         };
@@ -419,6 +431,11 @@ impl NodeConfig {
             && c.replica_timeout.is_zero()
         {
             bail!("replica_timeout must be at least 1 second");
+        }
+        if let Some(c) = &self.cluster
+            && c.transfer_rate == 0
+        {
+            bail!("transfer_rate must be at least 1 (MiB per second)");
         }
         if self.http_header_timeout_ms == 0 || self.http_body_timeout_ms == 0 {
             bail!("http_header_timeout_ms and http_body_timeout_ms must be positive");

@@ -171,6 +171,10 @@ pub async fn serve_remote(
             max_bytes,
         } => {
             sets.check_copy(uid, shard, node)?;
+            if after.is_none() {
+                // the records written while the copy runs must still be here for its rejoin
+                shards.pin_tail((uid, shard), key.as_ref()).await?;
+            }
             let max_bytes = (max_bytes as usize).clamp(1 << 10, MAX_COPY_PAGE_BYTES);
             let (last_seq, points, next) =
                 shards.export_page((uid, shard), key.as_ref(), after.as_ref(), max_bytes)?;
@@ -179,6 +183,40 @@ pub async fn serve_remote(
                 points,
                 next,
             }
+        }
+        ShardRpc::Segments {
+            uid,
+            shard,
+            key,
+            node,
+        } => {
+            sets.check_copy(uid, shard, node)?;
+            let files = shards.segment_files((uid, shard), key.as_ref())?;
+            let points = shards
+                .data((uid, shard))
+                .map(|d| d.len() as u64)
+                .unwrap_or(0);
+            ShardReply::Segments { files, points }
+        }
+        ShardRpc::SegmentChunk {
+            uid,
+            shard,
+            key,
+            node,
+            name,
+            offset,
+            max_bytes,
+        } => {
+            sets.check_copy(uid, shard, node)?;
+            let max = (max_bytes as usize).clamp(1 << 10, MAX_COPY_PAGE_BYTES);
+            // a few MiB from the page cache at most: short enough to read in place
+            ShardReply::Bytes(shards.read_segment(
+                (uid, shard),
+                key.as_ref(),
+                &name,
+                offset,
+                max,
+            )?)
         }
         ShardRpc::Rejoin {
             uid,
@@ -410,6 +448,24 @@ pub enum ShardRpc {
         node: NodeId,
         from_seq: u64,
     },
+    /// To the primary: its segment files (name, size) and points count, for a copy to `node`
+    /// to bring the built graphs along.
+    Segments {
+        uid: u64,
+        shard: ShardId,
+        key: Option<ShardKey>,
+        node: NodeId,
+    },
+    /// To the primary: up to `max_bytes` of its segment file `name` from `offset`.
+    SegmentChunk {
+        uid: u64,
+        shard: ShardId,
+        key: Option<ShardKey>,
+        node: NodeId,
+        name: String,
+        offset: u64,
+        max_bytes: u64,
+    },
 }
 
 impl ShardRpc {
@@ -423,7 +479,9 @@ impl ShardRpc {
             | ShardRpc::ReplicateBatch { .. }
             | ShardRpc::Status { .. }
             | ShardRpc::Copy { .. }
-            | ShardRpc::Rejoin { .. } => Service::Replication,
+            | ShardRpc::Rejoin { .. }
+            | ShardRpc::Segments { .. }
+            | ShardRpc::SegmentChunk { .. } => Service::Replication,
         }
     }
 }
@@ -442,6 +500,11 @@ pub enum ShardReply {
         next: Option<PointId>,
     },
     Done,
+    Segments {
+        files: Vec<(String, u64)>,
+        points: u64,
+    },
+    Bytes(Vec<u8>),
 }
 
 /// Filters cross between nodes in their binary wire form (typed values, bounded depth and size

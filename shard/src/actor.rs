@@ -107,9 +107,16 @@ pub enum ShardMsg {
         reply: RpcReplyPort<Result<()>>,
     },
     /// A background index job finished.
-    Built(Box<BuildJob>, Result<CompactGraph>),
+    /// A background job's graph, with the segment file it was persisted in (if it was).
+    Built(Box<BuildJob>, Result<(CompactGraph, Option<String>)>),
     /// A background job found nothing to do after all.
     Idle,
+    /// As the primary of a copy taken from `from` on: keep the records after it for the
+    /// copy's rejoin ([`Tail::pin`]).
+    Pin {
+        from: u64,
+        reply: RpcReplyPort<Result<()>>,
+    },
 }
 
 pub struct ShardActor;
@@ -240,19 +247,37 @@ impl Actor for ShardActor {
             }
             ShardMsg::Built(job, graph) => {
                 st.job_running = false;
-                let installed = graph.and_then(|g| st.data.install(*job, g));
-                if let Err(e) = installed {
-                    tracing::warn!(
-                        shard = st.data.spec.shard_id,
-                        error = %e,
-                        "index job failed; the segment stays searchable by exact scan"
-                    );
-                } else {
-                    metrics::counter!("tessera_index_builds_total").increment(1);
+                let files = st.dir.join(crate::segfile::DIR);
+                let mut new_file = None;
+                let installed = graph.and_then(|(g, file)| {
+                    new_file = file.clone();
+                    st.data.install(*job, g, file)
+                });
+                match installed {
+                    Err(e) => {
+                        if let Some(f) = new_file {
+                            crate::segfile::remove(&files, &f);
+                        }
+                        tracing::warn!(
+                            shard = st.data.spec.shard_id,
+                            error = %e,
+                            "index job failed; the segment stays searchable by exact scan"
+                        );
+                    }
+                    Ok(replaced) => {
+                        for f in replaced {
+                            crate::segfile::remove(&files, &f);
+                        }
+                        metrics::counter!("tessera_index_builds_total").increment(1);
+                    }
                 }
                 schedule_job(&myself, st);
             }
             ShardMsg::Idle => st.job_running = false,
+            ShardMsg::Pin { from, reply } => {
+                st.tail.pin(from);
+                let _ = reply.send(Ok(()));
+            }
         }
         Ok(())
     }
@@ -305,6 +330,7 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
     let data = st.data.clone();
     let builds = st.builds.clone();
     let me = myself.clone();
+    let files = st.dir.join(crate::segfile::DIR);
     tokio::spawn(async move {
         let Ok(_permit) = builds.acquire_owned().await else {
             return;
@@ -312,7 +338,18 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
         let done = priority::run(Class::Background, move || {
             let job = data.next_job()?;
             let started = std::time::Instant::now();
-            let graph = build_graph(&data.spec, &job);
+            let graph = build_graph(&data.spec, &job).map(|g| {
+                // the graph is kept on disk for restarts and copies; without its file it is
+                // built again after a restart, nothing worse
+                let name = crate::segfile::fresh_name();
+                match crate::segfile::write(&files, &name, &job.ids, &g) {
+                    Ok(_) => (g, Some(name)),
+                    Err(e) => {
+                        tracing::warn!(shard = data.spec.shard_id, error = %e, "segment file not written");
+                        (g, None)
+                    }
+                }
+            });
             tracing::debug!(
                 shard = data.spec.shard_id,
                 points = job.ids.len(),
@@ -532,14 +569,26 @@ async fn install(
     let (snapshot_path, id, ledger) = (st.snapshot_path.clone(), st.id, st.ledger.clone());
     priority::run(Class::Ingest, move || -> Result<(), WriteError> {
         let fatal = |e: Error| WriteError::Fatal(Fatal::new(COMPONENT, e));
+        let seg_dir = dir.join(crate::segfile::DIR);
         if page.first {
             crate::replica_dir::ensure_identity(&dir, &data.spec).map_err(fatal)?;
             wal.lock().clear().map_err(fatal)?;
-            data.replace(page.last_seq, page.points).map_err(fatal)?;
+            let offered = crate::manager::read_segments(&seg_dir, &page.segments);
+            data.replace(page.last_seq, page.points, offered)
+                .map_err(fatal)?;
+            // the old state's files (and any partial download) are of no use now
+            crate::segfile::remove_except(&seg_dir, &data.segment_files());
         } else {
             data.merge(page.points).map_err(fatal)?;
         }
         if page.last {
+            let (adopted, unused) = data.finish_adoption();
+            for f in unused {
+                crate::segfile::remove(&seg_dir, &f);
+            }
+            if adopted > 0 {
+                tracing::info!(replica = %id, points = adopted, "copied graphs adopted; nothing to build for them");
+            }
             let (last_seq, points) = data.export();
             wal::write_snapshot(&snapshot_path, last_seq, points).map_err(fatal)?;
             ledger.record_owned(id).map_err(fatal)?;
@@ -558,6 +607,9 @@ pub struct CopyPage {
     pub points: Vec<(WalPoint, u64)>,
     pub first: bool,
     pub last: bool,
+    /// With the first page: segment files of the primary already in this replica's
+    /// `segments` folder, offered for adoption.
+    pub segments: Vec<String>,
 }
 
 /// Validates a write and turns it into the record to log: vectors checked and prepared, filters

@@ -11,6 +11,7 @@ pub mod point;
 pub mod priority;
 pub mod replica_dir;
 pub mod replication;
+pub mod segfile;
 pub mod segment;
 pub mod store;
 pub mod wal;

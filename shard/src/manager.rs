@@ -22,6 +22,7 @@ use crate::actor::{CopyPage, ShardActor, ShardArgs, ShardMsg, WriteOp, WriteRepl
 use crate::point::PointId;
 use crate::replica_dir::{self, Ledger};
 use crate::replication::{ReplicaStatus, Replicate};
+use crate::segfile;
 use crate::store::{ShardData, ShardSpec};
 use crate::wal;
 use crate::wal::WalPoint;
@@ -77,6 +78,22 @@ pub struct ShardManager {
     ledger: Arc<Ledger>,
 }
 
+/// Reads the segment files `names` of `dir`; a damaged one is logged and left out (its points
+/// go to the tail and are indexed again).
+pub fn read_segments(dir: &Path, names: &[String]) -> Vec<crate::store::LoadedSegment> {
+    let mut out = Vec::new();
+    for name in names {
+        match segfile::read(&dir.join(name)) {
+            Ok((ids, graph)) => out.push((name.clone(), ids, graph)),
+            Err(e) => {
+                metrics::counter!("tessera_segment_files_damaged_total").increment(1);
+                tracing::warn!(file = %dir.join(name).display(), error = %e, "segment file not used; its graph is built again");
+            }
+        }
+    }
+    out
+}
+
 impl ShardManager {
     /// `root` holds one directory per collection uid, one per shard inside it.
     /// Reads run on the caller's pool (the node's fair scheduler, through [`ShardManager::reader`]);
@@ -119,6 +136,8 @@ impl ShardManager {
             replica_dir::check(&load_dir, &load_spec)?;
             replica_dir::check_present(&load_dir, id, owned)?;
             let data = ShardData::new(load_spec);
+            let seg_dir = load_dir.join(segfile::DIR);
+            data.offer_segments(read_segments(&seg_dir, &segfile::list(&seg_dir)));
             if let Some((last_seq, points)) = wal::read_snapshot(&load_dir.join("points.snap"))? {
                 data.import(last_seq, points)?;
             }
@@ -128,6 +147,12 @@ impl ShardManager {
             } else {
                 wal::open(&wal_path, |_| Ok(()))?
             };
+            let (adopted, _) = data.finish_adoption();
+            // files no point adopted, and leftovers of writes a crash cut short
+            segfile::remove_except(&seg_dir, &data.segment_files());
+            if adopted > 0 {
+                tracing::info!(replica = %id, points = adopted, "graphs loaded from segment files");
+            }
             if !owned && replica_dir::has_data(&load_dir) {
                 // data from before the ledger existed
                 ledger.record_owned(id)?;
@@ -342,6 +367,98 @@ impl ShardManager {
     ) -> Result<(u64, Vec<(WalPoint, u64)>, Option<PointId>)> {
         let (data, _, _) = self.get(id.into(), key)?;
         Ok(data.export_page(after, max_bytes))
+    }
+
+    /// As the primary of a copy about to start: keeps the records after the current sequence
+    /// for the copy's rejoin; answers that sequence.
+    pub async fn pin_tail(&self, id: impl Into<ReplicaId>, key: Option<&ShardKey>) -> Result<u64> {
+        let id = id.into();
+        let (data, _, _) = self.get(id, key)?;
+        let from = data.last_seq();
+        self.ask(id, key, |reply| ShardMsg::Pin { from, reply })
+            .await?;
+        Ok(from)
+    }
+
+    /// As the primary of a copy: the replica's segment files with their sizes.
+    pub fn segment_files(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+    ) -> Result<Vec<(String, u64)>> {
+        let id = id.into();
+        let (data, _, _) = self.get(id, key)?;
+        let dir = self.dir(id).join(segfile::DIR);
+        Ok(data
+            .segment_files()
+            .into_iter()
+            .filter_map(|name| {
+                let len = std::fs::metadata(dir.join(&name)).ok()?.len();
+                Some((name, len))
+            })
+            .collect())
+    }
+
+    /// As the primary of a copy: up to `max` bytes of segment file `name` from `offset`. A file
+    /// merged away meanwhile is a not-found error (the copy goes on without it).
+    pub fn read_segment(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+        name: &str,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>> {
+        use std::io::{Read, Seek};
+        let id = id.into();
+        self.get(id, key)?;
+        if !segfile::valid_name(name) {
+            return Err(Error::bad_request("not a segment file name"));
+        }
+        let path = self.dir(id).join(segfile::DIR).join(name);
+        let gone = |e: std::io::Error| Error::not_found(format!("segment file {name}: {e}"));
+        let mut f = std::fs::File::open(&path).map_err(gone)?;
+        f.seek(std::io::SeekFrom::Start(offset)).map_err(gone)?;
+        let mut out = Vec::with_capacity(max.min(16 << 20));
+        f.take(max as u64).read_to_end(&mut out).map_err(gone)?;
+        Ok(out)
+    }
+
+    /// As the replica a copy is for: writes `bytes` at `offset` of the incoming segment file
+    /// `name` (offset 0 starts it again); `done` checks it whole and puts it in place, for the
+    /// copy's first page to offer ([`CopyPage::segments`]).
+    pub fn receive_segment(
+        &self,
+        id: impl Into<ReplicaId>,
+        name: &str,
+        offset: u64,
+        bytes: &[u8],
+        done: bool,
+    ) -> Result<()> {
+        use std::io::{Seek, Write};
+        if !segfile::valid_name(name) {
+            return Err(Error::bad_request("not a segment file name"));
+        }
+        let dir = self.dir(id.into()).join(segfile::DIR);
+        let io = |e: std::io::Error| Error::internal(format!("incoming segment {name}: {e}"));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let part = dir.join(format!("{name}.part"));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(offset == 0)
+            .open(&part)
+            .map_err(io)?;
+        f.seek(std::io::SeekFrom::Start(offset)).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        if done {
+            f.sync_all().map_err(io)?;
+            drop(f);
+            // checked now, so a damaged transfer is refused before the copy relies on it
+            segfile::read(&part)?;
+            std::fs::rename(&part, dir.join(name)).map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Whether the replica is open here and has failed.
@@ -613,6 +730,7 @@ mod tests {
                 points,
                 first,
                 last: next.is_none(),
+                segments: Vec::new(),
             };
             first = false;
             backup
@@ -638,5 +756,139 @@ mod tests {
         reopened.open(spec("acme")).await.expect("reopen");
         let again = reopened.data(id).expect("data");
         assert_eq!(digest_of(&again), digest_of(&data));
+    }
+
+    /// Built graphs are kept in segment files: a restarted replica serves them at once instead
+    /// of building them again, a copy brings them along, and a damaged file is never used.
+    #[tokio::test]
+    async fn built_graphs_are_reused_by_restarts_and_copies_and_damage_is_ignored() {
+        use crate::replication::digest_of;
+        let (pd, bd) = (
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+        );
+        let mut sp = spec("acme");
+        sp.indexing_threshold = 40;
+        let (id, key) = ((1, 0), sp.key.clone());
+        let primary = ShardManager::new(pd.path(), 1).expect("manager");
+        primary.open(sp.clone()).await.expect("open");
+        for batch in 0..6u64 {
+            let points = (0..25).map(|i| point(batch * 25 + i)).collect();
+            primary
+                .write(id, key.as_ref(), WriteOp::Upsert(points))
+                .await
+                .expect("write");
+        }
+        let ids = |v: &[u64]| v.iter().map(|&i| crate::point::PointId::Num(i)).collect();
+        primary
+            .write(
+                id,
+                key.as_ref(),
+                WriteOp::Delete(crate::actor::Selector::Ids(ids(&[3, 4]))),
+            )
+            .await
+            .expect("delete");
+        // the background builds finish (every sealed segment indexed, no job due)
+        let data = primary.data(id).expect("data");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while data.due_job().is_some() || data.stats().indexed_points < 100 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "builds did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = data.stats();
+        let files = primary.segment_files(id, key.as_ref()).expect("files");
+        assert!(!files.is_empty(), "graphs are on disk");
+        let seg_dir = replica_dir::dir_of(pd.path(), id.into()).join(segfile::DIR);
+        let on_disk = segfile::list(&seg_dir);
+        assert_eq!(
+            on_disk.len(),
+            files.len(),
+            "no file left of merged segments"
+        );
+
+        // a copy brings the files (in small chunks) before its pages
+        let backup = ShardManager::new(bd.path(), 1).expect("manager");
+        backup.open(sp.clone()).await.expect("open");
+        let mut names = Vec::new();
+        for (name, len) in &files {
+            let mut off = 0;
+            while off < *len {
+                let b = primary
+                    .read_segment(id, key.as_ref(), name, off, 1000)
+                    .expect("chunk");
+                let done = off + b.len() as u64 >= *len;
+                backup
+                    .receive_segment(id, name, off, &b, done)
+                    .expect("receive");
+                off += b.len() as u64;
+            }
+            names.push(name.clone());
+        }
+        let (last_seq, points, _) = primary
+            .export_page(id, key.as_ref(), None, usize::MAX)
+            .expect("page");
+        let page = CopyPage {
+            last_seq,
+            points,
+            first: true,
+            last: true,
+            segments: names,
+        };
+        backup
+            .install(id, key.as_ref(), 3, page)
+            .await
+            .expect("install");
+        let copy = backup.data(id).expect("data");
+        assert_eq!(digest_of(&copy), digest_of(&data));
+        assert_eq!(
+            copy.stats().indexed_points,
+            before.indexed_points,
+            "the copy's graphs came with it"
+        );
+        backup.shutdown().await;
+
+        // a restart loads the graphs instead of building them
+        primary.shutdown().await;
+        let again = ShardManager::new(pd.path(), 1).expect("manager");
+        again.open(sp.clone()).await.expect("reopen");
+        let d = again.data(id).expect("data");
+        assert_eq!(digest_of(&d), digest_of(&data));
+        assert_eq!(d.stats().indexed_points, before.indexed_points);
+        let q = crate::store::SearchParams {
+            vector: vec![1.0, 7.0],
+            filter: None,
+            k: 5,
+            ef: 40,
+            exact: false,
+            with_payload: PayloadSelector::None,
+            with_vector: false,
+            exclude: None,
+        };
+        let found = |d: &ShardData| {
+            d.search(&q)
+                .into_iter()
+                .map(|h| h.record.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found(&d), found(&data));
+        again.shutdown().await;
+
+        // a damaged file is left out: same points, its graph built again
+        let victim = seg_dir.join(&on_disk[0]);
+        let mut bytes = std::fs::read(&victim).expect("read");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&victim, &bytes).expect("write");
+        let third = ShardManager::new(pd.path(), 1).expect("manager");
+        third.open(sp).await.expect("reopen");
+        let d = third.data(id).expect("data");
+        assert_eq!(digest_of(&d), digest_of(&data));
+        assert!(d.stats().indexed_points < before.indexed_points);
+        assert!(!victim.exists(), "the damaged file is removed");
+        assert_eq!(found(&d), found(&data));
     }
 }

@@ -68,7 +68,16 @@ pub struct Tail {
     records: VecDeque<(u64, Arc<Vec<u8>>)>,
     bytes: usize,
     max_bytes: usize,
+    /// While a copy to another replica runs: the records after this sequence are kept (up to
+    /// [`PINNED_TAIL_BYTES`]) until the instant, for the copy's rejoin to replay.
+    pin: Option<(u64, std::time::Instant)>,
 }
+
+/// Most bytes of records a tail keeps while pinned by a copy: a copy that falls further behind
+/// the writes starts again.
+pub const PINNED_TAIL_BYTES: usize = 512 << 20;
+/// How long a copy's pin lasts after its last page.
+pub const PIN_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Bytes of recent records a replica of a replicated shard keeps for catch-up (a replica
 /// further behind gets a full copy).
@@ -80,6 +89,31 @@ impl Tail {
             records: VecDeque::new(),
             bytes: 0,
             max_bytes,
+            pin: None,
+        }
+    }
+
+    /// Keeps the records after `from` for [`PIN_FOR`] (a copy taken at `from` or later rejoins
+    /// from them), within [`PINNED_TAIL_BYTES`].
+    pub fn pin(&mut self, from: u64) {
+        let until = std::time::Instant::now() + PIN_FOR;
+        self.pin = Some(match self.pin {
+            Some((old, _)) => (old.min(from), until),
+            None => (from, until),
+        });
+    }
+
+    pub fn unpin(&mut self) {
+        self.pin = None;
+    }
+
+    /// Whether the oldest record may go: past the limit, and not needed by a live pin.
+    fn may_drop(&self, seq: u64) -> bool {
+        match self.pin {
+            Some((from, until)) if std::time::Instant::now() < until && seq > from => {
+                self.bytes > PINNED_TAIL_BYTES
+            }
+            _ => self.bytes > self.max_bytes,
         }
     }
 
@@ -94,7 +128,8 @@ impl Tail {
         }
         self.bytes += record.len();
         self.records.push_back((seq, record));
-        while self.bytes > self.max_bytes
+        while let Some(&(seq, _)) = self.records.front()
+            && self.may_drop(seq)
             && let Some((_, r)) = self.records.pop_front()
         {
             self.bytes -= r.len();
@@ -209,6 +244,25 @@ mod tests {
         t.push(40, Arc::new(vec![0; 10]));
         assert!(t.after(15, 40).is_none(), "a gap clears the ring");
         assert_eq!(t.after(39, 40).map(|v| v.len()), Some(1));
+    }
+
+    #[test]
+    fn a_pinned_tail_keeps_what_a_copy_needs() {
+        let rec = || Arc::new(vec![0u8; 100]);
+        let mut t = Tail::new(1000);
+        for seq in 1..=5 {
+            t.push(seq, rec());
+        }
+        t.pin(5);
+        for seq in 6..=40 {
+            t.push(seq, rec());
+        }
+        // records up to the pin went as usual; everything after it stayed
+        assert_eq!(t.first_seq(), Some(6));
+        assert_eq!(t.after(5, 40).map(|v| v.len()), Some(35));
+        t.unpin();
+        t.push(41, rec());
+        assert_eq!(t.first_seq(), Some(32), "unpinned: back to its limit");
     }
 
     #[test]

@@ -50,6 +50,30 @@ impl BitSet {
     pub fn count(&self) -> usize {
         self.ones
     }
+    /// Every bit of `0..len` set.
+    pub fn full(len: usize) -> BitSet {
+        let mut words = vec![u64::MAX; len.div_ceil(64)];
+        if !len.is_multiple_of(64)
+            && let Some(last) = words.last_mut()
+        {
+            *last = (1u64 << (len % 64)) - 1;
+        }
+        BitSet { words, ones: len }
+    }
+    /// Clears bit `i`; returns whether it was set.
+    pub fn unset(&mut self, i: u32) -> bool {
+        let i = i as usize;
+        let Some(w) = self.words.get_mut(i / 64) else {
+            return false;
+        };
+        let bit = 1u64 << (i % 64);
+        let was = *w & bit != 0;
+        *w &= !bit;
+        if was {
+            self.ones -= 1;
+        }
+        was
+    }
 }
 
 /// Where a segment's vectors live.
@@ -72,6 +96,8 @@ pub struct Segment {
     pub deleted: BitSet,
     /// Sealed segments take no appends (they may be waiting for their graph).
     pub sealed: bool,
+    /// The file its graph is persisted in ([`crate::segfile`]), once it has one.
+    pub file: Option<String>,
 }
 
 impl Segment {
@@ -83,6 +109,7 @@ impl Segment {
             vectors: Vectors::Plain(Vec::new()),
             deleted: BitSet::default(),
             sealed: false,
+            file: None,
         }
     }
 
@@ -203,6 +230,11 @@ mod tests {
         assert!(b.set(200));
         assert!(b.get(200) && b.get(2) && !b.get(1) && !b.get(100_000));
         assert_eq!(b.count(), 2);
+        let mut f = BitSet::full(70);
+        assert_eq!(f.count(), 70);
+        assert!(f.get(69) && !f.get(70));
+        assert!(f.unset(69) && !f.unset(69) && !f.unset(500));
+        assert_eq!(f.count(), 69);
     }
 
     #[test]

@@ -17,6 +17,9 @@ use crate::point::{Payload, PointId};
 use crate::segment::{BitSet, Segment, Vectors};
 use crate::wal::{WalOp, WalPoint, WalRecord, payload_from_json, payload_to_json};
 
+mod adopt;
+pub use adopt::LoadedSegment;
+
 /// Everything a replica needs to know about itself; fixed for its lifetime.
 #[derive(Debug, Clone)]
 pub struct ShardSpec {
@@ -133,6 +136,8 @@ struct Inner {
     last_seq: u64,
     /// Sum of the live points' payload sizes as JSON.
     payload_bytes: u64,
+    /// While segment files are being adopted ([`adopt`]): where each offered point may go.
+    adopt: Option<std::collections::HashMap<PointId, Loc>>,
 }
 
 impl Inner {
@@ -149,6 +154,7 @@ impl Inner {
             next_segment: first + 1,
             last_seq: 0,
             payload_bytes: 0,
+            adopt: None,
         }
     }
 
@@ -254,6 +260,18 @@ impl ShardData {
                     }
                     let payload_bytes = u32::try_from(p.payload_json.len()).unwrap_or(u32::MAX);
                     inner.payload_bytes += u64::from(payload_bytes);
+                    if let Some(loc) = inner.claim(&p.id, &p.vector) {
+                        inner.points.insert(
+                            p.id.clone(),
+                            PointRec {
+                                loc,
+                                payload: Arc::new(payload),
+                                version: seq,
+                                payload_bytes,
+                            },
+                        );
+                        continue;
+                    }
                     if inner
                         .segments
                         .get(&inner.tail)
@@ -382,12 +400,20 @@ impl ShardData {
     /// catch-up); readers see the old state or the new one, never a mix.
     /// Segment ids go on from the old state's, so an index job built over an old segment can
     /// never be installed into the new state.
-    pub fn replace(&self, last_seq: u64, points: Vec<(WalPoint, u64)>) -> Result<()> {
+    /// `segments` (files that came with the copy) are offered for adoption; the caller ends it
+    /// with [`ShardData::finish_adoption`] after the last page.
+    pub fn replace(
+        &self,
+        last_seq: u64,
+        points: Vec<(WalPoint, u64)>,
+        segments: Vec<LoadedSegment>,
+    ) -> Result<()> {
         let first = self.inner.read().next_segment;
         let fresh = ShardData {
             inner: RwLock::new(Inner::starting_at(self.spec.dim, first)),
             spec: self.spec.clone(),
         };
+        fresh.offer_segments(segments);
         fresh.import(last_seq, points)?;
         let new = std::mem::replace(&mut *fresh.inner.write(), Inner::empty(self.spec.dim));
         *self.inner.write() = new;
@@ -698,6 +724,9 @@ impl ShardData {
     /// The segments the next background job would rebuild, without copying anything.
     pub fn due_job(&self) -> Option<Vec<u64>> {
         let g = self.inner.read();
+        if g.adopt.is_some() {
+            return None;
+        }
         let sealed = || g.segments.values().filter(|s| s.sealed);
         let pick: Vec<u64> = if let Some(s) = sealed().find(|s| !s.is_indexed()) {
             vec![s.id]
@@ -735,9 +764,15 @@ impl ShardData {
         Some(pick)
     }
 
-    /// Installs a graph built for `job`: a new segment replaces the sources, keeping tombstones
-    /// set while the graph was being built.
-    pub fn install(&self, job: BuildJob, graph: CompactGraph) -> Result<()> {
+    /// Installs a graph built for `job` (persisted in `file`, if it was): a new segment replaces
+    /// the sources, keeping tombstones set while the graph was being built. Answers the files of
+    /// the segments it replaced, for the caller to delete.
+    pub fn install(
+        &self,
+        job: BuildJob,
+        graph: CompactGraph,
+        file: Option<String>,
+    ) -> Result<Vec<String>> {
         let mut g = self.inner.write();
         let inner = &mut *g;
         if job.sources.iter().any(|s| !inner.segments.contains_key(s)) {
@@ -763,8 +798,11 @@ impl ShardData {
                 };
             }
         }
+        let mut replaced = Vec::new();
         for s in &job.sources {
-            inner.segments.remove(s);
+            if let Some(old) = inner.segments.remove(s) {
+                replaced.extend(old.file);
+            }
         }
         inner.segments.insert(
             new_id,
@@ -775,9 +813,10 @@ impl ShardData {
                 vectors: Vectors::Graph(Arc::new(graph)),
                 deleted,
                 sealed: true,
+                file,
             },
         );
-        Ok(())
+        Ok(replaced)
     }
 }
 
@@ -974,7 +1013,7 @@ mod tests {
         })
         .expect("delete");
         let g = build_graph(&d.spec, &job).expect("build");
-        d.install(job, g).expect("install");
+        d.install(job, g, None).expect("install");
         assert_eq!(d.len(), 39);
         let hits = d.search(&SearchParams {
             vector: vec![0.0, 0.0, 1.0],

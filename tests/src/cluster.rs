@@ -71,6 +71,7 @@ impl TestCluster {
                 join_token: None,
                 replica_timeout: Duration::from_secs(60),
                 auto_rebalance: false,
+                transfer_rate: 1 << 30,
             });
             let memory = Arc::new(hub.attach(id, MemoryHub::addr_of(id)));
             let transport: Arc<dyn Transport> =

@@ -447,7 +447,7 @@ fn shards_are_replicated_moved_and_dropped_with_qdrants_operations() -> Result<(
             "no source",
         ),
         (
-            json!({"move_shard": {"shard_id": 0, "from_peer_id": first, "to_peer_id": third, "method": "snapshot"}}),
+            json!({"move_shard": {"shard_id": 0, "from_peer_id": first, "to_peer_id": third, "method": "wal_delta"}}),
             "method",
         ),
         (

@@ -131,12 +131,22 @@ pub async fn collection_cluster(
             if replica.state == tessera_cluster::meta::ReplicaState::Partial
                 && let Some(from) = shard.primary()
             {
+                // progress as Qdrant words it: the points the new replica holds so far of the
+                // primary's (unknown when either does not answer, or in a payload partition)
+                let count = |node| statuses.get(&node).copied().flatten().map(|s| s.points);
+                let comment = match (count(replica.node), count(from)) {
+                    (Some(done), Some(total)) => {
+                        Some(format!("Transferring records ({done}/{total})"))
+                    }
+                    _ => None,
+                };
                 shard_transfers.push(ShardTransfer {
                     shard_id: shard.id,
                     from,
                     to: replica.node,
                     sync: false,
-                    method: "stream_records",
+                    method: "snapshot",
+                    comment,
                 });
             }
             let mut entry = ShardReplica {

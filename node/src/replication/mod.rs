@@ -28,7 +28,6 @@ use dashmap::DashMap;
 use tessera_cluster::meta::{CollectionMeta, Command, NodeId, ReplicaState, ShardId, ShardMeta};
 use tessera_cluster::request::MetaRequest;
 use tessera_cluster::{Error, ErrorKind, Result};
-use tessera_shard::actor::CopyPage;
 use tessera_shard::replication::{BoxFuture, ReplicaStatus, Replicate, digest_of};
 use tessera_shard::store::ShardData;
 use tokio::task::JoinSet;
@@ -37,6 +36,7 @@ use crate::catalog::Catalog;
 use crate::peer::Link;
 use crate::shard_rpc::{ReplicaSets, ShardReply, ShardRpc};
 
+mod copy;
 mod placement;
 pub use placement::ClusterOp;
 mod rebalance;
@@ -48,8 +48,6 @@ pub const REPLICATION_DEADLINE: Duration = Duration::from_secs(2);
 const FAILOVER_EVERY: Duration = Duration::from_millis(200);
 /// How often a node looks for its replicas that are out of the in-sync set.
 const KEEPER_EVERY: Duration = Duration::from_millis(500);
-/// Bytes of points per page of a copy.
-const COPY_PAGE_BYTES: u64 = 8 << 20;
 /// Deadline of a replica-set change (the metadata leader commits it).
 const CHANGE_DEADLINE: Duration = Duration::from_secs(3);
 /// Bytes of records per batch a primary sends a rejoining replica.
@@ -595,112 +593,6 @@ impl Replication {
                 tracing::debug!(collection = %c.name, shard = s.id, error = %e, "replica upkeep not done");
             }
         }
-    }
-
-    /// Brings this node's out-of-sync replica of `s` back: from its own state plus the
-    /// primary's tail if it can, else from a full copy.
-    async fn catch_up(&self, c: &CollectionMeta, s: &ShardMeta, failed: bool) -> Result<()> {
-        let me = self.me();
-        let Some(primary) = s.primary() else {
-            return Ok(());
-        };
-        if !self.up(primary) {
-            return Ok(());
-        }
-        if failed {
-            let spec = self.catalog.spec(c, s.id, s.key.clone());
-            self.catalog.shards.reset(spec).await?;
-        }
-        if s.state_on(me) == Some(ReplicaState::Dead) {
-            self.change(Command::SetReplicaState {
-                collection: c.name.clone(),
-                uid: c.uid,
-                shard: s.id,
-                node: me,
-                state: ReplicaState::Partial,
-                epoch: s.epoch,
-            })
-            .await?;
-        }
-        let link = self.link()?;
-        let shards = &self.catalog.shards;
-        let id = (c.uid, s.id);
-        let own = shards.status(id, s.key.as_ref(), s.epoch).await?;
-        let rejoin = |from_seq| ShardRpc::Rejoin {
-            uid: c.uid,
-            shard: s.id,
-            key: s.key.clone(),
-            node: me,
-            from_seq,
-        };
-        let started = std::time::Instant::now();
-        if !failed && own.last_seq > 0 {
-            match link
-                .call_within(primary, &rejoin(own.last_seq), REJOIN_DEADLINE)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                // the tail does not reach back, or this replica differs: a full copy
-                Err(e) if e.kind == ErrorKind::Conflict => {
-                    tracing::info!(collection = %c.name, shard = s.id, error = %e, "catching up from the tail is not possible; copying the primary's points")
-                }
-                // anything else (the primary not reachable yet, a timeout) is tried again next
-                // round, from the tail: a copy is the last resort, not the first
-                Err(e) => return Err(e),
-            }
-        }
-        // a full copy, page by page; its first page's sequence is where the tail goes on from
-        let mut after = None;
-        let mut first_seq = None;
-        let mut copied = 0usize;
-        loop {
-            // a rejoin that answered late may have brought the replica in meanwhile: an
-            // in-sync replica is never overwritten
-            if self.view(c.uid, s.id)?.shard.state_on(me) == Some(ReplicaState::Active) {
-                return Ok(());
-            }
-            let rpc = ShardRpc::Copy {
-                uid: c.uid,
-                shard: s.id,
-                key: s.key.clone(),
-                node: me,
-                after: after.clone(),
-                max_bytes: COPY_PAGE_BYTES,
-            };
-            let ShardReply::Copy {
-                last_seq,
-                points,
-                next,
-            } = link.call(primary, &rpc).await?
-            else {
-                return Err(Error::internal("the primary answered a copy wrongly"));
-            };
-            copied += points.len();
-            let page = CopyPage {
-                last_seq,
-                points,
-                first: first_seq.is_none(),
-                last: next.is_none(),
-            };
-            first_seq.get_or_insert(last_seq);
-            shards.install(id, s.key.as_ref(), s.epoch, page).await?;
-            match next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        let from = first_seq.unwrap_or(0);
-        link.call_within(primary, &rejoin(from), REJOIN_DEADLINE)
-            .await?;
-        metrics::counter!("tessera_replica_copies_total").increment(1);
-        tracing::info!(
-            collection = %c.name,
-            shard = s.id,
-            points = copied,
-            ms = started.elapsed().as_millis() as u64,
-            "replica copied from the primary"
-        );
-        Ok(())
     }
 
     /// Every replica of a shard with its state and status (None: it did not answer), for

@@ -30,10 +30,27 @@ fn metric_code(m: Metric) -> u8 {
     }
 }
 
-fn put_u32s(out: &mut Vec<u8>, xs: &[u32]) {
-    out.reserve(xs.len() * 4);
-    for x in xs {
-        out.extend_from_slice(&x.to_le_bytes());
+/// A writer that checksums what passes through it.
+struct CrcWriter<'a, W: std::io::Write> {
+    inner: &'a mut W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: std::io::Write> CrcWriter<'_, W> {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.crc.update(b);
+        self.inner.write_all(b)
+    }
+
+    fn u32s(&mut self, xs: &[u32], buf: &mut Vec<u8>) -> std::io::Result<()> {
+        for chunk in xs.chunks(16 << 10) {
+            buf.clear();
+            for x in chunk {
+                buf.extend_from_slice(&x.to_le_bytes());
+            }
+            self.put(buf)?;
+        }
+        Ok(())
     }
 }
 
@@ -41,31 +58,48 @@ impl CompactGraph {
     /// Serialises the graph (vectors included) into the versioned format above.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.memory_bytes());
-        out.extend_from_slice(MAGIC);
-        out.push(VERSION);
-        out.push(metric_code(self.metric));
-        out.extend_from_slice(&[0u8; 6]);
-        out.extend_from_slice(&(self.dim as u64).to_le_bytes());
-        out.extend_from_slice(&(self.n as u64).to_le_bytes());
-        out.extend_from_slice(&self.entry.to_le_bytes());
-        out.extend_from_slice(&(self.upper.len() as u32).to_le_bytes());
-        out.reserve(self.vectors.len() * 4);
-        for v in &self.vectors {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        put_u32s(&mut out, &self.l0_offsets);
-        out.extend_from_slice(&(self.l0_neighbors.len() as u64).to_le_bytes());
-        put_u32s(&mut out, &self.l0_neighbors);
-        for layer in &self.upper {
-            out.extend_from_slice(&(layer.nodes.len() as u64).to_le_bytes());
-            put_u32s(&mut out, &layer.nodes);
-            put_u32s(&mut out, &layer.offsets);
-            out.extend_from_slice(&(layer.neighbors.len() as u64).to_le_bytes());
-            put_u32s(&mut out, &layer.neighbors);
-        }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        // writing into memory cannot fail
+        let _ = self.write_to(&mut out);
         out
+    }
+
+    /// Streams the same bytes as [`CompactGraph::to_bytes`] into `w` without a copy of the
+    /// whole graph in memory (a segment's file is written from its build thread).
+    pub fn write_to<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        let mut w = CrcWriter {
+            inner: w,
+            crc: crc32fast::Hasher::new(),
+        };
+        let mut head = Vec::with_capacity(HEADER_LEN);
+        head.extend_from_slice(MAGIC);
+        head.push(VERSION);
+        head.push(metric_code(self.metric));
+        head.extend_from_slice(&[0u8; 6]);
+        head.extend_from_slice(&(self.dim as u64).to_le_bytes());
+        head.extend_from_slice(&(self.n as u64).to_le_bytes());
+        head.extend_from_slice(&self.entry.to_le_bytes());
+        head.extend_from_slice(&(self.upper.len() as u32).to_le_bytes());
+        w.put(&head)?;
+        let mut buf = Vec::with_capacity(64 << 10);
+        for chunk in self.vectors.chunks(16 << 10) {
+            buf.clear();
+            for v in chunk {
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+            w.put(&buf)?;
+        }
+        w.u32s(&self.l0_offsets, &mut buf)?;
+        w.put(&(self.l0_neighbors.len() as u64).to_le_bytes())?;
+        w.u32s(&self.l0_neighbors, &mut buf)?;
+        for layer in &self.upper {
+            w.put(&(layer.nodes.len() as u64).to_le_bytes())?;
+            w.u32s(&layer.nodes, &mut buf)?;
+            w.u32s(&layer.offsets, &mut buf)?;
+            w.put(&(layer.neighbors.len() as u64).to_le_bytes())?;
+            w.u32s(&layer.neighbors, &mut buf)?;
+        }
+        let crc = w.crc.clone().finalize();
+        w.inner.write_all(&crc.to_le_bytes())
     }
 
     /// Parses bytes written by [`CompactGraph::to_bytes`]. Returns `Err` on any corruption,

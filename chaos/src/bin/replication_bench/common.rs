@@ -122,6 +122,7 @@ pub(crate) struct ReplicaRow {
 
 #[derive(Debug, Clone)]
 pub(crate) struct ShardRow {
+    pub(crate) shard_id: u64,
     pub(crate) key: String,
     pub(crate) epoch: u64,
     pub(crate) primary: Option<u64>,
@@ -154,6 +155,7 @@ pub(crate) fn replicas(api: &Api, collection: &str) -> Result<Vec<ShardRow>> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(ShardRow {
+                shard_id: s["shard_id"].as_u64().unwrap_or(0),
                 key: match &s["shard_key"] {
                     Value::String(k) => k.clone(),
                     other => other.to_string(),

@@ -7,7 +7,8 @@
 //! cargo build --release -p tessera-node --bin tessera -p tessera-chaos --bin replication_bench
 //! TESSERA_BIN=target/release/tessera target/release/replication_bench [--kills 20] [--writes 300]
 //!     [--clients 4] [--client-writes 150] [--keys 3] [--dim 128] [--writer-pause-ms 2]
-//!     [--victim primary|backup] [--failover-rf 2|3] [--only writes|failover] [--keep]
+//!     [--victim primary|backup] [--failover-rf 2|3] [--only writes|failover|transfer] [--keep]
+//!     [--transfer-points 100000] [--transfer-rate 64]
 //! ```
 //!
 //! 1. **Writes** for replication_factor 1, 2 and 3, each in a custom-sharded collection of its own
@@ -30,11 +31,18 @@
 //!    is killed instead: the figure is then the write stall while the primary drops it from the
 //!    in-sync set, and the primary must stay in its epoch.
 //!
+//! 3. **Transfer** (`--only transfer`, a swarm of its own with `--replica-timeout 10`): a shard
+//!    key of `--transfer-points` points on one node, indexed; while one client searches it
+//!    without pause, `replicate_shard` copies it to a second node: points/s and MiB/s of the
+//!    copy, and search p50/p99 before and during it. Then the second node is killed: the time
+//!    from the replica timeout's end to the shard's replica rebuilt Active on the third node.
+//!
 //! Every loop is bounded in count and in time.
 #![allow(clippy::print_stdout)]
 
 mod common;
 mod failover;
+mod transfer;
 mod writes;
 
 use std::process::ExitCode;
@@ -76,6 +84,7 @@ enum Only {
     All,
     Writes,
     Failover,
+    Transfer,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +102,10 @@ struct Config {
     failover_rf: u32,
     only: Only,
     keep: bool,
+    /// Points of the shard the transfer phase copies.
+    transfer_points: usize,
+    /// `--transfer-rate` of the nodes in the transfer phase (MiB/s).
+    transfer_rate: usize,
 }
 
 impl Config {
@@ -109,6 +122,8 @@ impl Config {
             failover_rf: 2,
             only: Only::All,
             keep: false,
+            transfer_points: 100_000,
+            transfer_rate: 64,
         };
         let mut args = args;
         while let Some(a) = args.next() {
@@ -132,7 +147,8 @@ impl Config {
                     c.only = match v.as_str() {
                         "writes" => Only::Writes,
                         "failover" => Only::Failover,
-                        _ => bail!("--only takes writes or failover, not {v:?}"),
+                        "transfer" => Only::Transfer,
+                        _ => bail!("--only takes writes, failover or transfer, not {v:?}"),
                     }
                 }
                 "--victim" => {
@@ -151,10 +167,13 @@ impl Config {
                     }
                 }
                 "--keep" => c.keep = true,
+                "--transfer-points" => c.transfer_points = value("--transfer-points")?,
+                "--transfer-rate" => c.transfer_rate = value("--transfer-rate")?,
                 "-h" | "--help" => bail!(
                     "usage: replication_bench [--kills N] [--writes N] [--clients N] \
                      [--client-writes N] [--keys N] [--dim N] [--writer-pause-ms N] \
-                     [--victim primary|backup] [--failover-rf 2|3] [--only writes|failover] [--keep]"
+                     [--victim primary|backup] [--failover-rf 2|3] [--only writes|failover|transfer] [--keep] \
+                     [--transfer-points N] [--transfer-rate MIB_PER_S]"
                 ),
                 other => bail!("unknown argument {other:?} (see --help)"),
             }
@@ -227,8 +246,16 @@ fn run(cfg: &Config) -> Result<Checks> {
              without it the harness runs target/debug/tessera"
         );
     }
-    let mut swarm = Swarm::start_with(SwarmOptions::new(NODES).keep_root(cfg.keep))
-        .context("start a 3-node swarm")?;
+    let mut opts = SwarmOptions::new(NODES).keep_root(cfg.keep);
+    if cfg.only == Only::Transfer {
+        // a lost node's replicas are rebuilt after this long (the rebuild figure)
+        opts = opts
+            .arg("--replica-timeout")
+            .arg(&transfer::REPLICA_TIMEOUT.as_secs().to_string())
+            .arg("--transfer-rate")
+            .arg(&cfg.transfer_rate.to_string());
+    }
+    let mut swarm = Swarm::start_with(opts).context("start a 3-node swarm")?;
     println!(
         "replication_bench: {NODES} nodes of {} on loopback (QUIC, mutual TLS), {} shard keys per \
          collection, {}-d vectors; {}",
@@ -239,6 +266,9 @@ fn run(cfg: &Config) -> Result<Checks> {
     );
     let mut checks = Checks::default();
     let outcome = (|| -> Result<()> {
+        if cfg.only == Only::Transfer {
+            return transfer::transfer_phase(&mut swarm, cfg, &mut checks);
+        }
         if cfg.only != Only::Failover {
             writes::writes_phase(&swarm, cfg, &mut checks)?;
         }

@@ -162,13 +162,14 @@ pub fn cluster_op(o: &Map<String, Value>) -> Result<ClusterOp> {
                 "Format error in JSON body: {name}.shard_id is too large"
             ))
         })?;
-        // only the records are copied between replicas (Qdrant's `stream_records`); another
-        // method is refused rather than done differently
+        // a transfer streams the source's built graphs, then all its records in batches, then
+        // the records written meanwhile: Qdrant's `snapshot` and `stream_records` both describe
+        // it; `wal_delta` alone (no copy) and resharding transfers are refused, not faked
         if let Some(method) = field(b, "method").filter(|m| !m.is_null())
-            && method.as_str() != Some("stream_records")
+            && !matches!(method.as_str(), Some("stream_records" | "snapshot"))
         {
             return Err(bad(format!(
-                "Bad request: transfer method {method} is not supported; use stream_records"
+                "Bad request: transfer method {method} is not supported; use snapshot or stream_records"
             )));
         }
         // the official clients send unset options as null
@@ -223,4 +224,6 @@ pub struct ShardTransfer {
     pub to: u64,
     pub sync: bool,
     pub method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }

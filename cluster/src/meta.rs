@@ -140,6 +140,18 @@ pub struct ShardMeta {
     pub key: Option<ShardKey>,
     pub replicas: Vec<Replica>,
     pub epoch: u64,
+    /// A move in flight ([`Command::MoveReplica`]): once the replica on `to` is in sync, the
+    /// metadata leader drops the one on `from`. Recorded here, not in a task, so the move
+    /// finishes whichever node asked for it and whichever node leads by then. Both nodes hold a
+    /// replica while it is set; removing either one ends the move.
+    pub moving: Option<ShardMove>,
+}
+
+/// A shard's replica moving from one node to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMove {
+    pub from: NodeId,
+    pub to: NodeId,
 }
 
 impl ShardMeta {
@@ -172,6 +184,15 @@ impl ShardMeta {
             .iter()
             .find(|r| r.node == node)
             .map(|r| r.state)
+    }
+
+    /// Whether a replica is catching up or a move is in flight: nothing else is started on it.
+    pub fn in_transfer(&self) -> bool {
+        self.moving.is_some()
+            || self
+                .replicas
+                .iter()
+                .any(|r| r.state != ReplicaState::Active)
     }
 }
 
@@ -208,12 +229,46 @@ pub struct CollectionMeta {
     /// point 21 and tenant B's point 21 are two points). True for every collection created since
     /// id spaces exist; older ones keep one id space shared by their tenants.
     pub tenant_id_spaces: bool,
+    /// What each shard key was created with (keys created since format 5; older ones are
+    /// read off their shards by [`CollectionMeta::key_settings_of`]).
+    pub key_settings: BTreeMap<ShardKey, KeySettings>,
+}
+
+/// The settings a shard key was created with, against which a repeated create is compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySettings {
+    pub replication_factor: u32,
+    /// The nodes its replicas were placed on at creation.
+    pub placed_on: Vec<NodeId>,
 }
 
 impl CollectionMeta {
     /// The shards of one shard key, or of the whole collection (auto sharding / no key given).
     pub fn shards_of_key(&self, key: &ShardKey) -> Option<&[ShardId]> {
         self.shard_keys.get(key).map(|v| v.as_slice())
+    }
+
+    /// The settings `key` was created with: recorded, or (a key from before format 5) read off
+    /// its shards as they are now. None: no such key.
+    pub fn key_settings_of(&self, key: &ShardKey) -> Option<KeySettings> {
+        if let Some(k) = self.key_settings.get(key) {
+            return Some(k.clone());
+        }
+        let shards: Vec<&ShardMeta> = self
+            .shards_of_key(key)?
+            .iter()
+            .filter_map(|id| self.shards.get(id))
+            .collect();
+        let mut placed_on: Vec<NodeId> = shards
+            .iter()
+            .flat_map(|s| s.replicas.iter().map(|r| r.node))
+            .collect();
+        placed_on.sort_unstable();
+        placed_on.dedup();
+        Some(KeySettings {
+            replication_factor: shards.first().map_or(0, |s| s.replicas.len() as u32),
+            placed_on,
+        })
     }
 }
 
@@ -311,6 +366,18 @@ pub enum Command {
     RetireNode {
         node: NodeId,
     },
+    /// Starts a move of the shard's replica on `from` to `to` (Qdrant's `move_shard`): a
+    /// `Partial` replica on `to` and the intent ([`ShardMeta::moving`]), which the metadata
+    /// leader completes once `to` is in sync. In the current epoch only, and never while another
+    /// move of the shard is in flight.
+    MoveReplica {
+        collection: String,
+        uid: u64,
+        shard: ShardId,
+        from: NodeId,
+        to: NodeId,
+        epoch: u64,
+    },
 }
 
 /// Settings of one tenant (the value of a token's tenant claim; in a custom-sharded collection,
@@ -390,8 +457,8 @@ pub fn missing_key(key: &ShardKey) -> Error {
 pub const RETIRED_KEY: [u8; 32] = [0; 32];
 
 /// Version byte of an encoded [`MetadataState`]: 1 before shards had epochs, 2 before node
-/// keys, 3 before tenant id spaces, 4 since.
-const STATE_FORMAT: u8 = 4;
+/// keys, 3 before tenant id spaces, 4 before moves and key settings were recorded, 5 since.
+const STATE_FORMAT: u8 = 5;
 
 impl MetadataState {
     /// The state as stored in snapshots (and sent in Raft snapshots).
@@ -405,6 +472,7 @@ impl MetadataState {
     pub fn decode(bytes: &[u8]) -> Result<MetadataState> {
         match codec::version_of(bytes) {
             Some(STATE_FORMAT) => codec::decode_as(STATE_FORMAT, bytes),
+            Some(4) => codec::decode_as::<legacy::StateV4>(4, bytes).map(Into::into),
             Some(3) => codec::decode_as::<legacy::StateV3>(3, bytes).map(Into::into),
             Some(2) => codec::decode_as::<legacy::StateV2>(2, bytes).map(Into::into),
             Some(1) => codec::decode_as::<legacy::StateV1>(1, bytes).map(Into::into),
@@ -452,6 +520,7 @@ impl MetadataState {
                     payload_indexes: BTreeMap::new(),
                     next_shard_id: 0,
                     tenant_id_spaces: true,
+                    key_settings: BTreeMap::new(),
                 };
                 match params.sharding_method {
                     ShardingMethod::Auto => {
@@ -511,6 +580,17 @@ impl MetadataState {
                     )));
                 }
                 add_shards(meta, Some(key.clone()), shards)?;
+                let mut placed_on: Vec<NodeId> = shards
+                    .iter()
+                    .flat_map(|s| s.nodes.iter().copied())
+                    .collect();
+                placed_on.sort_unstable();
+                placed_on.dedup();
+                let settings = KeySettings {
+                    replication_factor: shards.first().map_or(0, |s| s.nodes.len() as u32),
+                    placed_on,
+                };
+                meta.key_settings.insert(key.clone(), settings);
                 Ok(Applied::ShardsCreated {
                     uid: meta.uid,
                     shards: shards.iter().map(|s| s.id).collect(),
@@ -525,6 +605,7 @@ impl MetadataState {
                     .shard_keys
                     .remove(key)
                     .ok_or_else(|| missing_key(key))?;
+                meta.key_settings.remove(key);
                 for id in &ids {
                     meta.shards.remove(id);
                 }
@@ -577,105 +658,11 @@ impl MetadataState {
                 }
                 Ok(Applied::Nothing)
             }
-            Command::SetReplicaState {
-                collection,
-                uid,
-                shard,
-                node,
-                state,
-                epoch,
-            } => {
-                let s = self.shard_at_epoch(collection, *uid, *shard, *epoch)?;
-                if *state == ReplicaState::Initializing {
-                    return Err(Error::bad_request("a replica cannot be set Initializing"));
-                }
-                if s.primary() == Some(*node) {
-                    return Err(Error::conflict(format!(
-                        "node {node} holds the primary of shard {shard}; only a promotion changes it"
-                    )));
-                }
-                let at = s.replica_index(*node)?;
-                s.replicas[at].state = *state;
-                Ok(Applied::ReplicasChanged {
-                    uid: *uid,
-                    shard: *shard,
-                })
-            }
-            Command::PromoteReplica {
-                collection,
-                uid,
-                shard,
-                node,
-                epoch,
-            } => {
-                let s = self.shard_at_epoch(collection, *uid, *shard, *epoch)?;
-                let at = s
-                    .replicas
-                    .iter()
-                    .position(|r| r.node == *node && r.state == ReplicaState::Active)
-                    .ok_or_else(|| {
-                        Error::conflict(format!(
-                            "node {node} holds no in-sync replica of shard {shard}"
-                        ))
-                    })?;
-                if at == 0 {
-                    return Err(Error::conflict(format!(
-                        "node {node} is the primary of shard {shard} already"
-                    )));
-                }
-                let promoted = s.replicas.remove(at);
-                if let Some(old) = s.replicas.first_mut() {
-                    old.state = ReplicaState::Dead;
-                }
-                s.replicas.insert(0, promoted);
-                s.epoch += 1;
-                Ok(Applied::ReplicasChanged {
-                    uid: *uid,
-                    shard: *shard,
-                })
-            }
-            Command::AddReplica {
-                collection,
-                uid,
-                shard,
-                node,
-                epoch,
-            } => {
-                let s = self.shard_at_epoch(collection, *uid, *shard, *epoch)?;
-                if s.replicas.iter().any(|r| r.node == *node) {
-                    return Err(Error::conflict(format!(
-                        "node {node} holds a replica of shard {shard} already"
-                    )));
-                }
-                s.replicas.push(Replica {
-                    node: *node,
-                    state: ReplicaState::Partial,
-                });
-                Ok(Applied::ReplicasChanged {
-                    uid: *uid,
-                    shard: *shard,
-                })
-            }
-            Command::RemoveReplica {
-                collection,
-                uid,
-                shard,
-                node,
-                epoch,
-            } => {
-                let s = self.shard_at_epoch(collection, *uid, *shard, *epoch)?;
-                if s.primary() == Some(*node) {
-                    return Err(Error::conflict(format!(
-                        "node {node} holds the primary of shard {shard}; promote another replica first"
-                    )));
-                }
-                let at = s.replica_index(*node)?;
-                s.replicas.remove(at);
-                Ok(Applied::ReplicasChanged {
-                    uid: *uid,
-                    shard: *shard,
-                })
-            }
+            Command::SetReplicaState { .. }
+            | Command::PromoteReplica { .. }
+            | Command::AddReplica { .. }
+            | Command::RemoveReplica { .. }
+            | Command::MoveReplica { .. } => self.apply_replicas(cmd),
             Command::RetireNode { node } => {
                 self.node_keys.insert(*node, RETIRED_KEY);
                 Ok(Applied::Nothing)
@@ -691,32 +678,6 @@ impl MetadataState {
                 }
             },
         }
-    }
-
-    /// The shard a replica-set command names, if it still exists and is still at `epoch`.
-    fn shard_at_epoch(
-        &mut self,
-        collection: &str,
-        uid: u64,
-        shard: ShardId,
-        epoch: u64,
-    ) -> Result<&mut ShardMeta> {
-        let c = self
-            .collections
-            .get_mut(collection)
-            .filter(|c| c.uid == uid)
-            .ok_or_else(|| missing_collection(collection))?;
-        let s = c
-            .shards
-            .get_mut(&shard)
-            .ok_or_else(|| Error::not_found(format!("shard {shard} not found")))?;
-        if s.epoch != epoch {
-            return Err(Error::conflict(format!(
-                "stale epoch {epoch} for shard {shard}: it is at epoch {}",
-                s.epoch
-            )));
-        }
-        Ok(s)
     }
 
     /// Whether `tenant` is suspended.
@@ -758,6 +719,7 @@ fn add_shards(
                     })
                     .collect(),
                 epoch: 1,
+                moving: None,
             },
         );
     }
@@ -771,6 +733,12 @@ fn add_shards(
 
 mod place;
 pub use place::place;
+
+/// The replica-set commands (states, promotions, added, removed and moved replicas).
+mod replicas;
+
+mod rebalance;
+pub use rebalance::{PlannedMove, plan_rebalance};
 
 /// The shapes of earlier formats, read once and converted.
 mod legacy;
@@ -1088,6 +1056,13 @@ mod tests {
         let now = st.encode().expect("encode");
         assert_eq!(MetadataState::decode(&now).expect("read"), st);
         assert!(MetadataState::decode(&[9, 0]).is_err(), "unknown format");
+        // shards of formats 2 to 4 had no move intent
+        let shards_v4 = |c: &CollectionMeta| -> BTreeMap<ShardId, _> {
+            c.shards
+                .iter()
+                .map(|(id, s)| (*id, (s.id, s.key.clone(), s.replicas.clone(), s.epoch)))
+                .collect()
+        };
         let v3_collections: BTreeMap<&String, _> = st
             .collections
             .iter()
@@ -1096,7 +1071,7 @@ mod tests {
                     &c.name,
                     c.uid,
                     &c.params,
-                    &c.shards,
+                    shards_v4(c),
                     &c.shard_keys,
                     &c.payload_indexes,
                     c.next_shard_id,
@@ -1112,6 +1087,167 @@ mod tests {
         )
         .expect("v3");
         assert_eq!(MetadataState::decode(&v3).expect("read v3"), old);
+        // format 4: id spaces, but no moves and no recorded key settings
+        let v4_collections: BTreeMap<&String, _> = st
+            .collections
+            .iter()
+            .map(|(n, c)| {
+                let v = (
+                    &c.name,
+                    c.uid,
+                    &c.params,
+                    shards_v4(c),
+                    &c.shard_keys,
+                    &c.payload_indexes,
+                    c.next_shard_id,
+                    c.tenant_id_spaces,
+                );
+                (n, v)
+            })
+            .collect();
+        let v4 = codec::encode_as(
+            4,
+            &(&v4_collections, st.applied, &st.tenants, &st.node_keys),
+        )
+        .expect("v4");
+        assert_eq!(MetadataState::decode(&v4).expect("read v4"), st);
+    }
+
+    #[test]
+    fn a_format_four_state_with_keys_reads_their_settings_off_the_shards() {
+        let mut st = replicated();
+        st.collections.clear();
+        st.apply(
+            2,
+            &Command::CreateCollection {
+                name: "k".into(),
+                uid: 11,
+                params: params(ShardingMethod::Custom),
+                shards: vec![],
+            },
+        )
+        .expect("custom");
+        let key = ShardKey::Str("acme".into());
+        st.apply(
+            3,
+            &Command::CreateShardKey {
+                collection: "k".into(),
+                key: key.clone(),
+                shards: vec![
+                    ShardPlacement {
+                        id: 0,
+                        nodes: vec![2, 1],
+                    },
+                    ShardPlacement {
+                        id: 1,
+                        nodes: vec![3, 2],
+                    },
+                ],
+            },
+        )
+        .expect("key");
+        let recorded = st.collections["k"].key_settings_of(&key).expect("settings");
+        assert_eq!(recorded.replication_factor, 2);
+        assert_eq!(recorded.placed_on, vec![1, 2, 3]);
+        let c = &st.collections["k"];
+        let shards: BTreeMap<ShardId, _> = c
+            .shards
+            .iter()
+            .map(|(id, s)| (*id, (s.id, s.key.clone(), s.replicas.clone(), s.epoch)))
+            .collect();
+        let v4 = codec::encode_as(
+            4,
+            &(
+                BTreeMap::from([(
+                    "k".to_string(),
+                    (
+                        &c.name,
+                        c.uid,
+                        &c.params,
+                        shards,
+                        &c.shard_keys,
+                        &c.payload_indexes,
+                        c.next_shard_id,
+                        c.tenant_id_spaces,
+                    ),
+                )]),
+                st.applied,
+                &st.tenants,
+                &st.node_keys,
+            ),
+        )
+        .expect("v4");
+        let read = MetadataState::decode(&v4).expect("read v4");
+        let c = &read.collections["k"];
+        assert!(c.key_settings.is_empty(), "format 4 recorded none");
+        assert_eq!(
+            c.key_settings_of(&key),
+            Some(recorded),
+            "read off the shards"
+        );
+        assert!(c.shards.values().all(|s| s.moving.is_none()));
+    }
+
+    #[test]
+    fn a_move_records_its_intent_until_either_end_is_removed() {
+        let mut st = replicated();
+        let mv = |from, to, epoch| Command::MoveReplica {
+            collection: "c".into(),
+            uid: 10,
+            shard: 0,
+            from,
+            to,
+            epoch,
+        };
+        let shard = |st: &MetadataState| st.collections["c"].shards[&0].clone();
+        assert!(
+            st.apply(2, &mv(1, 2, 1)).is_err(),
+            "node 2 holds one already"
+        );
+        assert!(
+            st.apply(3, &mv(4, 5, 1)).is_err(),
+            "node 4 holds none to move"
+        );
+        st.apply(4, &mv(1, 4, 1)).expect("move");
+        let s = shard(&st);
+        assert_eq!(s.moving, Some(ShardMove { from: 1, to: 4 }));
+        assert_eq!(s.state_on(4), Some(ReplicaState::Partial));
+        assert!(s.in_transfer());
+        let e = st.apply(5, &mv(2, 5, 1)).expect_err("one move at a time");
+        assert_eq!(e.kind, crate::ErrorKind::Conflict);
+        // the new replica in sync, the primary hands over, the source goes: the move is done
+        st.apply(6, &set_state(4, ReplicaState::Active, 1))
+            .expect("in sync");
+        st.apply(7, &promote(4, 1)).expect("hand over");
+        assert!(shard(&st).moving.is_some(), "a promotion does not end it");
+        st.apply(
+            8,
+            &Command::RemoveReplica {
+                collection: "c".into(),
+                uid: 10,
+                shard: 0,
+                node: 1,
+                epoch: 2,
+            },
+        )
+        .expect("source dropped");
+        let s = shard(&st);
+        assert_eq!(s.moving, None);
+        assert!(!s.in_transfer());
+        // an aborted move (the new replica dropped) ends too
+        st.apply(9, &mv(2, 5, 2)).expect("another move");
+        st.apply(
+            10,
+            &Command::RemoveReplica {
+                collection: "c".into(),
+                uid: 10,
+                shard: 0,
+                node: 5,
+                epoch: 2,
+            },
+        )
+        .expect("aborted");
+        assert_eq!(shard(&st).moving, None);
     }
 
     #[test]

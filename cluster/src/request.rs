@@ -117,6 +117,19 @@ pub fn decide(
                 None => load.clone(),
             };
             let meta = state.collection(&collection)?;
+            if existing_key(
+                state,
+                &collection,
+                &key,
+                shards_number,
+                replication_factor,
+                placement.as_deref(),
+            )? {
+                // the caller reads it back on its own node (it may not have applied it yet)
+                return Err(Error::already_exists(format!(
+                    "Shard key {key} already exists with the same settings"
+                )));
+            }
             let shards_number = shards_number.unwrap_or(meta.params.shard_number);
             if shards_number == 0 || shards_number > MAX_SHARDS_PER_KEY {
                 return Err(Error::bad_request(format!(
@@ -170,7 +183,8 @@ pub fn decide(
             command @ (Command::SetReplicaState { .. }
             | Command::PromoteReplica { .. }
             | Command::AddReplica { .. }
-            | Command::RemoveReplica { .. }),
+            | Command::RemoveReplica { .. }
+            | Command::MoveReplica { .. }),
         ) => Ok(command),
         MetaRequest::BindNodeKey { node, key } => Ok(Command::BindNodeKey { node, key }),
         MetaRequest::RetireNode { node } => Ok(Command::RetireNode { node }),
@@ -178,6 +192,55 @@ pub fn decide(
             "not a replica-set change: {other:?}"
         ))),
     }
+}
+
+/// Whether a create of shard key `key` finds it there already with the settings it asks for
+/// (true: a repeated create, nothing to do), finds no such key (false), or finds it with other
+/// settings (409 naming each difference). Absent settings are the collection's; a placement is
+/// compatible when the key's replicas were placed among the nodes it names.
+pub fn existing_key(
+    state: &MetadataState,
+    collection: &str,
+    key: &ShardKey,
+    shards_number: Option<u32>,
+    replication_factor: Option<u32>,
+    placement: Option<&[NodeId]>,
+) -> Result<bool> {
+    let meta = state.collection(collection)?;
+    let (Some(shards), Some(settings)) = (meta.shards_of_key(key), meta.key_settings_of(key))
+    else {
+        return Ok(false);
+    };
+    let mut differences = Vec::new();
+    let wanted_shards = shards_number.unwrap_or(meta.params.shard_number);
+    if shards.len() != wanted_shards as usize {
+        differences.push(format!(
+            "shards_number {wanted_shards} (it has {})",
+            shards.len()
+        ));
+    }
+    let wanted_rf = replication_factor.unwrap_or(meta.params.replication_factor);
+    if settings.replication_factor != wanted_rf {
+        differences.push(format!(
+            "replication_factor {wanted_rf} (it has {})",
+            settings.replication_factor
+        ));
+    }
+    if let Some(named) = placement
+        && let Some(outside) = settings.placed_on.iter().find(|n| !named.contains(n))
+    {
+        differences.push(format!(
+            "placement {named:?} (its replicas were placed on {:?}, peer {outside} among them)",
+            settings.placed_on
+        ));
+    }
+    if differences.is_empty() {
+        return Ok(true);
+    }
+    Err(Error::conflict(format!(
+        "Shard key {key} already exists with other settings than the create asks for: {}",
+        differences.join(", ")
+    )))
 }
 
 /// The nodes a placement names, with their load; every one must be a node that may take
@@ -297,6 +360,50 @@ mod tests {
             distinct.dedup();
             assert_eq!(&distinct, replicas, "replicas of a shard on distinct nodes");
         }
+    }
+
+    #[test]
+    fn a_repeated_create_with_the_same_settings_is_told_apart_from_a_different_one() {
+        let mut state = state_with_custom();
+        let nodes = load(&[(1, 0), (2, 0), (3, 0)]);
+        let command = decide(&state, &nodes, 9, shard_key(Some(2), None, None)).expect("new");
+        state.apply(2, &command).expect("created");
+        let tenant = ShardKey::Str("tenant".into());
+        let on: Vec<NodeId> = placed(&command).into_iter().flatten().collect();
+        // the same settings, spelt out or left to the collection's defaults: a repeat
+        for (n, rf, placement) in [
+            (Some(2), None, None),
+            (Some(2), Some(1), None),
+            (Some(2), None, Some(vec![1, 2, 3])),
+        ] {
+            assert_eq!(
+                existing_key(&state, "c", &tenant, n, rf, placement.as_deref()),
+                Ok(true)
+            );
+            let e = decide(&state, &nodes, 10, shard_key(n, rf, placement)).expect_err("repeat");
+            assert_eq!(e.kind, ErrorKind::AlreadyExists, "{e}");
+        }
+        // other settings: a 409 naming each difference
+        let elsewhere: Vec<NodeId> = [1, 2, 3].into_iter().filter(|n| !on.contains(n)).collect();
+        let e = decide(
+            &state,
+            &nodes,
+            10,
+            shard_key(None, Some(2), Some(elsewhere)),
+        )
+        .expect_err("different");
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        for named in [
+            "shards_number 1 (it has 2)",
+            "replication_factor 2 (it has 1)",
+            "placement",
+        ] {
+            assert!(e.message.contains(named), "{named}: {}", e.message);
+        }
+        assert_eq!(
+            existing_key(&state, "c", &ShardKey::Num(3), None, None, None),
+            Ok(false)
+        );
     }
 
     #[test]

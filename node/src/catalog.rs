@@ -18,11 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tessera_cluster::meta::{
-    Applied, CollectionMeta, Command, Distance, MetadataState, NodeId, ShardKey,
+    Applied, CollectionMeta, Command, Distance, MetadataState, NodeId, ShardId, ShardKey,
 };
 use tessera_cluster::metastore::MetaStore;
 use tessera_cluster::raft::{MetaEvent, MetaRaft, StateView};
-use tessera_cluster::request::{MetaRequest, decide};
+use tessera_cluster::request::{MetaRequest, decide, existing_key};
 use tessera_cluster::transport::BoxFuture;
 use tessera_cluster::{Error, ErrorKind, Result};
 use tessera_shard::manager::ShardManager;
@@ -58,10 +58,21 @@ impl Meta {
     }
 }
 
-/// How long a shard-key or collection change waits for its replicas to open on their nodes.
-const REPLICAS_READY: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a shard-key or collection change waits for its replicas to open on the nodes that
+/// answer; those not open by then are reported pending (each opens its replicas when it applies
+/// the change), and nodes that are down are not waited for at all.
+const REPLICAS_READY: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest wait for one node's answer about one replica within [`REPLICAS_READY`].
+const REPLICA_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a follower waits to apply a change its leader committed.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a create that the leader found done already waits to see the key here.
+const KEY_VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// How long a change waits for a metadata leader to be elected.
 const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a node that reaches no other voter waits before it refuses a change (503): a
+/// partition, not an election.
+const CUT_OFF_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Catalog {
     pub config: NodeConfig,
@@ -74,6 +85,14 @@ pub struct Catalog {
     /// The cluster link, to forward changes to the leader and ask peers about replicas (None
     /// on a single node).
     link: Option<Arc<Link>>,
+}
+
+/// What a shard-key create did: whether this request created the key (false: it was there with
+/// the same settings), and the replicas (shard, node) not open on their nodes yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOutcome {
+    pub created: bool,
+    pub pending: Vec<(ShardId, NodeId)>,
 }
 
 pub fn metric_of(distance: Distance) -> Metric {
@@ -234,8 +253,20 @@ impl Catalog {
         };
         // a leader that is down is being replaced: wait (bounded) for the next one and send
         // the change there
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let started = tokio::time::Instant::now();
+        let deadline = started + LEADER_WAIT;
         loop {
+            // a node that reaches no other voter (cut off) has no leader to wait for
+            let voters = raft.metrics().voters;
+            let cut_off = voters
+                .iter()
+                .filter(|v| **v != self.node_id)
+                .all(|v| link.check_up(*v).is_err());
+            if cut_off && started.elapsed() >= CUT_OFF_WAIT {
+                return Some(Err(Error::unavailable(
+                    "this node reaches no other member of the metadata group; retry, or ask another node",
+                )));
+            }
             let leader = match raft.leader() {
                 Some((id, _)) if id == self.node_id => return None,
                 Some((id, _)) if link.check_up(id).is_ok() => Some(id),
@@ -243,7 +274,7 @@ impl Catalog {
             };
             if let Some(leader) = leader {
                 match link.forward_meta(leader, request.clone()).await {
-                    Ok(index) => return Some(raft.wait_applied(index, REPLICAS_READY).await),
+                    Ok(index) => return Some(raft.wait_applied(index, APPLY_WAIT).await),
                     Err(e) if e.kind == ErrorKind::Unavailable => {
                         tracing::debug!(leader, error = %e, "forward failed; looking for the leader");
                     }
@@ -260,8 +291,9 @@ impl Catalog {
     }
 
     /// After a change: on a single node the shard manager follows it now; in a cluster every
-    /// node follows the Raft log, and this waits until the replicas the change created are open
-    /// on their nodes.
+    /// node follows the Raft log, and this waits (briefly, see [`REPLICAS_READY`]) until the
+    /// replicas the change created are open on their nodes. Never fails for a replica that is
+    /// not open yet: the change is committed, and its node opens it when it applies the log.
     async fn settle(&self, applied: Applied) -> Result<()> {
         match &*self.meta {
             Meta::Local(_) => self.follow(applied).await,
@@ -274,42 +306,159 @@ impl Catalog {
                     | Applied::ReplicasChanged { .. }
                     | Applied::Nothing => return Ok(()),
                 };
-                let placed: Vec<(NodeId, u32)> = {
-                    let st = self.meta.read();
-                    let Some(c) = st.collections.values().find(|c| c.uid == uid) else {
-                        return Ok(());
-                    };
-                    c.shards
-                        .values()
-                        .filter(|s| shards.as_ref().is_none_or(|ids| ids.contains(&s.id)))
-                        .flat_map(|s| s.replicas.iter().map(move |r| (r.node, s.id)))
-                        .collect()
-                };
-                let deadline = tokio::time::Instant::now() + REPLICAS_READY;
-                for (node, shard) in placed {
-                    loop {
-                        let open = if node == self.node_id {
-                            self.shards.contains((uid, shard))
-                        } else {
-                            match &self.link {
-                                Some(link) => link.has_replica(node, uid, shard).await,
-                                None => false,
-                            }
-                        };
-                        if open {
-                            break;
-                        }
-                        if tokio::time::Instant::now() >= deadline {
-                            return Err(Error::timeout(format!(
-                                "shard {shard} is not yet active on peer {node}; it will be once the peer applies the change"
-                            )));
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    }
+                let pending = self.pending_replicas(uid, shards.as_deref()).await;
+                if !pending.is_empty() {
+                    tracing::info!(
+                        uid,
+                        ?pending,
+                        "replicas not open yet; their nodes open them when they apply the change"
+                    );
                 }
                 Ok(())
             }
         }
+    }
+
+    /// The replicas (shard, node) of collection `uid` (only `shards`, if given) that are not
+    /// open on their nodes after a wait of at most [`REPLICAS_READY`]: nodes the link says are
+    /// down are not asked, and each other is asked with a short deadline.
+    pub async fn pending_replicas(
+        &self,
+        uid: u64,
+        shards: Option<&[ShardId]>,
+    ) -> Vec<(ShardId, NodeId)> {
+        let mut pending: Vec<(ShardId, NodeId)> = {
+            let st = self.meta.read();
+            let Some(c) = st.collections.values().find(|c| c.uid == uid) else {
+                return Vec::new();
+            };
+            c.shards
+                .values()
+                .filter(|s| shards.is_none_or(|ids| ids.contains(&s.id)))
+                .flat_map(|s| s.replicas.iter().map(move |r| (s.id, r.node)))
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + REPLICAS_READY;
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for (shard, node) in pending {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let open = if node == self.node_id {
+                    self.shards.contains((uid, shard))
+                } else {
+                    match &self.link {
+                        Some(link) if !left.is_zero() => {
+                            link.has_replica_within(node, uid, shard, left.min(REPLICA_PROBE))
+                                .await
+                        }
+                        _ => false,
+                    }
+                };
+                if !open {
+                    still.push((shard, node));
+                }
+            }
+            pending = still;
+            // nodes that are down are not waited for
+            let waiting = pending.iter().any(|(_, node)| {
+                *node == self.node_id
+                    || self
+                        .link
+                        .as_ref()
+                        .is_some_and(|l| l.check_up(*node).is_ok())
+            });
+            if pending.is_empty() || !waiting || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        pending
+    }
+
+    /// Creates a shard key, idempotently: a key that exists with the settings asked for is
+    /// answered as there (`created: false`), one with other settings is a 409 naming the
+    /// differences. A create that failed after it may have been committed (a timeout, the
+    /// leader lost) says that its outcome is unknown and that a retry is safe. Replicas not
+    /// open on their nodes yet are reported pending; they open when their node applies the log.
+    pub async fn create_shard_key(&self, request: MetaRequest) -> Result<KeyOutcome> {
+        let MetaRequest::CreateShardKey {
+            collection,
+            key,
+            shards_number,
+            replication_factor,
+            placement,
+        } = &request
+        else {
+            return Err(Error::internal("create_shard_key of another request"));
+        };
+        let (collection, key) = (collection.clone(), key.clone());
+        let (n, rf, placement) = (*shards_number, *replication_factor, placement.clone());
+        // a collection this node has not applied yet is the leader's to judge
+        let there = |st: &MetadataState| match existing_key(
+            st,
+            &collection,
+            &key,
+            n,
+            rf,
+            placement.as_deref(),
+        ) {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            other => other,
+        };
+        if there(&self.meta.read())? {
+            return Ok(self.key_outcome(&collection, &key, false).await);
+        }
+        let failed = match self.submit(request).await {
+            Ok(_) => return Ok(self.key_outcome(&collection, &key, true).await),
+            Err(e) => e,
+        };
+        // the key may be there all the same: committed by an earlier try of this create, or by
+        // the leader before its answer was lost; the leader said so (AlreadyExists) before this
+        // node applied it, maybe
+        let wait = match failed.kind {
+            ErrorKind::AlreadyExists => KEY_VISIBLE_WAIT,
+            _ => std::time::Duration::ZERO,
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if there(&self.meta.read())? {
+                return Ok(self.key_outcome(&collection, &key, false).await);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        match failed.kind {
+            ErrorKind::Timeout | ErrorKind::Unavailable => Err(Error::new(
+                failed.kind,
+                format!(
+                    "{}; the shard key {key} may or may not have been created: retrying the same create is safe",
+                    failed.message
+                ),
+            )),
+            ErrorKind::AlreadyExists => Err(Error::unavailable(format!(
+                "{}, but this node has not applied it yet: retrying the same create is safe",
+                failed.message
+            ))),
+            _ => Err(failed),
+        }
+    }
+
+    /// What a create of `key` amounts to now: whether it created it, and which of its replicas
+    /// are not open yet.
+    async fn key_outcome(&self, collection: &str, key: &ShardKey, created: bool) -> KeyOutcome {
+        let found = {
+            let st = self.meta.read();
+            st.collections
+                .get(collection)
+                .and_then(|c| c.shards_of_key(key).map(|ids| (c.uid, ids.to_vec())))
+        };
+        let pending = match found {
+            Some((uid, ids)) => self.pending_replicas(uid, Some(&ids)).await,
+            None => Vec::new(),
+        };
+        KeyOutcome { created, pending }
     }
 
     /// Opens every replica placed on this node that is not open yet (after a restart, or a

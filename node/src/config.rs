@@ -120,6 +120,11 @@ pub struct ServeArgs {
     /// are rebuilt on other nodes, to keep each shard's replication factor [default: 60]
     #[arg(long, env = "TESSERA_REPLICA_TIMEOUT")]
     pub replica_timeout: Option<u64>,
+    /// Let the metadata leader move shard replicas onto less loaded nodes by itself (every 10 s,
+    /// a few moves at a time, while every member is reachable), as `POST /admin/rebalance`
+    /// does on request [default: false]
+    #[arg(long, env = "TESSERA_AUTO_REBALANCE", num_args = 0..=1, default_missing_value = "true")]
+    pub auto_rebalance: Option<bool>,
     /// MiB per second a shard copy onto this node reads from its source at most, so that
     /// transfers leave room for searches [default: 64]
     #[arg(long, env = "TESSERA_TRANSFER_RATE")]
@@ -165,6 +170,7 @@ struct ConfigFile {
     max_voters: Option<usize>,
     join_token: Option<String>,
     replica_timeout: Option<u64>,
+    auto_rebalance: Option<bool>,
     transfer_rate: Option<u64>,
 }
 
@@ -211,6 +217,8 @@ pub struct ClusterConfig {
     pub join_token: Option<JoinToken>,
     /// How long a node may be unreachable before its replicas are rebuilt elsewhere.
     pub replica_timeout: std::time::Duration,
+    /// Whether the metadata leader rebalances replicas by itself.
+    pub auto_rebalance: bool,
     /// Bytes per second a copy onto this node transfers at most.
     pub transfer_rate: u64,
 }
@@ -402,6 +410,7 @@ impl NodeConfig {
                     replica_timeout: std::time::Duration::from_secs(
                         args.replica_timeout.or(file.replica_timeout).unwrap_or(60),
                     ),
+                    auto_rebalance: args.auto_rebalance.or(file.auto_rebalance).unwrap_or(false),
                     transfer_rate: args
                         .transfer_rate
                         .or(file.transfer_rate)

@@ -70,6 +70,7 @@ impl TestCluster {
                 max_voters: 3,
                 join_token: None,
                 replica_timeout: Duration::from_secs(60),
+                auto_rebalance: false,
                 transfer_rate: 1 << 30,
             });
             let memory = Arc::new(hub.attach(id, MemoryHub::addr_of(id)));

@@ -738,13 +738,15 @@ fn bad_input(node: &mut Node) -> Result<()> {
             409,
             &["already exists"],
         ),
+        // a key that exists with other settings: 409 naming the difference (with the same
+        // settings a create is a repeat, answered 200)
         case(
-            "duplicate key",
+            "duplicate key, other settings",
             "PUT",
             "/collections/t/shards",
-            j(json!({"shard_key": "a"})),
+            j(json!({"shard_key": "a", "shards_number": 2})),
             409,
-            &["already exists"],
+            &["already exists", "shards_number 2 (it has 1)"],
         ),
         // a shard key in an auto-sharded collection: 400
         case(

@@ -659,6 +659,11 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
             403,
             "suspend",
         )?;
+        expect_error(
+            api.post("/admin/rebalance", &json!({"dry_run": true}))?,
+            403,
+            "rebalance",
+        )?;
     }
     phase!("X-Tenant-Id outside the token's tenant: 404");
     let msg = expect_error(

@@ -153,6 +153,19 @@ impl Swarm {
         Ok(())
     }
 
+    /// Starts node `id` for the first time (a swarm [`Swarm::prepare`]d with more nodes than it
+    /// starts at once: a node that joins later), as [`Swarm::start_all`] starts each: `/readyz`,
+    /// listed by node 1, the cluster settled.
+    pub fn start_member(&mut self, id: u64) -> Result<()> {
+        if self.member(id)?.info.starts > 0 {
+            bail!("node {id} has been started before; restart it instead");
+        }
+        self.start_new_member(id)?;
+        self.wait_until_listed(1, id, self.opts.join_timeout)?;
+        self.wait_settled(self.opts.join_timeout)?;
+        Ok(())
+    }
+
     /// Waits until the running nodes agree on a settled cluster (see [`crate::view::settled`]:
     /// every node started so far listed, one leader named by all, everything applied) and it
     /// stays so, with the same leader, term and commit, for a quiet period of 500 ms. Returns

@@ -41,6 +41,7 @@ impl From<StateV1> for MetadataState {
                             key: s.key,
                             replicas: s.replicas,
                             epoch: 1,
+                            moving: None,
                         };
                         (id, shard)
                     })
@@ -54,6 +55,7 @@ impl From<StateV1> for MetadataState {
                     payload_indexes: c.payload_indexes,
                     next_shard_id: c.next_shard_id,
                     tenant_id_spaces: false,
+                    key_settings: BTreeMap::new(),
                 };
                 (name, meta)
             })
@@ -67,13 +69,38 @@ impl From<StateV1> for MetadataState {
     }
 }
 
+/// A shard of formats 2 to 4: before moves were recorded.
+#[derive(Deserialize)]
+pub(super) struct ShardV4 {
+    id: ShardId,
+    key: Option<ShardKey>,
+    replicas: Vec<Replica>,
+    epoch: u64,
+}
+
+impl From<ShardV4> for ShardMeta {
+    fn from(s: ShardV4) -> ShardMeta {
+        ShardMeta {
+            id: s.id,
+            key: s.key,
+            replicas: s.replicas,
+            epoch: s.epoch,
+            moving: None,
+        }
+    }
+}
+
+fn shards_of(s: BTreeMap<ShardId, ShardV4>) -> BTreeMap<ShardId, ShardMeta> {
+    s.into_iter().map(|(id, s)| (id, s.into())).collect()
+}
+
 /// A collection of formats 2 and 3: before tenant id spaces.
 #[derive(Deserialize)]
 pub(super) struct CollectionV3 {
     name: String,
     uid: u64,
     params: CollectionParams,
-    shards: BTreeMap<ShardId, ShardMeta>,
+    shards: BTreeMap<ShardId, ShardV4>,
     shard_keys: BTreeMap<ShardKey, Vec<ShardId>>,
     payload_indexes: BTreeMap<String, PayloadIndex>,
     next_shard_id: ShardId,
@@ -85,11 +112,12 @@ impl From<CollectionV3> for CollectionMeta {
             name: c.name,
             uid: c.uid,
             params: c.params,
-            shards: c.shards,
+            shards: shards_of(c.shards),
             shard_keys: c.shard_keys,
             payload_indexes: c.payload_indexes,
             next_shard_id: c.next_shard_id,
             tenant_id_spaces: false,
+            key_settings: BTreeMap::new(),
         }
     }
 }
@@ -128,6 +156,56 @@ impl From<StateV3> for MetadataState {
     fn from(v: StateV3) -> MetadataState {
         MetadataState {
             collections: collections_of(v.collections),
+            applied: v.applied,
+            tenants: v.tenants,
+            node_keys: v.node_keys,
+        }
+    }
+}
+
+/// A collection of format 4: before moves and key settings were recorded.
+#[derive(Deserialize)]
+pub(super) struct CollectionV4 {
+    name: String,
+    uid: u64,
+    params: CollectionParams,
+    shards: BTreeMap<ShardId, ShardV4>,
+    shard_keys: BTreeMap<ShardKey, Vec<ShardId>>,
+    payload_indexes: BTreeMap<String, PayloadIndex>,
+    next_shard_id: ShardId,
+    tenant_id_spaces: bool,
+}
+
+#[derive(Deserialize)]
+pub(super) struct StateV4 {
+    collections: BTreeMap<String, CollectionV4>,
+    applied: u64,
+    tenants: BTreeMap<String, TenantSettings>,
+    node_keys: BTreeMap<NodeId, [u8; 32]>,
+}
+
+impl From<StateV4> for MetadataState {
+    fn from(v: StateV4) -> MetadataState {
+        let collections = v
+            .collections
+            .into_iter()
+            .map(|(name, c)| {
+                let meta = CollectionMeta {
+                    name: c.name,
+                    uid: c.uid,
+                    params: c.params,
+                    shards: shards_of(c.shards),
+                    shard_keys: c.shard_keys,
+                    payload_indexes: c.payload_indexes,
+                    next_shard_id: c.next_shard_id,
+                    tenant_id_spaces: c.tenant_id_spaces,
+                    key_settings: BTreeMap::new(),
+                };
+                (name, meta)
+            })
+            .collect();
+        MetadataState {
+            collections,
             applied: v.applied,
             tenants: v.tenants,
             node_keys: v.node_keys,

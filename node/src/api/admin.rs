@@ -1,4 +1,5 @@
-//! Admin endpoints of a tenant (manage rights): suspension, quota and usage.
+//! Admin endpoints (manage rights): a tenant's suspension, quota and usage; a collection's
+//! replicas; rebalancing the cluster.
 
 use std::time::Instant;
 use tessera_cluster::request::MetaRequest;
@@ -9,7 +10,8 @@ use axum::extract::{Extension, Path, State};
 
 use super::json::KeyJson;
 use super::json::admin::{
-    QuotaView, ReplicaView, ReplicasView, ShardReplicasView, TenantInfo, UsageView, quota_patch,
+    QuotaView, RebalanceView, ReplicaView, ReplicasView, ShardReplicasView, TenantInfo, UsageView,
+    quota_patch, rebalance_request,
 };
 use super::json::{bad, body_json, body_object};
 use super::{AppState, Reply, ok};
@@ -165,4 +167,25 @@ pub async fn replicas(
         },
         started,
     )
+}
+
+/// Moves shard replicas from the most loaded reachable nodes onto the least loaded ones (a node
+/// that joined empty), at most `max_moves` at a time; answers the plan, each move started (or
+/// refused), or only planned with `dry_run` (manage rights).
+pub async fn rebalance(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Reply {
+    let started = Instant::now();
+    access::check_manage(&ctx.principal)?;
+    let (max_moves, dry_run) = rebalance_request(body_object(&body_json(body)?)?)?;
+    let moves = app.router.replication.rebalance(max_moves, dry_run).await?;
+    tracing::info!(
+        moves = moves.len(),
+        max_moves,
+        dry_run,
+        "rebalance requested"
+    );
+    ok(RebalanceView::new(dry_run, moves), started)
 }

@@ -60,6 +60,7 @@ pub enum Operation {
     TenantUsage,
     CollectionReplicas,
     UpdateCollectionCluster,
+    Rebalance,
 }
 
 impl Operation {
@@ -106,6 +107,7 @@ impl Operation {
             Operation::TenantUsage => "tenant.usage",
             Operation::CollectionReplicas => "collection.replicas",
             Operation::UpdateCollectionCluster => "collection.update_cluster",
+            Operation::Rebalance => "cluster.rebalance",
         }
     }
 
@@ -149,7 +151,8 @@ impl Operation {
             | Operation::SetTenantQuota
             | Operation::TenantUsage
             | Operation::CollectionReplicas
-            | Operation::UpdateCollectionCluster => None,
+            | Operation::UpdateCollectionCluster
+            | Operation::Rebalance => None,
         }
     }
 
@@ -193,7 +196,8 @@ impl Operation {
             | Operation::SetTenantQuota
             | Operation::TenantUsage
             | Operation::CollectionReplicas
-            | Operation::UpdateCollectionCluster => false,
+            | Operation::UpdateCollectionCluster
+            | Operation::Rebalance => false,
         }
     }
 }
@@ -253,6 +257,7 @@ pub fn table() -> Vec<Route> {
         row(Method::PUT, "/admin/tenants/{t}/quota", Op::SetTenantQuota, admin::set_quota),
         row(Method::GET, "/admin/tenants/{t}/usage", Op::TenantUsage, admin::usage),
         row(Method::GET, "/admin/collections/{c}/replicas", Op::CollectionReplicas, admin::replicas),
+        row(Method::POST, "/admin/rebalance", Op::Rebalance, admin::rebalance),
     ]
 }
 

@@ -7,10 +7,11 @@ use tessera_cluster::request::MetaRequest;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
+use axum::response::IntoResponse;
 
 use super::json::shard_keys::{
-    CollectionCluster, CreateShardKey, ShardKeyEntry, ShardKeyList, ShardReplica, ShardTransfer,
-    cluster_op, delete_shard_key,
+    CollectionCluster, CreateShardKey, KeyCreated, ShardKeyEntry, ShardKeyList, ShardReplica,
+    ShardTransfer, cluster_op, delete_shard_key,
 };
 use super::json::{KeyJson, body_json, body_object};
 use super::{AppState, Reply, ok, visible_collection, visible_read_scope};
@@ -33,16 +34,19 @@ pub async fn create(
         replication_factor,
         placement,
     } = CreateShardKey::parse(body_object(&body_json(body)?)?)?;
-    app.catalog
-        .submit(MetaRequest::CreateShardKey {
-            collection: name,
-            key,
+    let outcome = app
+        .catalog
+        .create_shard_key(MetaRequest::CreateShardKey {
+            collection: name.clone(),
+            key: key.clone(),
             shards_number,
             replication_factor,
             placement,
         })
         .await?;
-    ok(true, started)
+    tracing::info!(collection = %name, shard_key = %key, created = outcome.created, pending = outcome.pending.len(), "shard key create answered");
+    let answer = KeyCreated::new(key, outcome, started.elapsed().as_secs_f64());
+    Ok(axum::Json(answer).into_response())
 }
 
 pub async fn delete(

@@ -170,13 +170,25 @@ impl Link {
 
     /// Whether `node` has the replica open.
     pub async fn has_replica(&self, node: NodeId, uid: u64, shard: ShardId) -> bool {
+        self.has_replica_within(node, uid, shard, Duration::from_secs(2))
+            .await
+    }
+
+    /// Whether `node` answers within `deadline` that it has the replica open (false at once
+    /// for a peer that is down).
+    pub async fn has_replica_within(
+        &self,
+        node: NodeId,
+        uid: u64,
+        shard: ShardId,
+        deadline: Duration,
+    ) -> bool {
+        if self.check_up(node).is_err() {
+            return false;
+        }
         matches!(
-            self.admin(
-                node,
-                &AdminRpc::HasReplica { uid, shard },
-                Duration::from_secs(2)
-            )
-            .await,
+            self.admin(node, &AdminRpc::HasReplica { uid, shard }, deadline)
+                .await,
             Ok(AdminReply::HasReplica(true))
         )
     }

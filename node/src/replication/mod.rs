@@ -39,6 +39,8 @@ use crate::shard_rpc::{ReplicaSets, ShardReply, ShardRpc};
 mod copy;
 mod placement;
 pub use placement::ClusterOp;
+mod rebalance;
+pub use rebalance::{MAX_REBALANCE_MOVES, MoveStatus, RebalanceMove};
 
 /// A backup that has not made a record durable in this long is dropped from the in-sync set.
 pub const REPLICATION_DEADLINE: Duration = Duration::from_secs(2);
@@ -619,6 +621,7 @@ pub fn spawn_loops(repl: Arc<Replication>) {
     let Some(raft) = repl.catalog.meta.raft().cloned() else {
         return;
     };
+    rebalance::spawn_loop(repl.clone(), raft.clone());
     let leader_side = repl.clone();
     let raft_for_leader = raft.clone();
     tokio::spawn(async move {

@@ -1,11 +1,11 @@
 //! Placement changes of a shard (Qdrant's `POST /collections/{c}/cluster`): a replica added on
-//! another node catches up through the keeper like any returning replica; a move drops the
-//! source once the new replica is in sync; a drop never takes the last in-sync replica, and
+//! another node catches up through the keeper like any returning replica; a move records its
+//! intent in the metadata, and the metadata leader drops the source once the new replica is in
+//! sync (see `rebalance.rs`); a drop never takes the last in-sync replica, and
 //! hands the primary over first. The leader also rebuilds, elsewhere, the replicas of a node
 //! gone longer than the replica timeout.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use tessera_cluster::meta::{CollectionMeta, Command, NodeId, ReplicaState, ShardId, ShardMeta};
 use tessera_cluster::{Error, Result};
@@ -34,12 +34,10 @@ pub enum ClusterOp {
     Drop { shard: ShardId, peer: NodeId },
 }
 
-/// How long a move waits for its new replica to catch up before it leaves both in place.
-const MOVE_WAIT: Duration = Duration::from_secs(600);
-
 impl Replication {
     /// Applies a placement change to `collection`'s shard. Answers once the change is committed;
-    /// a move's second half (dropping the source once the new replica is in sync) runs on.
+    /// a move's second half (dropping the source once the new replica is in sync) is the
+    /// metadata leader's, from the intent the move recorded.
     pub async fn cluster_op(&self, collection: &str, op: ClusterOp) -> Result<()> {
         let shard = match &op {
             ClusterOp::Move { shard, .. }
@@ -73,24 +71,31 @@ impl Replication {
                         s.id
                     ));
                 }
-                change(Command::AddReplica {
-                    collection: c.name.clone(),
-                    uid: c.uid,
-                    shard: s.id,
-                    node: to,
-                    epoch: s.epoch,
-                })
-                .await?;
-                if matches!(op, ClusterOp::Move { .. })
-                    && let Some(this) = self.this.upgrade()
-                {
-                    let name = c.name.clone();
-                    let (uid, shard) = (c.uid, s.id);
-                    tokio::spawn(async move {
-                        if let Err(e) = this.finish_move(&name, uid, shard, from, to).await {
-                            tracing::warn!(collection = %name, shard, from, to, error = %e, "move not finished: both replicas stay");
-                        }
-                    });
+                if matches!(op, ClusterOp::Move { .. }) {
+                    if let Some(m) = s.moving {
+                        return bad(format!(
+                            "shard {} is moving from peer {} to peer {} already",
+                            s.id, m.from, m.to
+                        ));
+                    }
+                    change(Command::MoveReplica {
+                        collection: c.name.clone(),
+                        uid: c.uid,
+                        shard: s.id,
+                        from,
+                        to,
+                        epoch: s.epoch,
+                    })
+                    .await?;
+                } else {
+                    change(Command::AddReplica {
+                        collection: c.name.clone(),
+                        uid: c.uid,
+                        shard: s.id,
+                        node: to,
+                        epoch: s.epoch,
+                    })
+                    .await?;
                 }
                 Ok(())
             }
@@ -132,7 +137,12 @@ impl Replication {
 
     /// Drops `peer`'s replica of `s`: never the last in-sync one; the primary hands over to
     /// another in-sync replica first.
-    async fn drop_replica(&self, c: &CollectionMeta, s: &ShardMeta, peer: NodeId) -> Result<()> {
+    pub(super) async fn drop_replica(
+        &self,
+        c: &CollectionMeta,
+        s: &ShardMeta,
+        peer: NodeId,
+    ) -> Result<()> {
         let Some(state) = s.state_on(peer) else {
             return Err(Error::bad_request(format!(
                 "Bad request: peer {peer} holds no replica of shard {}",
@@ -166,43 +176,6 @@ impl Replication {
             epoch,
         })
         .await
-    }
-
-    /// The second half of a move: once the replica on `to` is in sync, the one on `from` goes.
-    async fn finish_move(
-        &self,
-        collection: &str,
-        uid: u64,
-        shard: ShardId,
-        from: NodeId,
-        to: NodeId,
-    ) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + MOVE_WAIT;
-        loop {
-            let view = self.view(uid, shard)?;
-            match view.shard.state_on(to) {
-                Some(ReplicaState::Active) => break,
-                None => {
-                    return Err(Error::conflict(format!(
-                        "the replica on peer {to} was dropped (aborted)"
-                    )));
-                }
-                Some(_) => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::timeout(format!(
-                    "the replica on peer {to} did not catch up within {MOVE_WAIT:?}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let (c, s) = self.collection_shard(collection, shard)?;
-        if s.state_on(from).is_some() {
-            self.drop_replica(&c, &s, from).await?;
-        }
-        tracing::info!(collection, shard, from, to, "shard moved");
-        metrics::counter!("tessera_shard_moves_total").increment(1);
-        Ok(())
     }
 }
 
@@ -256,6 +229,28 @@ impl Replication {
                 let Some(dead) = s.replicas.iter().map(|r| r.node).find(|n| gone(*n)) else {
                     continue;
                 };
+                // the new replica of a move, lost: the move is abandoned (the source stays),
+                // not rebuilt elsewhere as one copy too many
+                if s.moving.is_some_and(|m| m.to == dead) {
+                    let aborted = self
+                        .change(Command::RemoveReplica {
+                            collection: c.name.clone(),
+                            uid: c.uid,
+                            shard: s.id,
+                            node: dead,
+                            epoch: s.epoch,
+                        })
+                        .await;
+                    match aborted {
+                        Ok(()) => {
+                            tracing::warn!(collection = %c.name, shard = s.id, lost = dead, "move abandoned: its new replica's node is gone")
+                        }
+                        Err(e) => {
+                            tracing::debug!(collection = %c.name, shard = s.id, error = %e, "abandoning a move not done")
+                        }
+                    }
+                    continue;
+                }
                 let copyable = s.in_sync().any(|n| !gone(n) && self.up(n));
                 if s.primary() == Some(dead) || !copyable {
                     continue;

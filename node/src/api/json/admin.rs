@@ -1,11 +1,14 @@
 //! Admin bodies: a tenant's suspension, its quota (the patch an admin sends, the limits read
-//! back) and its usage. The quota model lives in the cluster crate, which knows no JSON; its
-//! HTTP shapes are here.
+//! back) and its usage, and the rebalance request and plan. The quota model lives in the
+//! cluster crate, which knows no JSON; its HTTP shapes are here.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 use tessera_cluster::{Error, Result};
 
+use super::{KeyJson, bad};
 use crate::quota::{Quota, QuotaPatch, RequestCounts, Usage};
+use crate::replication::{MAX_REBALANCE_MOVES, MoveStatus, RebalanceMove};
 
 /// `GET /admin/tenants/{t}` and the answer to suspend and resume.
 #[derive(Serialize)]
@@ -189,6 +192,90 @@ impl UsageView {
     }
 }
 
+/// Moves a `POST /admin/rebalance` starts when its body names no `max_moves`.
+pub const DEFAULT_REBALANCE_MOVES: usize = 4;
+
+/// `POST /admin/rebalance`: `{"max_moves": N, "dry_run": bool}`, both optional (an empty body
+/// is the defaults: 4 moves, started). Any other field, or a value out of its range, is a 400
+/// naming it.
+pub fn rebalance_request(o: &Map<String, Value>) -> Result<(usize, bool)> {
+    if let Some(unknown) = o
+        .keys()
+        .find(|k| !matches!(k.as_str(), "max_moves" | "dry_run"))
+    {
+        return Err(bad(format!(
+            "Format error in JSON body: unknown field {unknown} (expected max_moves, dry_run)"
+        )));
+    }
+    let max_moves = match o.get("max_moves") {
+        None | Some(Value::Null) => DEFAULT_REBALANCE_MOVES,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=MAX_REBALANCE_MOVES as u64).contains(n))
+            .map(|n| n as usize)
+            .ok_or_else(|| {
+                bad(format!(
+                    "Bad request: max_moves must be an integer between 1 and {MAX_REBALANCE_MOVES}, got {v}"
+                ))
+            })?,
+    };
+    let dry_run = match o.get("dry_run") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(bad(format!(
+                "Format error in JSON body: dry_run must be a boolean, got {v}"
+            )));
+        }
+    };
+    Ok((max_moves, dry_run))
+}
+
+/// The answer to `POST /admin/rebalance`: every planned move and what became of it.
+#[derive(Serialize)]
+pub struct RebalanceView {
+    pub dry_run: bool,
+    pub moves: Vec<RebalanceMoveView>,
+}
+
+#[derive(Serialize)]
+pub struct RebalanceMoveView {
+    pub collection: String,
+    pub shard_id: u32,
+    pub shard_key: Option<KeyJson>,
+    pub from_peer_id: u64,
+    pub to_peer_id: u64,
+    /// `planned` (a dry run), `started`, or `refused` (with `error`).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RebalanceView {
+    pub fn new(dry_run: bool, moves: Vec<RebalanceMove>) -> RebalanceView {
+        let moves = moves
+            .into_iter()
+            .map(|m| {
+                let (status, error) = match m.status {
+                    MoveStatus::Planned => ("planned", None),
+                    MoveStatus::Started => ("started", None),
+                    MoveStatus::Refused(why) => ("refused", Some(why)),
+                };
+                RebalanceMoveView {
+                    collection: m.planned.collection,
+                    shard_id: m.planned.shard,
+                    shard_key: m.planned.key.map(KeyJson),
+                    from_peer_id: m.planned.from,
+                    to_peer_id: m.planned.to,
+                    status,
+                    error,
+                }
+            })
+            .collect();
+        RebalanceView { dry_run, moves }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +355,32 @@ mod tests {
         expected["queue_depth"] = json!(2);
         let view = serde_json::to_string(&UsageView::new(usage, 2)).expect("serializes");
         assert_eq!(view, expected.to_string());
+    }
+
+    #[test]
+    fn a_rebalance_body_is_checked_field_by_field() {
+        let parse = |v: serde_json::Value| {
+            rebalance_request(v.as_object().expect("an object")).map_err(|e| e.message)
+        };
+        assert_eq!(
+            parse(serde_json::json!({})),
+            Ok((DEFAULT_REBALANCE_MOVES, false))
+        );
+        assert_eq!(
+            parse(serde_json::json!({"max_moves": 2, "dry_run": true})),
+            Ok((2, true))
+        );
+        for (body, named) in [
+            (serde_json::json!({"max_moves": 0}), "max_moves"),
+            (serde_json::json!({"max_moves": 65}), "max_moves"),
+            (serde_json::json!({"max_moves": -1}), "max_moves"),
+            (serde_json::json!({"max_moves": "3"}), "max_moves"),
+            (serde_json::json!({"dry_run": "yes"}), "dry_run"),
+            (serde_json::json!({"moves": 3}), "unknown field moves"),
+        ] {
+            let e = parse(body.clone()).expect_err("refused");
+            assert!(e.contains(named), "{body}: {e}");
+        }
     }
 }
 

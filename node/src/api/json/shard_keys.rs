@@ -7,6 +7,7 @@ use tessera_cluster::Result;
 use tessera_cluster::meta::ShardKey;
 
 use super::{KeyJson, bad, field, shard_key, usize_field};
+use crate::catalog::KeyOutcome;
 use crate::replication::ClusterOp;
 
 /// `PUT /collections/{c}/shards`.
@@ -41,6 +42,50 @@ impl CreateShardKey {
             replication_factor,
             placement,
         })
+    }
+}
+
+/// The answer to `PUT /collections/{c}/shards`: Qdrant's envelope (`result: true`) and, beyond
+/// it, what happened (clients ignore fields they do not know).
+#[derive(Serialize)]
+pub struct KeyCreated {
+    pub result: bool,
+    pub status: &'static str,
+    pub time: f64,
+    pub outcome: KeyOutcomeJson,
+}
+
+/// Whether this request created the key (false: it was there with the same settings), and its
+/// replicas not open on their nodes yet (they open when their node applies the change).
+#[derive(Serialize)]
+pub struct KeyOutcomeJson {
+    pub shard_key: KeyJson,
+    pub created: bool,
+    pub pending: Vec<PendingReplica>,
+}
+
+#[derive(Serialize)]
+pub struct PendingReplica {
+    pub shard_id: u32,
+    pub peer_id: u64,
+}
+
+impl KeyCreated {
+    pub fn new(key: ShardKey, outcome: KeyOutcome, time: f64) -> KeyCreated {
+        KeyCreated {
+            result: true,
+            status: "ok",
+            time,
+            outcome: KeyOutcomeJson {
+                shard_key: KeyJson(key),
+                created: outcome.created,
+                pending: outcome
+                    .pending
+                    .into_iter()
+                    .map(|(shard_id, peer_id)| PendingReplica { shard_id, peer_id })
+                    .collect(),
+            },
+        }
     }
 }
 

@@ -1,0 +1,240 @@
+//! What the rebalance and shard-key fault tests share: a collection of custom-sharded tenants,
+//! a light stream of acknowledged writes, the replica view, and an nftables cut between nodes.
+//! (Each test binary uses part of it.)
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail, ensure};
+use serde_json::{Value, json};
+use tessera_chaos::{Api, Swarm};
+
+pub const DIM: usize = 4;
+/// Most writes one tenant's writer makes (bounded in count and in time).
+const MAX_WRITES: u64 = 4000;
+const MAX_STREAM: Duration = Duration::from_secs(120);
+
+pub fn tenant(i: usize) -> String {
+    format!("tenant-{i:02}")
+}
+
+/// Collection `c`, custom-sharded, with `replication_factor`.
+pub fn create_collection(api: &Api, replication_factor: u32) -> Result<()> {
+    api.ok_put(
+        "/collections/c",
+        &json!({"vectors": {"size": DIM, "distance": "Dot"}, "sharding_method": "custom",
+                "replication_factor": replication_factor}),
+    )?;
+    Ok(())
+}
+
+pub fn apis(swarm: &Swarm, ids: &[u64]) -> Result<Vec<Api>> {
+    ids.iter().map(|id| swarm.api(*id)).collect()
+}
+
+/// One writer per tenant, `wait=true` upserts of one point each, going round `apis`, with
+/// `pause` between two writes; what was acknowledged is remembered.
+pub struct Writers {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeMap<String, BTreeSet<u64>>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Writers {
+    pub fn start(apis: Vec<Api>, tenants: usize, pause: Duration) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(BTreeMap::new()));
+        let threads = (0..tenants)
+            .map(|t| {
+                let (stop, acked, apis) = (stop.clone(), acked.clone(), apis.clone());
+                std::thread::spawn(move || write_stream(&apis, &tenant(t), pause, &stop, &acked))
+            })
+            .collect();
+        Writers {
+            stop,
+            acked,
+            threads,
+        }
+    }
+
+    /// Stops the writers; every tenant's acknowledged ids.
+    pub fn finish(self) -> Result<BTreeMap<String, BTreeSet<u64>>> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().map_err(|_| anyhow!("a writer panicked"))?;
+        }
+        Arc::try_unwrap(self.acked)
+            .map_err(|_| anyhow!("writers still shared"))?
+            .into_inner()
+            .map_err(|_| anyhow!("writers' lock poisoned"))
+    }
+}
+
+fn write_stream(
+    apis: &[Api],
+    key: &str,
+    pause: Duration,
+    stop: &AtomicBool,
+    acked: &Mutex<BTreeMap<String, BTreeSet<u64>>>,
+) {
+    let started = Instant::now();
+    for id in 0..MAX_WRITES {
+        if stop.load(Ordering::SeqCst) || started.elapsed() > MAX_STREAM {
+            return;
+        }
+        let api = &apis[id as usize % apis.len()];
+        let body = json!({"points": [{"id": id, "vector": [1.0, id as f32, 0.5, 0.25],
+                                      "payload": {"tenant": key}}],
+                          "shard_key": key});
+        if let Ok((200, _)) = api.put("/collections/c/points?wait=true", &body) {
+            acked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(key.to_owned())
+                .or_default()
+                .insert(id);
+        }
+        std::thread::sleep(pause);
+    }
+}
+
+/// Every shard of `c` with its replica set, from node `api`'s admin view.
+pub fn replica_sets(api: &Api) -> Result<Vec<Value>> {
+    let view = api.ok_get("/admin/collections/c/replicas")?;
+    Ok(view["shards"].as_array().cloned().unwrap_or_default())
+}
+
+/// The nodes of a shard's replicas, as the admin view lists them.
+pub fn replica_nodes(shard: &Value) -> Vec<u64> {
+    shard["replicas"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["peer_id"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until every shard's replicas are all Active with one points count and one digest.
+pub fn wait_identical(api: &Api, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let shards = replica_sets(api)?;
+        let pending: Vec<&Value> = shards
+            .iter()
+            .filter(|s| {
+                let rs = s["replicas"].as_array().cloned().unwrap_or_default();
+                let same = |f: &str| rs.windows(2).all(|w| w[0][f] == w[1][f]);
+                !(rs.iter()
+                    .all(|r| r["state"] == "Active" && !r["digest"].is_null())
+                    && same("digest")
+                    && same("points_count")
+                    && same("last_seq"))
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("replicas not identical within {within:?}: {pending:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every acknowledged id of every tenant is there, read through `api`; how many were checked.
+pub fn check_acked_present(api: &Api, acked: &BTreeMap<String, BTreeSet<u64>>) -> Result<usize> {
+    let mut total = 0;
+    for (key, ids) in acked {
+        let ids: Vec<u64> = ids.iter().copied().collect();
+        for chunk in ids.chunks(500) {
+            let got = api.ok_post(
+                "/collections/c/points",
+                &json!({"ids": chunk, "shard_key": key, "with_payload": false}),
+            )?;
+            let found: BTreeSet<u64> = got
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
+                .unwrap_or_default();
+            let lost: Vec<&u64> = chunk.iter().filter(|id| !found.contains(id)).collect();
+            ensure!(lost.is_empty(), "{key}: acknowledged writes lost: {lost:?}");
+            total += chunk.len();
+        }
+    }
+    Ok(total)
+}
+
+/// The shard keys node `api` lists for `c`.
+pub fn listed_keys(api: &Api) -> Result<BTreeSet<String>> {
+    let v = api.ok_get("/collections/c/shards")?;
+    Ok(v["shard_keys"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| k["key"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// An nftables table that drops every UDP packet from or to one node's QUIC port (its Raft,
+/// shard and replication traffic; its HTTP port stays open to clients). Removed on drop, also
+/// when the test fails.
+pub struct CutOff {
+    table: String,
+}
+
+impl CutOff {
+    pub fn port(port: u16) -> Result<CutOff> {
+        let table = format!("tessera_cut_{}_{port}", std::process::id());
+        let script = format!(
+            "table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n  udp sport {port} drop\n  udp dport {port} drop\n }}\n}}\n"
+        );
+        nft(&["-f", "-"], Some(&script)).map_err(|e| {
+            anyhow!("nftables is needed (and root) to cut a node off: {e:#}; .ci/run installs it")
+        })?;
+        Ok(CutOff { table })
+    }
+}
+
+impl Drop for CutOff {
+    fn drop(&mut self) {
+        if let Err(e) = nft(&["delete", "table", "inet", &self.table], None) {
+            tessera_tests::log_phase(format_args!(
+                "removing nftables table {}: {e:#}",
+                self.table
+            ));
+        }
+    }
+}
+
+fn nft(args: &[&str], stdin: Option<&str>) -> Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nft")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(text) = stdin
+        && let Some(mut input) = child.stdin.take()
+    {
+        input.write_all(text.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let out = tessera_chaos::process::wait_bounded(&mut child, Duration::from_secs(10))?;
+    let Some(status) = out else {
+        let _ = child.kill();
+        bail!("nft {args:?} did not finish");
+    };
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("nft {args:?}: {status} {err}");
+    }
+    Ok(())
+}

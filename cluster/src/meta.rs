@@ -94,10 +94,19 @@ impl CollectionParams {
                 self.write_consistency_factor, self.replication_factor
             )));
         }
-        if self.hnsw.m < 2 || self.hnsw.m > 128 {
+        // m: 0 is Qdrant's "no graph over the whole collection" (per-tenant graphs only, with
+        // payload_m)
+        if self.hnsw.m == 1 || self.hnsw.m > 128 {
             return Err(Error::bad_request(format!(
-                "hnsw_config.m must be between 2 and 128, got {}",
+                "hnsw_config.m must be 0 or between 2 and 128, got {}",
                 self.hnsw.m
+            )));
+        }
+        if let Some(pm) = self.hnsw.payload_m
+            && !(2..=128).contains(&pm)
+        {
+            return Err(Error::bad_request(format!(
+                "hnsw_config.payload_m must be between 2 and 128, got {pm}"
             )));
         }
         if self.hnsw.ef_construct < 4 || self.hnsw.ef_construct > 4096 {

@@ -174,6 +174,8 @@ impl Catalog {
                 m: collection.params.hnsw.m,
                 ef_construct: collection.params.hnsw.ef_construct,
             },
+            payload_m: collection.params.hnsw.payload_m,
+            partition_field: partition_field(collection),
             indexing_threshold: self.config.indexing_threshold,
             full_scan_threshold: collection.params.hnsw.full_scan_threshold,
         }
@@ -578,8 +580,42 @@ impl Catalog {
             }
             Applied::Nothing => {}
         }
+        self.follow_partitions();
         Ok(())
     }
+
+    /// Gives every open replica of a collection with per-tenant graphs its partition field as
+    /// the metadata has it now (an `is_tenant` index made or dropped).
+    fn follow_partitions(&self) {
+        let st = self.meta.read();
+        for c in st.collections.values() {
+            if c.params.hnsw.payload_m.is_none() && c.params.hnsw.m > 0 {
+                continue;
+            }
+            let field = partition_field(c);
+            for s in c.shards.values() {
+                if let Some(data) = self.shards.data((c.uid, s.id)) {
+                    data.set_partition_field(field.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The field a collection's points are grouped by for per-tenant graphs: its `is_tenant`
+/// keyword (or uuid) index, if it has one.
+pub fn partition_field(c: &CollectionMeta) -> Option<String> {
+    use tessera_cluster::meta::PayloadSchemaType;
+    c.payload_indexes
+        .iter()
+        .find(|(_, ix)| {
+            ix.is_tenant
+                && matches!(
+                    ix.schema,
+                    PayloadSchemaType::Keyword | PayloadSchemaType::Uuid
+                )
+        })
+        .map(|(field, _)| field.clone())
 }
 
 impl Catalog {

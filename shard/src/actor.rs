@@ -16,7 +16,6 @@ use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tessera_core::record_log::{AppendError, RecordLog};
 use tessera_core::{Error, Fatal, Result};
-use tessera_index::CompactGraph;
 use tokio::sync::Semaphore;
 
 use crate::filter::Filter;
@@ -24,7 +23,7 @@ use crate::manager::Failure;
 use crate::point::{Payload, PointId};
 use crate::priority::{self, Class};
 use crate::replication::{ReplicaStatus, Replicate, TAIL_BYTES, Tail, digest_of};
-use crate::store::{BuildJob, ShardData, build_graph};
+use crate::store::{BuildJob, Built, ShardData};
 use crate::wal::{self, WalOp, WalPoint, WalRecord, payload_to_json};
 
 /// A point to write.
@@ -108,7 +107,7 @@ pub enum ShardMsg {
     },
     /// A background index job finished.
     /// A background job's graph, with the segment file it was persisted in (if it was).
-    Built(Box<BuildJob>, Result<(CompactGraph, Option<String>)>),
+    Built(Box<BuildJob>, Result<(Built, Option<String>)>),
     /// A background job found nothing to do after all.
     Idle,
     /// As the primary of a copy taken from `from` on: keep the records after it for the
@@ -338,17 +337,23 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
         let done = priority::run(Class::Background, move || {
             let job = data.next_job()?;
             let started = std::time::Instant::now();
-            let graph = build_graph(&data.spec, &job).map(|g| {
-                // the graph is kept on disk for restarts and copies; without its file it is
-                // built again after a restart, nothing worse
-                let name = crate::segfile::fresh_name();
-                match crate::segfile::write(&files, &name, &job.ids, &g) {
-                    Ok(_) => (g, Some(name)),
-                    Err(e) => {
-                        tracing::warn!(shard = data.spec.shard_id, error = %e, "segment file not written");
-                        (g, None)
+            // Builds on the calling thread: background builds run at the lowest CPU priority,
+            // and rayon's pool (hnsw_rs's parallel insert) would run them at normal priority on
+            // every core, slowing every tenant's searches.
+            let graph = crate::store::build(&data.spec, &job).map(|built| match built {
+                // a graph is kept on disk for restarts and copies; without its file it is
+                // built again after a restart, nothing worse (grouped segments have none yet)
+                Built::Graph(g) => {
+                    let name = crate::segfile::fresh_name();
+                    match crate::segfile::write(&files, &name, &job.ids, &g) {
+                        Ok(_) => (Built::Graph(g), Some(name)),
+                        Err(e) => {
+                            tracing::warn!(shard = data.spec.shard_id, error = %e, "segment file not written");
+                            (Built::Graph(g), None)
+                        }
                     }
                 }
+                grouped => (grouped, None),
             });
             tracing::debug!(
                 shard = data.spec.shard_id,

@@ -83,6 +83,62 @@ pub enum Vectors {
     Plain(Vec<f32>),
     /// Inside a graph, which holds its own copy of the rows.
     Graph(Arc<CompactGraph>),
+    /// Built with a graph per value of the partition field ([`Groups`]).
+    Grouped(Arc<Groups>),
+}
+
+/// A segment built for per-tenant search (Qdrant's `payload_m`): its points grouped by the
+/// value of the partition field (the collection's `is_tenant` keyword index), each group large
+/// enough with a graph of its own, so a query pinned to one tenant walks that tenant's graph
+/// (or scans its points) and nothing else. With `hnsw_config.m > 0` there is also a graph over
+/// the whole segment, for queries not pinned to a tenant; with `m: 0` those scan exactly.
+#[derive(Debug)]
+pub struct Groups {
+    /// The graph over every point (`m > 0`); it holds the rows.
+    pub global: Option<CompactGraph>,
+    /// The rows when there is no global graph.
+    pub rows: Vec<f32>,
+    /// The field the points are grouped by (None: no groups).
+    pub field: Option<String>,
+    pub by_value: std::collections::HashMap<String, Group>,
+}
+
+/// One value's points of a [`Groups`] segment.
+#[derive(Debug)]
+pub struct Group {
+    /// Segment offsets of the group's points, ascending; graph node `i` is `offs[i]`.
+    pub offs: Vec<u32>,
+    /// Built when the group has at least [`GROUP_GRAPH_MIN`] points; smaller ones are scanned.
+    pub graph: Option<CompactGraph>,
+}
+
+/// Smallest group that gets a graph of its own: a scan of fewer points is as fast.
+pub const GROUP_GRAPH_MIN: usize = 1000;
+
+impl Groups {
+    fn vector(&self, dim: usize, off: u32) -> &[f32] {
+        match &self.global {
+            Some(g) => g.vector(off),
+            None => {
+                let s = off as usize * dim;
+                &self.rows[s..s + dim]
+            }
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.global.as_ref().map_or(0, |g| g.memory_bytes())
+            + self.rows.capacity() * 4
+            + self
+                .by_value
+                .iter()
+                .map(|(k, g)| {
+                    k.len()
+                        + g.offs.capacity() * 4
+                        + g.graph.as_ref().map_or(0, |g| g.memory_bytes())
+                })
+                .sum::<usize>()
+    }
 }
 
 #[derive(Debug)]
@@ -125,8 +181,9 @@ impl Segment {
         self.ids.len() - self.deleted.count()
     }
 
+    /// Whether the segment is in its final, built form (a graph, or groups).
     pub fn is_indexed(&self) -> bool {
-        matches!(self.vectors, Vectors::Graph(_))
+        matches!(self.vectors, Vectors::Graph(_) | Vectors::Grouped(_))
     }
 
     pub fn vector(&self, off: u32) -> &[f32] {
@@ -136,6 +193,7 @@ impl Segment {
                 &v[s..s + self.dim]
             }
             Vectors::Graph(g) => g.vector(off),
+            Vectors::Grouped(g) => g.vector(self.dim, off),
         }
     }
 
@@ -151,6 +209,9 @@ impl Segment {
     }
 
     /// Nearest `k` live points accepted by `accept`, by internal distance, best first.
+    /// `tenant`: every accepted point has this value in the partition field (the filter pins
+    /// it), so a grouped segment searches that group only.
+    #[allow(clippy::too_many_arguments, reason = "one search's parameters")]
     pub fn search(
         &self,
         metric: Metric,
@@ -158,13 +219,41 @@ impl Segment {
         k: usize,
         ef: usize,
         exact: bool,
+        tenant: Option<&str>,
         accept: &dyn Fn(u32) -> bool,
     ) -> Vec<(u32, f32)> {
         let live = |off: u32| !self.deleted.get(off) && accept(off);
         match &self.vectors {
             Vectors::Plain(v) => tessera_index::brute_force(v, self.dim, metric, query, k, &live),
-            Vectors::Graph(g) if exact => exact_scan(self, metric, query, k, &live),
+            Vectors::Graph(_) if exact => exact_scan(self, metric, query, k, &live),
             Vectors::Graph(g) => g.search(query, k, ef, &live),
+            Vectors::Grouped(gs) => match tenant.filter(|_| gs.field.is_some()) {
+                Some(v) => {
+                    let Some(group) = gs.by_value.get(v) else {
+                        // no point of this segment has that value
+                        return Vec::new();
+                    };
+                    match &group.graph {
+                        Some(g) if !exact => {
+                            let offs = &group.offs;
+                            g.search(query, k, ef, &|i: u32| live(offs[i as usize]))
+                                .into_iter()
+                                .map(|(i, d)| (offs[i as usize], d))
+                                .collect()
+                        }
+                        _ => {
+                            let offs: Vec<u32> =
+                                group.offs.iter().copied().filter(|o| live(*o)).collect();
+                            self.search_among(metric, query, k, &offs)
+                        }
+                    }
+                }
+                None => match &gs.global {
+                    Some(g) if !exact => g.search(query, k, ef, &live),
+                    Some(_) => exact_scan(self, metric, query, k, &live),
+                    None => tessera_index::brute_force(&gs.rows, self.dim, metric, query, k, &live),
+                },
+            },
         }
     }
 
@@ -188,6 +277,7 @@ impl Segment {
         let vectors = match &self.vectors {
             Vectors::Plain(v) => v.capacity() * 4,
             Vectors::Graph(g) => g.memory_bytes(),
+            Vectors::Grouped(g) => g.memory_bytes(),
         };
         vectors
             + self.ids.capacity() * std::mem::size_of::<PointId>()
@@ -244,7 +334,7 @@ mod tests {
         s.push(PointId::Num(2), &[0.9, 0.1]);
         s.push(PointId::Num(3), &[0.0, 1.0]);
         s.deleted.set(0);
-        let r = s.search(Metric::Euclid, &[1.0, 0.0], 2, 16, false, &|_| true);
+        let r = s.search(Metric::Euclid, &[1.0, 0.0], 2, 16, false, None, &|_| true);
         assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
     }
 }

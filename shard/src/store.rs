@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 use tessera_core::ShardKey;
 use tessera_core::{Error, Result};
-use tessera_index::{CompactGraph, GraphParams, Metric};
+use tessera_index::{GraphParams, Metric};
 
 use crate::filter::Filter;
 use crate::point::{Payload, PointId};
@@ -18,7 +18,9 @@ use crate::segment::{BitSet, Segment, Vectors};
 use crate::wal::{WalOp, WalPoint, WalRecord, payload_from_json, payload_to_json};
 
 mod adopt;
+mod groups;
 pub use adopt::LoadedSegment;
+pub use groups::{Built, Form, build};
 
 /// Everything a replica needs to know about itself; fixed for its lifetime.
 #[derive(Debug, Clone)]
@@ -29,7 +31,14 @@ pub struct ShardSpec {
     pub key: Option<ShardKey>,
     pub dim: usize,
     pub metric: Metric,
+    /// The graph over each sealed segment; `m: 0` builds none.
     pub graph: GraphParams,
+    /// Qdrant's `payload_m`: with a partition field, each sealed segment also gets a graph per
+    /// value of it ([`groups`]).
+    pub payload_m: Option<usize>,
+    /// The field points are grouped by at first (the collection's `is_tenant` keyword index);
+    /// changed later with [`ShardData::set_partition_field`].
+    pub partition_field: Option<String>,
     /// The tail is sealed and indexed when it reaches this many points.
     pub indexing_threshold: usize,
     /// A filtered search scans the matches exactly when fewer than this many are expected.
@@ -47,6 +56,8 @@ impl ShardSpec {
             dim: 2,
             metric: crate::Metric::Dot,
             graph: crate::GraphParams::default(),
+            payload_m: None,
+            partition_field: None,
             indexing_threshold: 1000,
             full_scan_threshold: 1000,
         }
@@ -113,6 +124,9 @@ pub struct BuildJob {
     pub ids: Vec<PointId>,
     pub origin: Vec<Loc>,
     pub vectors: Vec<f32>,
+    /// The form to build the segment in, and (grouped by a field) each point's values of it.
+    pub form: Form,
+    pub values: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -173,6 +187,8 @@ impl Inner {
 pub struct ShardData {
     pub spec: ShardSpec,
     inner: RwLock<Inner>,
+    /// The field sealed segments are grouped by now ([`groups`]).
+    partition: RwLock<Option<String>>,
 }
 
 /// Segments of one merge tier are merged when there are this many.
@@ -186,6 +202,7 @@ impl ShardData {
     pub fn new(spec: ShardSpec) -> ShardData {
         ShardData {
             inner: RwLock::new(Inner::empty(spec.dim)),
+            partition: RwLock::new(spec.partition_field.clone()),
             spec,
         }
     }
@@ -411,6 +428,7 @@ impl ShardData {
         let first = self.inner.read().next_segment;
         let fresh = ShardData {
             inner: RwLock::new(Inner::starting_at(self.spec.dim, first)),
+            partition: RwLock::new(self.partition_field()),
             spec: self.spec.clone(),
         };
         fresh.offer_segments(segments);
@@ -604,6 +622,11 @@ impl ShardData {
         let mut query = p.vector.clone();
         self.prepare_vector(&mut query);
         let k = p.k;
+        let tenant = match (&p.filter, self.partition_field()) {
+            (Some(f), Some(field)) => groups::pinned(f, &field),
+            _ => None,
+        };
+        let tenant = tenant.as_deref();
         let mut found: Vec<(u64, u32, f32)> = Vec::new();
         for seg in g.segments.values() {
             if seg.live() == 0 {
@@ -616,17 +639,31 @@ impl ShardData {
             };
             let excluded = |off: u32| p.exclude.as_ref() == Some(&seg.ids[off as usize]);
             let hits = match &p.filter {
-                None => seg.search(metric, &query, k, p.ef, p.exact, &|off| !excluded(off)),
+                None => seg.search(metric, &query, k, p.ef, p.exact, None, &|off| {
+                    !excluded(off)
+                }),
                 Some(f) => {
                     let accept = |off: u32| {
                         !excluded(off)
                             && payload_of(off)
                                 .is_some_and(|pl| f.matches(&seg.ids[off as usize], &pl))
                     };
-                    if seg.is_indexed() && !p.exact && !self.prefer_scan(seg, &accept) {
+                    if matches!(seg.vectors, Vectors::Grouped(_)) {
+                        // a pinned tenant's group only; else the global graph or a scan
+                        let ef = p.ef.max(k);
+                        seg.search(metric, &query, k, ef, p.exact, tenant, &accept)
+                    } else if seg.is_indexed() && !p.exact && !self.prefer_scan(seg, &accept) {
                         // a graph walk that skips non-matching points; widen ef as matches thin out
                         let ef = p.ef.max(k);
-                        seg.search(metric, &query, k, ef.saturating_mul(2), false, &accept)
+                        seg.search(
+                            metric,
+                            &query,
+                            k,
+                            ef.saturating_mul(2),
+                            false,
+                            None,
+                            &accept,
+                        )
                     } else {
                         let offs: Vec<u32> = (0..seg.len() as u32)
                             .filter(|o| !seg.deleted.get(*o) && accept(*o))
@@ -701,18 +738,31 @@ impl ShardData {
     /// a segment with too many tombstones, then a merge of segments of one size tier.
     pub fn next_job(&self) -> Option<BuildJob> {
         let pick = self.due_job()?;
+        let field = self.partition_field();
+        let form = self.spec.form(field.as_ref());
         let g = self.inner.read();
         let mut job = BuildJob {
             sources: pick.clone(),
             ids: Vec::new(),
             origin: Vec::new(),
             vectors: Vec::new(),
+            values: Vec::new(),
+            form,
         };
         for sid in pick {
             let s = g.segments.get(&sid)?;
             for off in 0..s.len() as u32 {
                 if !s.deleted.get(off) {
-                    job.ids.push(s.ids[off as usize].clone());
+                    let id = &s.ids[off as usize];
+                    if let Form::Grouped(Some(f)) = &job.form {
+                        let values = g
+                            .points
+                            .get(id)
+                            .map(|r| groups::values_of(&r.payload, f))
+                            .unwrap_or_default();
+                        job.values.push(values);
+                    }
+                    job.ids.push(id.clone());
                     job.origin.push(Loc { seg: sid, off });
                     job.vectors.extend_from_slice(s.vector(off));
                 }
@@ -728,7 +778,13 @@ impl ShardData {
             return None;
         }
         let sealed = || g.segments.values().filter(|s| s.sealed);
+        let form = self.spec.form(self.partition.read().as_ref());
         let pick: Vec<u64> = if let Some(s) = sealed().find(|s| !s.is_indexed()) {
+            vec![s.id]
+        } else if let Some(s) =
+            sealed().find(|s| !s.is_empty() && groups::form_of(s).is_some_and(|f| f != form))
+        {
+            // built for another partition field (an `is_tenant` index made or dropped since)
             vec![s.id]
         } else if let Some(s) = sealed()
             .find(|s| !s.is_empty() && s.deleted.count() as f64 / s.len() as f64 > VACUUM_RATIO)
@@ -770,7 +826,7 @@ impl ShardData {
     pub fn install(
         &self,
         job: BuildJob,
-        graph: CompactGraph,
+        built: Built,
         file: Option<String>,
     ) -> Result<Vec<String>> {
         let mut g = self.inner.write();
@@ -778,7 +834,20 @@ impl ShardData {
         if job.sources.iter().any(|s| !inner.segments.contains_key(s)) {
             return Err(Error::internal("a segment of the build job is gone"));
         }
-        if graph.len() != job.ids.len() {
+        let (vectors, len) = match built {
+            Built::Graph(graph) => {
+                let n = graph.len();
+                (Vectors::Graph(Arc::new(graph)), n)
+            }
+            Built::Grouped(gs) => {
+                let n = match &gs.global {
+                    Some(g) => g.len(),
+                    None => gs.rows.len() / self.spec.dim.max(1),
+                };
+                (Vectors::Grouped(Arc::new(gs)), n)
+            }
+        };
+        if len != job.ids.len() {
             return Err(Error::internal("built graph has the wrong size"));
         }
         let new_id = inner.next_segment;
@@ -810,7 +879,7 @@ impl ShardData {
                 id: new_id,
                 dim: self.spec.dim,
                 ids: job.ids,
-                vectors: Vectors::Graph(Arc::new(graph)),
+                vectors,
                 deleted,
                 sealed: true,
                 file,
@@ -818,16 +887,6 @@ impl ShardData {
         );
         Ok(replaced)
     }
-}
-
-/// Builds the graph of a job (CPU heavy: the actor runs it on the background priority pool).
-/// Builds a segment's graph serially on the calling thread: background builds run on a thread
-/// of the lowest CPU priority, and rayon's pool (hnsw_rs's parallel insert) would run them at
-/// normal priority on every core, slowing every tenant's searches.
-pub fn build_graph(spec: &ShardSpec, job: &BuildJob) -> Result<CompactGraph> {
-    CompactGraph::build_with_stats(&job.vectors, spec.dim, spec.metric, spec.graph, 1)
-        .map(|(graph, _)| graph)
-        .map_err(|e| Error::internal(format!("index build: {e}")))
 }
 
 fn tombstone(inner: &mut Inner, loc: Loc) {
@@ -950,9 +1009,99 @@ mod tests {
                 m: 8,
                 ef_construct: 32,
             },
+            payload_m: None,
+            partition_field: None,
             indexing_threshold: threshold,
             full_scan_threshold: 100,
         }
+    }
+
+    /// `m: 0, payload_m` with a partition field: a sealed segment gets a graph per large tenant
+    /// and none over the whole; a query pinned to a tenant sees that tenant only, and a large
+    /// tenant's graph walk finds what an exact search finds.
+    #[test]
+    fn per_tenant_graphs_answer_pinned_queries_within_the_tenant() {
+        use crate::filter::parse_filter;
+        let mut sp = spec(100_000);
+        sp.dim = 8;
+        sp.graph.m = 0;
+        sp.payload_m = Some(16);
+        sp.partition_field = Some("t".into());
+        let d = ShardData::new(sp);
+        let mut x = 17u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 1000) as f32 / 500.0 - 1.0
+        };
+        let tenant = |i: u64| if i.is_multiple_of(10) { "small" } else { "big" };
+        let points: Vec<WalPoint> = (0..2500u64)
+            .map(|i| WalPoint {
+                id: PointId::Num(i),
+                vector: (0..8).map(|_| rnd()).collect(),
+                payload_json: format!("{{\"t\":\"{}\"}}", tenant(i)).into_bytes(),
+            })
+            .collect();
+        d.apply(&WalRecord {
+            seq: 1,
+            op: WalOp::Upsert(points),
+        })
+        .expect("upsert");
+        d.inner
+            .write()
+            .segments
+            .values_mut()
+            .for_each(|s| s.sealed = true);
+        let job = d.next_job().expect("due");
+        assert_eq!(job.form, Form::Grouped(Some("t".into())));
+        let built = build(&d.spec, &job).expect("build");
+        d.install(job, built, None).expect("install");
+        {
+            let g = d.inner.read();
+            let seg = g.segments.values().find(|s| s.is_indexed()).expect("built");
+            let Vectors::Grouped(gs) = &seg.vectors else {
+                panic!("not grouped")
+            };
+            assert!(gs.global.is_none(), "m: 0 builds no global graph");
+            assert!(gs.by_value["big"].graph.is_some() && gs.by_value["small"].graph.is_none());
+        }
+        for (t, min_recall) in [("big", 0.9), ("small", 1.0)] {
+            let f =
+                parse_filter(&serde_json::json!({"must": [{"key": "t", "match": {"value": t}}]}))
+                    .expect("filter");
+            let mut found = 0;
+            for q in 0..20 {
+                let vector: Vec<f32> = (0..8).map(|_| rnd()).collect();
+                let p = |exact| SearchParams {
+                    vector: vector.clone(),
+                    filter: Some(f.clone()),
+                    k: 10,
+                    ef: 64,
+                    exact,
+                    with_payload: PayloadSelector::All,
+                    with_vector: false,
+                    exclude: None,
+                };
+                let (got, want) = (d.search(&p(false)), d.search(&p(true)));
+                assert!(
+                    got.iter()
+                        .all(|h| h.record.payload.as_ref().is_some_and(|pl| pl["t"] == t)),
+                    "query {q}"
+                );
+                let want: std::collections::HashSet<_> =
+                    want.iter().map(|h| h.record.id.clone()).collect();
+                found += got.iter().filter(|h| want.contains(&h.record.id)).count();
+            }
+            let recall = found as f64 / 200.0;
+            assert!(recall >= min_recall, "{t}: recall {recall}");
+        }
+        // a filter that does not pin the tenant searches every group
+        let f = parse_filter(
+            &serde_json::json!({"should": [{"key": "t", "match": {"value": "small"}}]}),
+        )
+        .expect("filter");
+        assert!(groups::pinned(&f, "t").is_none());
     }
 
     fn upsert(seq: u64, ids: std::ops::Range<u64>) -> WalRecord {
@@ -1012,7 +1161,7 @@ mod tests {
             op: WalOp::Delete(vec![job.ids[0].clone()]),
         })
         .expect("delete");
-        let g = build_graph(&d.spec, &job).expect("build");
+        let g = build(&d.spec, &job).expect("build");
         d.install(job, g, None).expect("install");
         assert_eq!(d.len(), 39);
         let hits = d.search(&SearchParams {

@@ -348,6 +348,27 @@ impl MetaRaft {
         .await
     }
 
+    /// On the leader: removes a learner from the group (a voter is removed with
+    /// [`MetaRaft::change_membership`]).
+    pub async fn remove_learner(&self, id: NodeId) -> Result<(), MetaRaftError> {
+        within(
+            self.inner.settings.membership_timeout_ms,
+            "remove a learner",
+            async {
+                self.inner
+                    .raft
+                    .change_membership(
+                        openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+                        false,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(write_err)
+            },
+        )
+        .await
+    }
+
     /// On the leader: makes `voters` the voting members (they must be members already, added
     /// as learners). Removed voters stay as learners when `retain`, else leave the group.
     pub async fn change_membership(

@@ -208,6 +208,12 @@ pub async fn remove_member(
     if metrics.role != Role::Leader {
         return Err(Error::unavailable("not the metadata leader"));
     }
+    if !metrics.voters.contains(&id) {
+        // a learner: it leaves the group; no voter changes
+        raft.remove_learner(id).await.map_err(Error::from)?;
+        tracing::info!(node = id, "learner removed");
+        return Ok(());
+    }
     let mut voters = metrics.voters.clone();
     voters.remove(&id);
     if voters.is_empty() {

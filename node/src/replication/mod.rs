@@ -115,12 +115,19 @@ impl Replication {
     }
 
     /// Whether `node` is this node or a peer that answers its pings.
+    /// Whether `node` answers: this node, or a member the link reaches. A node removed from
+    /// the membership is never up (it is no longer pinged, and must not keep a primary).
     fn up(&self, node: NodeId) -> bool {
         node == self.me()
-            || self
+            || (self
                 .catalog
-                .link()
-                .is_some_and(|l| l.check_up(node).is_ok())
+                .meta
+                .raft()
+                .is_none_or(|r| r.metrics().nodes.contains_key(&node))
+                && self
+                    .catalog
+                    .link()
+                    .is_some_and(|l| l.check_up(node).is_ok()))
     }
 
     /// A replica-set change, through the metadata leader, bounded in time: a node cut off

@@ -23,7 +23,8 @@ use crate::manager::Failure;
 use crate::point::{Payload, PointId};
 use crate::priority::{self, Class};
 use crate::replication::{ReplicaStatus, Replicate, TAIL_BYTES, Tail, digest_of};
-use crate::store::{BuildJob, Built, ShardData};
+use crate::segment::Vectors;
+use crate::store::{BuildJob, ShardData};
 use crate::wal::{self, WalOp, WalPoint, WalRecord, payload_to_json};
 
 /// A point to write.
@@ -107,7 +108,7 @@ pub enum ShardMsg {
     },
     /// A background index job finished.
     /// A background job's graph, with the segment file it was persisted in (if it was).
-    Built(Box<BuildJob>, Result<(Built, Option<String>)>),
+    Built(Box<BuildJob>, Result<(Vectors, Option<String>)>),
     /// A background job found nothing to do after all.
     Idle,
     /// As the primary of a copy taken from `from` on: keep the records after it for the
@@ -340,20 +341,20 @@ fn schedule_job(myself: &ActorRef<ShardMsg>, st: &mut ShardState) {
             // Builds on the calling thread: background builds run at the lowest CPU priority,
             // and rayon's pool (hnsw_rs's parallel insert) would run them at normal priority on
             // every core, slowing every tenant's searches.
-            let graph = crate::store::build(&data.spec, &job).map(|built| match built {
-                // a graph is kept on disk for restarts and copies; without its file it is
-                // built again after a restart, nothing worse (grouped segments have none yet)
-                Built::Graph(g) => {
-                    let name = crate::segfile::fresh_name();
-                    match crate::segfile::write(&files, &name, &job.ids, &g) {
-                        Ok(_) => (Built::Graph(g), Some(name)),
-                        Err(e) => {
-                            tracing::warn!(shard = data.spec.shard_id, error = %e, "segment file not written");
-                            (Built::Graph(g), None)
-                        }
+            let graph = crate::store::build(&data.spec, &job).map(|built| {
+                if matches!(built, Vectors::Plain(_)) {
+                    return (built, None);
+                }
+                // kept on disk for restarts and copies; without its file the segment is built
+                // again after a restart, nothing worse
+                let name = crate::segfile::fresh_name();
+                match crate::segfile::write(&files, &name, &job.ids, &built) {
+                    Ok(_) => (built, Some(name)),
+                    Err(e) => {
+                        tracing::warn!(shard = data.spec.shard_id, error = %e, "segment file not written");
+                        (built, None)
                     }
                 }
-                grouped => (grouped, None),
             });
             tracing::debug!(
                 shard = data.spec.shard_id,

@@ -11,19 +11,33 @@
 //! Format (version 1, integers little-endian):
 //!
 //! ```text
-//! magic "TSXSEGMT" | version u8 = 1 | 7 zero bytes
+//! magic "TSXSEGMT" | version u8 = 1 | kind u8 (0 graph, 1 grouped) | 6 zero bytes
 //! ids length u64 | the segment's point ids (tessera codec)
-//! the graph, vectors included (tessera-index's CompactGraph format, checksummed itself)
+//! kind 0: the graph, vectors included (tessera-index's CompactGraph format, checksummed itself)
+//! kind 1: layout length u64 | layout (tessera codec: the field, whether a global graph comes,
+//!         each group's value, offsets and whether it has a graph)
+//!         global graph length u64 | global graph, or rows length u64 | rows f32
+//!         per group with a graph: length u64 | graph
 //! crc32 (IEEE) of every byte before it, u32
 //! ```
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use tessera_core::{Error, Result, codec};
 use tessera_index::CompactGraph;
 
 use crate::point::PointId;
+use crate::segment::{Group, Groups, Vectors};
+
+/// The layout of a grouped segment's file.
+#[derive(Serialize, Deserialize)]
+struct GroupedLayout {
+    field: Option<String>,
+    global: bool,
+    groups: Vec<(String, Vec<u32>, bool)>,
+}
 
 const MAGIC: &[u8; 8] = b"TSXSEGMT";
 const VERSION: u8 = 1;
@@ -69,8 +83,9 @@ impl<W: Write> Write for CrcWriter<W> {
     }
 }
 
-/// Writes a segment's file atomically (a temporary file, fsync, rename) into `dir`.
-pub fn write(dir: &Path, name: &str, ids: &[PointId], graph: &CompactGraph) -> Result<PathBuf> {
+/// Writes a segment's file atomically (a temporary file, fsync, rename) into `dir`; `vectors`
+/// is a graph or groups (plain rows have no file).
+pub fn write(dir: &Path, name: &str, ids: &[PointId], vectors: &Vectors) -> Result<PathBuf> {
     let io = |e: std::io::Error| Error::internal(format!("segment file {name}: {e}"));
     // the replica's own directory must exist: a replica removed meanwhile gets no files back
     match std::fs::create_dir(dir) {
@@ -85,15 +100,56 @@ pub fn write(dir: &Path, name: &str, ids: &[PointId], graph: &CompactGraph) -> R
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         crc: crc32fast::Hasher::new(),
     };
+    let kind = match vectors {
+        Vectors::Graph(_) => 0u8,
+        Vectors::Grouped(_) => 1,
+        Vectors::Plain(_) => return Err(Error::internal("plain rows have no segment file")),
+    };
+    let layout = match vectors {
+        Vectors::Grouped(gs) => Some(codec::encode(&GroupedLayout {
+            field: gs.field.clone(),
+            global: gs.global.is_some(),
+            groups: gs
+                .by_value
+                .iter()
+                .map(|(v, g)| (v.clone(), g.offs.clone(), g.graph.is_some()))
+                .collect(),
+        })?),
+        _ => None,
+    };
     let mut head = Vec::with_capacity(HEADER_LEN + 8);
     head.extend_from_slice(MAGIC);
     head.push(VERSION);
-    head.extend_from_slice(&[0u8; 7]);
+    head.push(kind);
+    head.extend_from_slice(&[0u8; 6]);
     head.extend_from_slice(&(ids_bytes.len() as u64).to_le_bytes());
     let written = (|| -> std::io::Result<()> {
         w.write_all(&head)?;
         w.write_all(&ids_bytes)?;
-        graph.write_to(&mut w)?;
+        match vectors {
+            Vectors::Graph(graph) => graph.write_to(&mut w)?,
+            Vectors::Grouped(gs) => {
+                let sized = |w: &mut CrcWriter<_>, b: &[u8]| -> std::io::Result<()> {
+                    w.write_all(&(b.len() as u64).to_le_bytes())?;
+                    w.write_all(b)
+                };
+                sized(&mut w, layout.as_deref().unwrap_or_default())?;
+                match &gs.global {
+                    Some(g) => sized(&mut w, &g.to_bytes())?,
+                    None => {
+                        let rows: Vec<u8> = gs.rows.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        sized(&mut w, &rows)?
+                    }
+                }
+                // the same order as the layout's
+                for g in gs.by_value.values() {
+                    if let Some(graph) = &g.graph {
+                        sized(&mut w, &graph.to_bytes())?;
+                    }
+                }
+            }
+            Vectors::Plain(_) => {}
+        }
         let crc = w.crc.clone().finalize();
         w.inner.write_all(&crc.to_le_bytes())?;
         let file = w.inner.into_inner().map_err(|e| e.into_error())?;
@@ -107,8 +163,9 @@ pub fn write(dir: &Path, name: &str, ids: &[PointId], graph: &CompactGraph) -> R
     Ok(path)
 }
 
-/// Reads a segment file: its point ids (offset order) and its graph. Any damage is an `Err`.
-pub fn read(path: &Path) -> Result<(Vec<PointId>, CompactGraph)> {
+/// Reads a segment file: its point ids (offset order) and its vectors (a graph, or groups).
+/// Any damage is an `Err`.
+pub fn read(path: &Path) -> Result<(Vec<PointId>, Vectors)> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::internal(format!("segment file {}: {e}", path.display())))?;
     decode(&bytes)
@@ -141,7 +198,7 @@ fn checked_body(b: &[u8]) -> Result<&[u8]> {
     Ok(body)
 }
 
-fn decode(b: &[u8]) -> Result<(Vec<PointId>, CompactGraph)> {
+fn decode(b: &[u8]) -> Result<(Vec<PointId>, Vectors)> {
     let corrupt = |what: &str| Error::internal(format!("damaged: {what}"));
     let body = checked_body(b)?;
     let mut len = [0u8; 8];
@@ -152,12 +209,72 @@ fn decode(b: &[u8]) -> Result<(Vec<PointId>, CompactGraph)> {
         .filter(|&e| e <= body.len())
         .ok_or_else(|| corrupt("ids length"))?;
     let ids: Vec<PointId> = codec::decode(&body[HEADER_LEN + 8..ids_end])?;
-    let graph =
-        CompactGraph::from_bytes(&body[ids_end..]).map_err(|e| corrupt(&format!("graph: {e}")))?;
-    if graph.len() != ids.len() {
-        return Err(corrupt("graph and ids differ in length"));
+    let graph_of =
+        |b: &[u8]| CompactGraph::from_bytes(b).map_err(|e| corrupt(&format!("graph: {e}")));
+    if body[9] == 0 {
+        let graph = graph_of(&body[ids_end..])?;
+        if graph.len() != ids.len() {
+            return Err(corrupt("graph and ids differ in length"));
+        }
+        return Ok((ids, Vectors::Graph(std::sync::Arc::new(graph))));
     }
-    Ok((ids, graph))
+    if body[9] != 1 {
+        return Err(corrupt("unknown kind"));
+    }
+    let mut rest = &body[ids_end..];
+    let mut take = || -> Result<&[u8]> {
+        if rest.len() < 8 {
+            return Err(corrupt("truncated"));
+        }
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&rest[..8]);
+        let n = usize::try_from(u64::from_le_bytes(len)).map_err(|_| corrupt("length"))?;
+        let part = rest.get(8..8 + n).ok_or_else(|| corrupt("length"))?;
+        rest = &rest[8 + n..];
+        Ok(part)
+    };
+    let layout: GroupedLayout = codec::decode(take()?)?;
+    let n = ids.len();
+    let (global, rows) = if layout.global {
+        let g = graph_of(take()?)?;
+        if g.len() != n {
+            return Err(corrupt("graph and ids differ in length"));
+        }
+        (Some(g), Vec::new())
+    } else {
+        let raw = take()?;
+        if raw.len() % 4 != 0 || (n > 0 && raw.len() / 4 % n != 0) {
+            return Err(corrupt("rows"));
+        }
+        let rows: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        (None, rows)
+    };
+    let mut by_value = std::collections::HashMap::new();
+    for (value, offs, has_graph) in layout.groups {
+        if offs.iter().any(|&o| o as usize >= n) {
+            return Err(corrupt("group offset out of range"));
+        }
+        let graph = if has_graph {
+            let g = graph_of(take()?)?;
+            if g.len() != offs.len() {
+                return Err(corrupt("group graph and offsets differ in length"));
+            }
+            Some(g)
+        } else {
+            None
+        };
+        by_value.insert(value, Group { offs, graph });
+    }
+    let groups = Groups {
+        global,
+        rows,
+        field: layout.field,
+        by_value,
+    };
+    Ok((ids, Vectors::Grouped(std::sync::Arc::new(groups))))
 }
 
 /// The segment files in `dir` (none if it does not exist), by name.
@@ -215,10 +332,20 @@ mod tests {
         let g = graph(50);
         let name = fresh_name();
         assert!(valid_name(&name));
-        let path = write(dir.path(), &name, &ids, &g).expect("write");
+        let bytes = g.to_bytes();
+        let path = write(
+            dir.path(),
+            &name,
+            &ids,
+            &Vectors::Graph(std::sync::Arc::new(g)),
+        )
+        .expect("write");
         let (back_ids, back) = read(&path).expect("read");
         assert_eq!(back_ids, ids);
-        assert_eq!(back.to_bytes(), g.to_bytes());
+        let Vectors::Graph(back) = back else {
+            panic!("not a graph")
+        };
+        assert_eq!(back.to_bytes(), bytes);
         assert_eq!(list(dir.path()), vec![name.clone()]);
         // one flipped byte anywhere is refused
         let mut bytes = std::fs::read(&path).expect("bytes");

@@ -20,7 +20,7 @@ use crate::wal::{WalOp, WalPoint, WalRecord, payload_from_json, payload_to_json}
 mod adopt;
 mod groups;
 pub use adopt::LoadedSegment;
-pub use groups::{Built, Form, build};
+pub use groups::{Form, build};
 
 /// Everything a replica needs to know about itself; fixed for its lifetime.
 #[derive(Debug, Clone)]
@@ -826,7 +826,7 @@ impl ShardData {
     pub fn install(
         &self,
         job: BuildJob,
-        built: Built,
+        vectors: Vectors,
         file: Option<String>,
     ) -> Result<Vec<String>> {
         let mut g = self.inner.write();
@@ -834,20 +834,7 @@ impl ShardData {
         if job.sources.iter().any(|s| !inner.segments.contains_key(s)) {
             return Err(Error::internal("a segment of the build job is gone"));
         }
-        let (vectors, len) = match built {
-            Built::Graph(graph) => {
-                let n = graph.len();
-                (Vectors::Graph(Arc::new(graph)), n)
-            }
-            Built::Grouped(gs) => {
-                let n = match &gs.global {
-                    Some(g) => g.len(),
-                    None => gs.rows.len() / self.spec.dim.max(1),
-                };
-                (Vectors::Grouped(Arc::new(gs)), n)
-            }
-        };
-        if len != job.ids.len() {
+        if vectors_len(&vectors, self.spec.dim) != job.ids.len() {
             return Err(Error::internal("built graph has the wrong size"));
         }
         let new_id = inner.next_segment;
@@ -886,6 +873,18 @@ impl ShardData {
             },
         );
         Ok(replaced)
+    }
+}
+
+/// How many points `vectors` holds.
+fn vectors_len(vectors: &Vectors, dim: usize) -> usize {
+    match vectors {
+        Vectors::Plain(rows) => rows.len() / dim.max(1),
+        Vectors::Graph(g) => g.len(),
+        Vectors::Grouped(gs) => match &gs.global {
+            Some(g) => g.len(),
+            None => gs.rows.len() / dim.max(1),
+        },
     }
 }
 
@@ -1056,6 +1055,21 @@ mod tests {
         let job = d.next_job().expect("due");
         assert_eq!(job.form, Form::Grouped(Some("t".into())));
         let built = build(&d.spec, &job).expect("build");
+        // its file reads back the same, and a restarted replica adopts it instead of building
+        let dir = tempfile::tempdir().expect("tmp");
+        let name = crate::segfile::fresh_name();
+        crate::segfile::write(dir.path(), &name, &job.ids, &built).expect("write");
+        let (file_ids, from_file) =
+            crate::segfile::read(&dir.path().join(&name)).expect("read back");
+        assert_eq!(file_ids, job.ids);
+        let (_, all) = {
+            let restarted = ShardData::new(d.spec.clone());
+            restarted.offer_segments(vec![(name, file_ids, from_file)]);
+            let (seq, pts) = d.export();
+            restarted.import(seq, pts).expect("import");
+            assert_eq!(restarted.finish_adoption().0, 2500, "every point adopted");
+            (seq, restarted)
+        };
         d.install(job, built, None).expect("install");
         {
             let g = d.inner.read();
@@ -1084,6 +1098,12 @@ mod tests {
                     exclude: None,
                 };
                 let (got, want) = (d.search(&p(false)), d.search(&p(true)));
+                let ids = |h: &[Hit]| h.iter().map(|h| h.record.id.clone()).collect::<Vec<_>>();
+                assert_eq!(
+                    ids(&all.search(&p(false))),
+                    ids(&got),
+                    "the adopted file searches alike"
+                );
                 assert!(
                     got.iter()
                         .all(|h| h.record.payload.as_ref().is_some_and(|pl| pl["t"] == t)),

@@ -65,6 +65,12 @@ impl Replication {
         failed: bool,
     ) -> Result<()> {
         let me = self.me();
+        // the round's picture may be older than the metadata now: a replica brought in
+        // meanwhile has nothing to catch up
+        let now = self.view(c.uid, s.id)?.shard;
+        if now.state_on(me) == Some(ReplicaState::Active) && !failed {
+            return Ok(());
+        }
         let Some(primary) = s.primary() else {
             return Ok(());
         };

@@ -431,6 +431,11 @@ impl Replicate for ShardReplicator {
                     self.shard
                 )));
             }
+            if view.shard.state_on(node) == Some(ReplicaState::Active) {
+                // in sync already (a rejoin asked again by a node whose metadata lags): it has
+                // every write, and replaying older records at it would only be refused
+                return Ok(());
+            }
             let link = self.repl.link()?;
             // in batches of about BATCH_BYTES: one round trip each, not one per record
             let mut batch: Vec<Vec<u8>> = Vec::new();

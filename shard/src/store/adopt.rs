@@ -11,16 +11,13 @@
 //! look ripe for a rebuild).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use tessera_index::CompactGraph;
 
 use super::{Inner, Loc, ShardData};
 use crate::point::PointId;
 use crate::segment::{BitSet, Segment, Vectors};
 
-/// A segment file read from disk: its name, ids and graph.
-pub type LoadedSegment = (String, Vec<PointId>, CompactGraph);
+/// A segment file read from disk: its name, ids and vectors (a graph, or groups).
+pub type LoadedSegment = (String, Vec<PointId>, Vectors);
 
 impl ShardData {
     /// Adds segments read from files, each offset a tombstone until a point claims it.
@@ -28,8 +25,22 @@ impl ShardData {
         let mut g = self.inner.write();
         let inner = &mut *g;
         let map = inner.adopt.get_or_insert_with(HashMap::new);
-        for (file, ids, graph) in loaded {
-            if graph.dim() != self.spec.dim || graph.metric() != self.spec.metric {
+        for (file, ids, vectors) in loaded {
+            let fits = match &vectors {
+                Vectors::Graph(g) => g.dim() == self.spec.dim && g.metric() == self.spec.metric,
+                Vectors::Grouped(gs) => {
+                    (match &gs.global {
+                        Some(g) => g.dim() == self.spec.dim && g.metric() == self.spec.metric,
+                        None => gs.rows.len() == ids.len() * self.spec.dim,
+                    }) && gs.by_value.values().all(|grp| {
+                        grp.graph.as_ref().is_none_or(|g| {
+                            g.dim() == self.spec.dim && g.metric() == self.spec.metric
+                        })
+                    })
+                }
+                Vectors::Plain(_) => false,
+            };
+            if !fits {
                 tracing::warn!(
                     shard = self.spec.shard_id,
                     file,
@@ -52,7 +63,7 @@ impl ShardData {
                     dim: self.spec.dim,
                     deleted: BitSet::full(ids.len()),
                     ids,
-                    vectors: Vectors::Graph(Arc::new(graph)),
+                    vectors,
                     sealed: true,
                     file: Some(file),
                 },

@@ -5,6 +5,7 @@
 //! value's group in each segment and nothing else.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tessera_core::{Error, Result};
@@ -14,12 +15,6 @@ use super::{BuildJob, ShardData, ShardSpec};
 use crate::filter::{Condition, Filter, JsonPath, Match, MatchValue, get_flat_values};
 use crate::point::Payload;
 use crate::segment::{GROUP_GRAPH_MIN, Group, Groups, Segment, Vectors};
-
-/// What a background job built.
-pub enum Built {
-    Graph(CompactGraph),
-    Grouped(Groups),
-}
 
 /// How a sealed segment is built under a spec and partition field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,14 +99,16 @@ impl ShardData {
 }
 
 /// Builds a job's segment in the form it was taken for (CPU heavy; the build pool).
-pub fn build(spec: &ShardSpec, job: &BuildJob) -> Result<Built> {
+pub fn build(spec: &ShardSpec, job: &BuildJob) -> Result<Vectors> {
     let graph = |vectors: &[f32], params: GraphParams| {
         CompactGraph::build_with_stats(vectors, spec.dim, spec.metric, params, 1)
             .map(|(g, _)| g)
             .map_err(|e| Error::internal(format!("index build: {e}")))
     };
     let field = match &job.form {
-        Form::Graph => return graph(&job.vectors, spec.graph).map(Built::Graph),
+        Form::Graph => {
+            return graph(&job.vectors, spec.graph).map(|g| Vectors::Graph(Arc::new(g)));
+        }
         Form::Grouped(f) => f.clone(),
     };
     let global = if spec.graph.m > 0 {
@@ -143,7 +140,7 @@ pub fn build(spec: &ShardSpec, job: &BuildJob) -> Result<Built> {
         };
         groups.insert(value, Group { offs, graph });
     }
-    Ok(Built::Grouped(Groups {
+    Ok(Vectors::Grouped(Arc::new(Groups {
         rows: if global.is_some() {
             Vec::new()
         } else {
@@ -152,5 +149,5 @@ pub fn build(spec: &ShardSpec, job: &BuildJob) -> Result<Built> {
         global,
         field,
         by_value: groups,
-    }))
+    })))
 }

@@ -209,8 +209,8 @@ impl Segment {
     }
 
     /// Nearest `k` live points accepted by `accept`, by internal distance, best first.
-    /// `tenant`: every accepted point has this value in the partition field (the filter pins
-    /// it), so a grouped segment searches that group only.
+    /// `tenant`: (field, value) such that every accepted point has that value in that field
+    /// (the filter pins it), so a segment grouped by that field searches that group only.
     #[allow(clippy::too_many_arguments, reason = "one search's parameters")]
     pub fn search(
         &self,
@@ -219,7 +219,7 @@ impl Segment {
         k: usize,
         ef: usize,
         exact: bool,
-        tenant: Option<&str>,
+        tenant: Option<(&str, &str)>,
         accept: &dyn Fn(u32) -> bool,
     ) -> Vec<(u32, f32)> {
         let live = |off: u32| !self.deleted.get(off) && accept(off);
@@ -227,8 +227,8 @@ impl Segment {
             Vectors::Plain(v) => tessera_index::brute_force(v, self.dim, metric, query, k, &live),
             Vectors::Graph(_) if exact => exact_scan(self, metric, query, k, &live),
             Vectors::Graph(g) => g.search(query, k, ef, &live),
-            Vectors::Grouped(gs) => match tenant.filter(|_| gs.field.is_some()) {
-                Some(v) => {
+            Vectors::Grouped(gs) => match tenant.filter(|(f, _)| gs.field.as_deref() == Some(*f)) {
+                Some((_, v)) => {
                     let Some(group) = gs.by_value.get(v) else {
                         // no point of this segment has that value
                         return Vec::new();

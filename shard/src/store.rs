@@ -255,6 +255,7 @@ impl ShardData {
     }
 
     fn apply_locked(&self, inner: &mut Inner, seq: u64, op: &WalOp) -> Result<()> {
+        let field = self.partition_field();
         match op {
             WalOp::Upsert(points) => {
                 // decode every payload first: a batch is applied whole or not at all
@@ -338,14 +339,14 @@ impl ShardData {
                             Some(path) => set_at_path(&mut p, path, &patch),
                             None => p.extend(patch.clone()),
                         }
-                        inner.set_payload(id, Arc::new(p), seq);
+                        self.regroup_payload(inner, field.as_deref(), id, Arc::new(p), seq);
                     }
                 }
             }
             WalOp::OverwritePayload { ids, payload_json } => {
                 let payload = Arc::new(payload_from_json(payload_json)?);
                 for id in ids {
-                    inner.set_payload(id, payload.clone(), seq);
+                    self.regroup_payload(inner, field.as_deref(), id, payload.clone(), seq);
                 }
             }
             WalOp::DeletePayload { ids, keys } => {
@@ -355,14 +356,14 @@ impl ShardData {
                         for k in keys {
                             remove_at_path(&mut p, k);
                         }
-                        inner.set_payload(id, Arc::new(p), seq);
+                        self.regroup_payload(inner, field.as_deref(), id, Arc::new(p), seq);
                     }
                 }
             }
             WalOp::ClearPayload { ids } => {
                 let empty = Arc::new(Payload::new());
                 for id in ids {
-                    inner.set_payload(id, empty.clone(), seq);
+                    self.regroup_payload(inner, field.as_deref(), id, empty.clone(), seq);
                 }
             }
         }
@@ -622,11 +623,12 @@ impl ShardData {
         let mut query = p.vector.clone();
         self.prepare_vector(&mut query);
         let k = p.k;
-        let tenant = match (&p.filter, self.partition_field()) {
-            (Some(f), Some(field)) => groups::pinned(f, &field),
+        let field = self.partition_field();
+        let value = match (&p.filter, &field) {
+            (Some(f), Some(field)) => groups::pinned(f, field),
             _ => None,
         };
-        let tenant = tenant.as_deref();
+        let tenant = field.as_deref().zip(value.as_deref());
         let mut found: Vec<(u64, u32, f32)> = Vec::new();
         for seg in g.segments.values() {
             if seg.live() == 0 {
@@ -1116,6 +1118,31 @@ mod tests {
             let recall = found as f64 / 200.0;
             assert!(recall >= min_recall, "{t}: recall {recall}");
         }
+        // a point whose tenant changes is found by its new tenant's queries
+        let moved = PointId::Num(1);
+        d.apply(&WalRecord {
+            seq: 2,
+            op: WalOp::OverwritePayload {
+                ids: vec![moved.clone()],
+                payload_json: b"{\"t\":\"small\"}".to_vec(),
+            },
+        })
+        .expect("overwrite");
+        let f =
+            parse_filter(&serde_json::json!({"must": [{"key": "t", "match": {"value": "small"}}]}))
+                .expect("filter");
+        let v = d.vector_of(&moved, None).expect("vector");
+        let hits = d.search(&SearchParams {
+            vector: v,
+            filter: Some(f),
+            k: 1,
+            ef: 64,
+            exact: false,
+            with_payload: PayloadSelector::None,
+            with_vector: false,
+            exclude: None,
+        });
+        assert_eq!(hits.first().map(|h| h.record.id.clone()), Some(moved));
         // a filter that does not pin the tenant searches every group
         let f = parse_filter(
             &serde_json::json!({"should": [{"key": "t", "match": {"value": "small"}}]}),

@@ -11,9 +11,10 @@ use serde_json::Value;
 use tessera_core::{Error, Result};
 use tessera_index::{CompactGraph, GraphParams};
 
-use super::{BuildJob, ShardData, ShardSpec};
+use super::{BuildJob, Inner, Loc, ShardData, ShardSpec, seal_tail, tombstone};
 use crate::filter::{Condition, Filter, JsonPath, Match, MatchValue, get_flat_values};
 use crate::point::Payload;
+use crate::point::PointId;
 use crate::segment::{GROUP_GRAPH_MIN, Group, Groups, Segment, Vectors};
 
 /// How a sealed segment is built under a spec and partition field.
@@ -95,6 +96,56 @@ impl ShardData {
 
     pub fn partition_field(&self) -> Option<String> {
         self.partition.read().clone()
+    }
+
+    /// Replaces a point's payload; a point whose partition values change leaves its grouped
+    /// segment for the tail (its old group would hide it from its new tenant's queries).
+    pub(super) fn regroup_payload(
+        &self,
+        inner: &mut Inner,
+        field: Option<&str>,
+        id: &PointId,
+        payload: std::sync::Arc<Payload>,
+        seq: u64,
+    ) {
+        let before = field.and_then(|f| inner.points.get(id).map(|r| values_of(&r.payload, f)));
+        let after = field.map(|f| values_of(&payload, f));
+        inner.set_payload(id, payload, seq);
+        if before.is_some() && before != after {
+            relocate(inner, id, self.spec.dim, self.spec.indexing_threshold);
+        }
+    }
+}
+
+/// Moves a point of a grouped segment to the tail (its vector copied, its old place a
+/// tombstone).
+fn relocate(inner: &mut Inner, id: &PointId, dim: usize, threshold: usize) {
+    let Some(loc) = inner.points.get(id).map(|r| r.loc) else {
+        return;
+    };
+    let vector = match inner.segments.get(&loc.seg) {
+        Some(s) if matches!(s.vectors, Vectors::Grouped(_)) => s.vector(loc.off).to_vec(),
+        _ => return,
+    };
+    tombstone(inner, loc);
+    if inner
+        .segments
+        .get(&inner.tail)
+        .is_none_or(|t| t.len() >= u32::MAX as usize - 1)
+    {
+        seal_tail(inner, dim);
+    }
+    let tail_id = inner.tail;
+    let Some(tail) = inner.segments.get_mut(&tail_id) else {
+        return;
+    };
+    let off = tail.push(id.clone(), &vector);
+    let full = tail.len() >= threshold.max(1);
+    if let Some(r) = inner.points.get_mut(id) {
+        r.loc = Loc { seg: tail_id, off };
+    }
+    if full {
+        seal_tail(inner, dim);
     }
 }
 

@@ -202,3 +202,46 @@ fn a_batch_crossing_the_storage_quota_is_refused_whole() {
         Ok(())
     });
 }
+
+/// A request over more shard keys than a tenant's queue holds (1 024 jobs) is answered: its
+/// reads wait their turn inside the request instead of overflowing the queue with a 429.
+#[test]
+fn a_read_over_more_shard_keys_than_a_queue_holds_is_answered() {
+    const KEYS: usize = 1_100;
+    with_node(&[], |node: &mut Node| {
+        let api = node.api();
+        api.ok_put(
+            "/collections/many",
+            &json!({"vectors": {"size": DIM, "distance": "Dot"}, "sharding_method": "custom"}),
+        )?;
+        for i in 0..KEYS {
+            api.ok_put(
+                "/collections/many/shards",
+                &json!({"shard_key": format!("k{i}")}),
+            )?;
+        }
+        api.ok_put(
+            "/collections/many/points?wait=true",
+            &json!({"points": points(0..3), "shard_key": "k7"}),
+        )?;
+        phase!("count, scroll, query and collection info over {KEYS} keys, no key named");
+        let count = api.ok_post("/collections/many/points/count", &json!({"exact": true}))?;
+        ensure!(count["count"] == 3, "count: {count}");
+        let page = api.ok_post("/collections/many/points/scroll", &json!({"limit": 10}))?;
+        ensure!(
+            page["points"].as_array().map(Vec::len) == Some(3),
+            "scroll: {page}"
+        );
+        let hits = api.ok_post(
+            "/collections/many/points/query",
+            &json!({"query": [1.0, 1.0, 0.5, 0.25], "limit": 2}),
+        )?;
+        ensure!(
+            hits["points"].as_array().map(Vec::len) == Some(2),
+            "query: {hits}"
+        );
+        let info = api.ok_get("/collections/many")?;
+        ensure!(info["points_count"] == 3, "info: {info}");
+        Ok(())
+    });
+}

@@ -320,6 +320,9 @@ impl Reach {
     }
 }
 
+/// Most reads of one request in flight at once, across its target shards.
+const MAX_READS_IN_FLIGHT: usize = 64;
+
 /// Runs `op` on every target shard, concurrently: local replicas through the node's fair
 /// scheduler (the CPU pool is shared across tenants by weight, so a flooding tenant waits in its
 /// own queue), remote ones over the cluster link.
@@ -335,11 +338,20 @@ pub(super) async fn read_all(
         .clone()
         .unwrap_or_else(|| UNATTRIBUTED.to_owned());
     let weight = reach.quotas.admission.quota(&tenant).weight;
+    // one request over many shards (a collection of thousands of shard keys) keeps a bounded
+    // number of its reads in flight: its jobs wait here, not in its tenant's queue, which they
+    // would overflow (429 on every try)
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_READS_IN_FLIGHT));
     for target in scope.targets.iter().cloned() {
         let nodes = reach.nodes_of(&scope, target.shard);
         let (reach, tenant, op, uid) = (reach.clone(), tenant.clone(), op.clone(), scope.uid);
         let consistency = scope.consistency;
+        let in_flight = in_flight.clone();
         set.spawn(async move {
+            let _permit = in_flight
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::internal("read fan-out closed"))?;
             let key = target.key.clone();
             reach
                 .read_consistent(uid, target, nodes, consistency, &tenant, weight, op)

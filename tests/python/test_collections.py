@@ -55,16 +55,14 @@ def test_create_collection_accepts_qdrant_options(client, collection_name):
         shard_number=2,
         replication_factor=1,
         write_consistency_factor=1,
-        on_disk_payload=True,
-        hnsw_config=models.HnswConfigDiff(m=8, ef_construct=64, payload_m=12, full_scan_threshold=500),
-        optimizers_config=models.OptimizersConfigDiff(indexing_threshold=20000, default_segment_number=2),
-        wal_config=models.WalConfigDiff(wal_capacity_mb=16),
-        quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8)),
+        on_disk_payload=False,
+        hnsw_config=models.HnswConfigDiff(m=8, ef_construct=64, payload_m=12, full_scan_threshold=500, on_disk=False),
         timeout=10,
     ) is True
     info = client.get_collection(collection_name)
     assert info.config.params.shard_number == 2
-    assert info.config.params.on_disk_payload is True
+    assert info.config.params.on_disk_payload is False
+    assert info.config.hnsw_config.full_scan_threshold == 500
     assert info.config.hnsw_config.m == 8
     assert info.config.hnsw_config.ef_construct == 64
     assert info.config.hnsw_config.payload_m == 12
@@ -183,3 +181,47 @@ def test_query_batch_points(client, collection_name):
     for r, (i, key) in zip(res, ((0, "A"), (5, "B"), (9, "A"))):
         assert r.points[0].id == i and r.points[0].score == pytest.approx(0.0, abs=1e-5)
         assert all(p.payload["k"] == key for p in r.points)
+
+
+# Every setting tessera would not honour is refused with 400 naming it, and nothing is created:
+# accepting a setting and dropping it is worse than refusing it.
+UNHONOURED = [
+    ("quantization_config", dict(quantization_config=models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8)))),
+    ("optimizers_config", dict(optimizers_config=models.OptimizersConfigDiff(indexing_threshold=20000))),
+    ("wal_config", dict(wal_config=models.WalConfigDiff(wal_capacity_mb=16))),
+    ("on_disk_payload", dict(on_disk_payload=True)),
+    ("sparse_vectors", dict(sparse_vectors_config={"text": models.SparseVectorParams()})),
+    ("strict_mode_config", dict(strict_mode_config=models.StrictModeConfig(enabled=True))),
+    ("hnsw_config.on_disk", dict(hnsw_config=models.HnswConfigDiff(on_disk=True))),
+    ("hnsw_config.max_indexing_threads", dict(hnsw_config=models.HnswConfigDiff(max_indexing_threads=4))),
+    ("vectors.on_disk", dict(vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT, on_disk=True))),
+    ("vectors.quantization_config", dict(vectors_config=models.VectorParams(
+        size=DIM, distance=models.Distance.DOT,
+        quantization_config=models.BinaryQuantization(binary=models.BinaryQuantizationConfig())))),
+    ("vectors.multivector_config", dict(vectors_config=models.VectorParams(
+        size=DIM, distance=models.Distance.DOT,
+        multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)))),
+    ("vectors.hnsw_config", dict(vectors_config=models.VectorParams(
+        size=DIM, distance=models.Distance.DOT, hnsw_config=models.HnswConfigDiff(m=4)))),
+    ("vectors.datatype", dict(vectors_config=models.VectorParams(
+        size=DIM, distance=models.Distance.DOT, datatype=models.Datatype.FLOAT16))),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", UNHONOURED, ids=[n for n, _ in UNHONOURED])
+def test_a_setting_tessera_would_drop_is_refused_naming_it(client, collection_name, name, kwargs):
+    args = dict(vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+    args.update(kwargs)
+    refused = expect_status(400, client.create_collection, collection_name, **args)
+    assert name.split(".")[-1].encode() in refused.content, refused.content
+    assert client.collection_exists(collection_name) is False
+
+
+def test_unknown_fields_are_refused(base_url, collection_name):
+    r = requests.put(f"{base_url}/collections/{collection_name}",
+                     json={"vectors": {"size": DIM, "distance": "Dot"}, "bogus": 1}, timeout=10)
+    assert r.status_code == 400 and b"bogus" in r.content, r.content
+    r = requests.put(f"{base_url}/collections/{collection_name}",
+                     json={"vectors": {"size": DIM, "distance": "Dot", "colour": "red"}}, timeout=10)
+    assert r.status_code == 400 and b"colour" in r.content, r.content

@@ -118,7 +118,7 @@ pub async fn info(
         .map(|(field, index)| (field.clone(), PayloadSchemaInfo::new(index, points)))
         .collect();
     let info = CollectionInfo {
-        config: CollectionConfig::new(&collection),
+        config: CollectionConfig::new(&collection, app.catalog.config.indexing_threshold),
         indexed_vectors_count: indexed,
         optimizer_status: "ok",
         payload_schema,

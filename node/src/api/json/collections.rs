@@ -13,15 +13,66 @@ use tessera_cluster::meta::{
 
 use super::{bad, field, obj, usize_field};
 
+/// Refuses every set field of `o` that tessera would not honour, naming it: a field outside
+/// `honoured`, unless it has the one value of `neutral` that changes nothing (`on_disk: false`).
+/// Unset and null fields pass (the official clients send unset options as null). A setting
+/// accepted and then dropped is worse than a refusal.
+fn check_honoured(
+    o: &Map<String, Value>,
+    at: &str,
+    honoured: &[&str],
+    neutral: &[(&str, Value)],
+) -> Result<()> {
+    for (k, v) in o {
+        if v.is_null()
+            || honoured.contains(&k.as_str())
+            || neutral.iter().any(|(nk, nv)| nk == k && nv == v)
+        {
+            continue;
+        }
+        return Err(bad(format!(
+            "Bad request: tessera does not support {at}{k} (given {v}); leave it unset"
+        )));
+    }
+    Ok(())
+}
+
 /// `PUT /collections/{c}`: the collection's parameters.
 pub fn create_collection(o: &Map<String, Value>) -> Result<CollectionParams> {
+    check_honoured(
+        o,
+        "",
+        &[
+            "vectors",
+            "shard_number",
+            "sharding_method",
+            "replication_factor",
+            "write_consistency_factor",
+            "hnsw_config",
+        ],
+        // payloads are kept in memory (and in the WAL and snapshot on disk)
+        &[("on_disk_payload", Value::Bool(false))],
+    )?;
     let vectors =
         field(o, "vectors").ok_or_else(|| bad("Format error in JSON body: vectors is required"))?;
     let vo = obj(vectors, "vectors")?;
+    let vector_fields = |v: &Map<String, Value>| {
+        check_honoured(
+            v,
+            "vectors.",
+            &["size", "distance"],
+            &[
+                ("on_disk", Value::Bool(false)),
+                ("datatype", Value::String("float32".into())),
+            ],
+        )
+    };
     let (size, dist) = if vo.contains_key("size") {
+        vector_fields(vo)?;
         (vo.get("size"), vo.get("distance"))
     } else if vo.len() == 1 && vo.contains_key("") {
         let inner = obj(&vo[""], "vectors")?;
+        vector_fields(inner)?;
         (inner.get("size"), inner.get("distance"))
     } else {
         return Err(bad(
@@ -49,6 +100,16 @@ pub fn create_collection(o: &Map<String, Value>) -> Result<CollectionParams> {
     let mut hnsw = HnswParams::default();
     if let Some(h) = field(o, "hnsw_config") {
         let h = obj(h, "hnsw_config")?;
+        check_honoured(
+            h,
+            "hnsw_config.",
+            &["m", "ef_construct", "payload_m", "full_scan_threshold"],
+            // 0: as many build threads as tessera chooses (it builds on one, at low priority)
+            &[
+                ("on_disk", Value::Bool(false)),
+                ("max_indexing_threads", Value::from(0)),
+            ],
+        )?;
         if let Some(m) = usize_field(h, "m")? {
             hnsw.m = m;
         }
@@ -257,7 +318,8 @@ pub struct WalConfig {
 }
 
 impl CollectionConfig {
-    pub fn new(c: &CollectionMeta) -> CollectionConfig {
+    /// `indexing_threshold`: the node's (points a tail holds before its graph is built).
+    pub fn new(c: &CollectionMeta, indexing_threshold: usize) -> CollectionConfig {
         let p = &c.params;
         CollectionConfig {
             hnsw_config: HnswConfig {
@@ -272,7 +334,7 @@ impl CollectionConfig {
                 default_segment_number: 0,
                 deleted_threshold: 0.3,
                 flush_interval_sec: 5,
-                indexing_threshold: 10000,
+                indexing_threshold: u32::try_from(indexing_threshold).unwrap_or(u32::MAX),
                 max_optimization_threads: None,
                 max_segment_size: None,
                 memmap_threshold: None,

@@ -47,7 +47,13 @@ pub async fn upsert(
     };
     let seq = app
         .router
-        .upsert(&ctx, &name, &upsert.shard_key, upsert.points)
+        .upsert(
+            &ctx,
+            &name,
+            &upsert.shard_key,
+            upsert.points,
+            upsert.update_filter,
+        )
         .await?;
     update_result(seq, wait, started)
 }

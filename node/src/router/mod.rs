@@ -334,6 +334,7 @@ impl Router {
         collection: &str,
         sel: &KeySelector,
         mut points: Vec<NewPoint>,
+        update_filter: Option<Filter>,
     ) -> Result<u64> {
         let cost = Cost {
             batch: points.len(),
@@ -360,7 +361,9 @@ impl Router {
                             .push(p.clone());
                     }
                 }
-                let guard = scope.narrow(None);
+                // an existing point outside the caller's scope, or not matching the caller's
+                // update_filter, is left as it is
+                let guard = scope.narrow(scope.filter_in(update_filter));
                 let jobs = per_shard
                     .into_iter()
                     .map(|(t, pts)| {

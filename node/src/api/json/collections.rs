@@ -11,35 +11,11 @@ use tessera_cluster::meta::{
     ShardingMethod,
 };
 
-use super::{bad, field, obj, usize_field};
-
-/// Refuses every set field of `o` that tessera would not honour, naming it: a field outside
-/// `honoured`, unless it has the one value of `neutral` that changes nothing (`on_disk: false`).
-/// Unset and null fields pass (the official clients send unset options as null). A setting
-/// accepted and then dropped is worse than a refusal.
-fn check_honoured(
-    o: &Map<String, Value>,
-    at: &str,
-    honoured: &[&str],
-    neutral: &[(&str, Value)],
-) -> Result<()> {
-    for (k, v) in o {
-        if v.is_null()
-            || honoured.contains(&k.as_str())
-            || neutral.iter().any(|(nk, nv)| nk == k && nv == v)
-        {
-            continue;
-        }
-        return Err(bad(format!(
-            "Bad request: tessera does not support {at}{k} (given {v}); leave it unset"
-        )));
-    }
-    Ok(())
-}
+use super::{bad, check_fields, field, obj, usize_field};
 
 /// `PUT /collections/{c}`: the collection's parameters.
 pub fn create_collection(o: &Map<String, Value>) -> Result<CollectionParams> {
-    check_honoured(
+    check_fields(
         o,
         "",
         &[
@@ -57,7 +33,7 @@ pub fn create_collection(o: &Map<String, Value>) -> Result<CollectionParams> {
         field(o, "vectors").ok_or_else(|| bad("Format error in JSON body: vectors is required"))?;
     let vo = obj(vectors, "vectors")?;
     let vector_fields = |v: &Map<String, Value>| {
-        check_honoured(
+        check_fields(
             v,
             "vectors.",
             &["size", "distance"],
@@ -100,7 +76,7 @@ pub fn create_collection(o: &Map<String, Value>) -> Result<CollectionParams> {
     let mut hnsw = HnswParams::default();
     if let Some(h) = field(o, "hnsw_config") {
         let h = obj(h, "hnsw_config")?;
-        check_honoured(
+        check_fields(
             h,
             "hnsw_config.",
             &["m", "ef_construct", "payload_m", "full_scan_threshold"],

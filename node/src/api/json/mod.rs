@@ -305,12 +305,41 @@ pub fn with_vector(v: Option<&Value>) -> Result<bool> {
 }
 
 pub fn filter(o: &Map<String, Value>) -> Result<Option<Filter>> {
-    match field(o, "filter") {
+    filter_at(o, "filter")
+}
+
+/// The filter under key `k` (absent or null: none).
+pub fn filter_at(o: &Map<String, Value>, k: &str) -> Result<Option<Filter>> {
+    match field(o, k) {
         None => Ok(None),
         Some(v) => parse_filter(v)
             .map(Some)
             .map_err(|e| bad(format!("Format error in JSON body: {e}"))),
     }
+}
+
+/// Refuses every set field of `o` that tessera would not honour, naming it: a field outside
+/// `honoured`, unless it has the one value of `neutral` that changes nothing (`on_disk: false`).
+/// Unset and null fields pass (the official clients send unset options as null). A setting or
+/// parameter accepted and then dropped is worse than a refusal.
+pub fn check_fields(
+    o: &Map<String, Value>,
+    at: &str,
+    honoured: &[&str],
+    neutral: &[(&str, Value)],
+) -> Result<()> {
+    for (k, v) in o {
+        if v.is_null()
+            || honoured.contains(&k.as_str())
+            || neutral.iter().any(|(nk, nv)| nk == k && nv == v)
+        {
+            continue;
+        }
+        return Err(bad(format!(
+            "Bad request: tessera does not support {at}{k} (given {v}); leave it unset"
+        )));
+    }
+    Ok(())
 }
 
 pub fn usize_field(o: &Map<String, Value>, k: &str) -> Result<Option<usize>> {

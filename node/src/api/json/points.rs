@@ -20,11 +20,21 @@ use crate::router::{KeySelector, PointsWrite};
 pub struct Upsert {
     pub shard_key: KeySelector,
     pub points: Vec<NewPoint>,
+    /// Qdrant's `update_filter`: an existing point is overwritten only if it matches; new
+    /// points are inserted whatever it says.
+    pub update_filter: Option<tessera_shard::filter::Filter>,
 }
 
 impl Upsert {
     pub fn parse(o: &Map<String, Value>, dim: usize, max_batch_points: usize) -> Result<Upsert> {
+        super::check_fields(
+            o,
+            "",
+            &["points", "batch", "shard_key", "update_filter"],
+            &[],
+        )?;
         let shard_key = key_selector(o)?;
+        let update_filter = super::filter_at(o, "update_filter")?;
         let mut points = Vec::new();
         if let Some(list) = field(o, "points") {
             let list = list
@@ -32,6 +42,7 @@ impl Upsert {
                 .ok_or_else(|| bad("Format error in JSON body: points must be a list"))?;
             for p in list {
                 let po = obj(p, "point")?;
+                super::check_fields(po, "points[].", &["id", "vector", "payload"], &[])?;
                 let id = point_id(
                     po.get("id")
                         .ok_or_else(|| bad("Format error in JSON body: point id is required"))?,
@@ -49,6 +60,7 @@ impl Upsert {
             }
         } else if let Some(b) = field(o, "batch") {
             let bo = obj(b, "batch")?;
+            super::check_fields(bo, "batch.", &["ids", "vectors", "payloads"], &[])?;
             let ids = bo
                 .get("ids")
                 .and_then(Value::as_array)
@@ -89,7 +101,11 @@ impl Upsert {
                 points.len()
             )));
         }
-        Ok(Upsert { shard_key, points })
+        Ok(Upsert {
+            shard_key,
+            points,
+            update_filter,
+        })
     }
 }
 
@@ -112,6 +128,21 @@ pub struct SelectedWrite {
 
 impl SelectedWrite {
     pub fn parse(o: &Map<String, Value>, kind: SelectedWriteKind) -> Result<SelectedWrite> {
+        let fields: &[&str] = match kind {
+            SelectedWriteKind::Delete | SelectedWriteKind::ClearPayload => {
+                &["points", "filter", "shard_key"]
+            }
+            SelectedWriteKind::SetPayload | SelectedWriteKind::OverwritePayload => {
+                &["payload", "points", "filter", "shard_key", "key"]
+            }
+            SelectedWriteKind::DeletePayload => &["keys", "points", "filter", "shard_key"],
+        };
+        super::check_fields(o, "", fields, &[])?;
+        if matches!(kind, SelectedWriteKind::OverwritePayload) && field(o, "key").is_some() {
+            return Err(bad(
+                "Bad request: tessera does not support key with an overwrite; overwrite the whole payload or set a key",
+            ));
+        }
         let shard_key = key_selector(o)?;
         let required_payload = || -> Result<_> {
             payload(Some(field(o, "payload").ok_or_else(|| {
@@ -186,6 +217,12 @@ pub struct Retrieve {
 
 impl Retrieve {
     pub fn parse(o: &Map<String, Value>, max_ids: usize) -> Result<Retrieve> {
+        super::check_fields(
+            o,
+            "",
+            &["ids", "with_payload", "with_vector", "shard_key"],
+            &[],
+        )?;
         let shard_key = key_selector(o)?;
         let ids = field(o, "ids")
             .and_then(Value::as_array)
@@ -233,6 +270,19 @@ impl Scroll {
                 "Wrong input: order_by is not supported; scroll pages by point id",
             ));
         }
+        super::check_fields(
+            o,
+            "",
+            &[
+                "shard_key",
+                "offset",
+                "limit",
+                "filter",
+                "with_payload",
+                "with_vector",
+            ],
+            &[],
+        )?;
         let limit = limit(o, 10, max_limit)?;
         let offset = field(o, "offset").map(point_id).transpose()?;
         Ok(Scroll {
@@ -261,6 +311,8 @@ pub struct Count {
 
 impl Count {
     pub fn parse(o: &Map<String, Value>) -> Result<Count> {
+        // counts are always exact: `exact: false` gets an exact count too
+        super::check_fields(o, "", &["shard_key", "filter", "exact"], &[])?;
         Ok(Count {
             shard_key: key_selector(o)?,
             filter: filter(o)?,

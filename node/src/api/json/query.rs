@@ -14,8 +14,8 @@ use tessera_shard::point::PointId;
 use tessera_shard::store::PayloadSelector;
 
 use super::{
-    IdJson, KeyJson, bad, field, filter, key_selector, limit, obj, point_id, usize_field, vector,
-    widen, with_payload, with_vector,
+    IdJson, KeyJson, bad, check_fields, field, filter, key_selector, limit, obj, point_id,
+    usize_field, vector, widen, with_payload, with_vector,
 };
 use crate::router::KeySelector;
 
@@ -44,6 +44,24 @@ impl<'a> Query<'a> {
         if field(o, "prefetch").is_some() {
             return Err(bad("Wrong input: prefetch is not supported"));
         }
+        check_using(o)?;
+        check_fields(
+            o,
+            "",
+            &[
+                "shard_key",
+                "query",
+                "using",
+                "filter",
+                "params",
+                "score_threshold",
+                "limit",
+                "offset",
+                "with_vector",
+                "with_payload",
+            ],
+            &[],
+        )?;
         match field(o, "query") {
             None => Ok(Query::Scroll(ScrollQuery {
                 limit: limit(o, 10, max_limit)?,
@@ -66,8 +84,36 @@ impl<'a> Query<'a> {
     }
 }
 
+/// A collection has one unnamed vector: `using` may name only it.
+fn check_using(o: &Map<String, Value>) -> Result<()> {
+    match field(o, "using") {
+        None => Ok(()),
+        Some(Value::String(s)) if s.is_empty() => Ok(()),
+        Some(Value::String(s)) => Err(bad(format!(
+            "Wrong input: Not existing vector name error: {s}"
+        ))),
+        Some(_) => Err(bad("Format error in JSON body: using must be a string")),
+    }
+}
+
 /// `POST /collections/{c}/points/search`: the `vector` to search for.
 pub fn search_vector(o: &Map<String, Value>) -> Result<&Value> {
+    check_fields(
+        o,
+        "",
+        &[
+            "shard_key",
+            "vector",
+            "filter",
+            "params",
+            "limit",
+            "offset",
+            "with_payload",
+            "with_vector",
+            "score_threshold",
+        ],
+        &[],
+    )?;
     let q =
         field(o, "vector").ok_or_else(|| bad("Format error in JSON body: vector is required"))?;
     if !q.is_array() {
@@ -151,6 +197,18 @@ pub struct NearestTail {
 impl NearestTail {
     pub fn parse(o: &Map<String, Value>) -> Result<NearestTail> {
         let params = field(o, "params").map(|p| obj(p, "params")).transpose()?;
+        if let Some(p) = params {
+            // there are no quantized vectors, so quantization's options change nothing
+            check_fields(
+                p,
+                "params.",
+                &["hnsw_ef", "exact", "quantization"],
+                &[
+                    ("indexed_only", Value::Bool(false)),
+                    ("acorn", serde_json::json!({"enable": false})),
+                ],
+            )?;
+        }
         let hnsw_ef = params
             .map(|p| usize_field(p, "hnsw_ef"))
             .transpose()?

@@ -10,19 +10,18 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail, ensure};
-use serde_json::{Value, json};
+use anyhow::{Result, anyhow, ensure};
+use serde_json::json;
 use tessera_chaos::{Api, Swarm, SwarmOptions};
 use tessera_tests::phase;
+
+mod common;
+use common::{CutOff, apis, replica_sets, tenant, wait_identical};
 
 const DIM: usize = 4;
 /// Most writes one tenant's writer makes (the stream is bounded in count and in time).
 const MAX_WRITES: u64 = 4000;
 const MAX_STREAM: Duration = Duration::from_secs(60);
-
-fn tenant(i: usize) -> String {
-    format!("tenant-{i:02}")
-}
 
 fn create(api: &Api, tenants: usize, replication_factor: u32) -> Result<()> {
     api.ok_put(
@@ -168,12 +167,6 @@ fn resumed_after(
     Ok(worst)
 }
 
-/// Every shard of `c` with its replica set, from node `api`'s admin view.
-fn replica_sets(api: &Api) -> Result<Vec<Value>> {
-    let view = api.ok_get("/admin/collections/c/replicas")?;
-    Ok(view["shards"].as_array().cloned().unwrap_or_default())
-}
-
 /// The tenants whose primary is on `node`.
 fn primaries_on(api: &Api, node: u64) -> Result<Vec<String>> {
     Ok(replica_sets(api)?
@@ -193,57 +186,9 @@ fn busiest_primary(api: &Api) -> Result<(u64, Vec<String>)> {
     Ok((victim, hit))
 }
 
-/// Waits until every shard's replicas are all Active with one points count and one digest.
-fn wait_identical(api: &Api, within: Duration) -> Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        let shards = replica_sets(api)?;
-        let pending: Vec<&Value> = shards
-            .iter()
-            .filter(|s| {
-                let rs = s["replicas"].as_array().cloned().unwrap_or_default();
-                let same = |f: &str| rs.windows(2).all(|w| w[0][f] == w[1][f]);
-                !(rs.iter()
-                    .all(|r| r["state"] == "Active" && !r["digest"].is_null())
-                    && same("digest")
-                    && same("points_count")
-                    && same("last_seq"))
-            })
-            .collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("replicas not identical within {within:?}: {pending:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Every acknowledged id of every tenant is there, read through `api`.
+/// Every acknowledged id of every tenant in `seen` is there, read through `api`.
 fn check_acked_present(api: &Api, seen: &Seen) -> Result<usize> {
-    let mut total = 0;
-    for (key, ids) in &seen.acked {
-        let ids: Vec<u64> = ids.iter().copied().collect();
-        for chunk in ids.chunks(500) {
-            let got = api.ok_post(
-                "/collections/c/points",
-                &json!({"ids": chunk, "shard_key": key, "with_payload": false}),
-            )?;
-            let found: BTreeSet<u64> = got
-                .as_array()
-                .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
-                .unwrap_or_default();
-            let lost: Vec<&u64> = chunk.iter().filter(|id| !found.contains(id)).collect();
-            ensure!(lost.is_empty(), "{key}: acknowledged writes lost: {lost:?}");
-            total += chunk.len();
-        }
-    }
-    Ok(total)
-}
-
-fn apis(swarm: &Swarm, ids: &[u64]) -> Result<Vec<Api>> {
-    ids.iter().map(|id| swarm.api(*id)).collect()
+    common::check_acked_present(api, &seen.acked)
 }
 
 #[test]
@@ -364,67 +309,6 @@ fn replication_factor_three_survives_two_successive_kills() -> Result<()> {
     swarm.restart(first)?;
     swarm.restart(second)?;
     wait_identical(&clients[0], Duration::from_secs(40))?;
-    Ok(())
-}
-
-/// An nftables table that drops every UDP packet from or to one node's QUIC port (its Raft,
-/// shard and replication traffic; its HTTP port stays open to clients). Removed on drop, also
-/// when the test fails.
-struct CutOff {
-    table: String,
-}
-
-impl CutOff {
-    fn port(port: u16) -> Result<CutOff> {
-        let table = format!("tessera_cut_{}_{port}", std::process::id());
-        let script = format!(
-            "table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n  udp sport {port} drop\n  udp dport {port} drop\n }}\n}}\n"
-        );
-        nft(&["-f", "-"], Some(&script)).map_err(|e| {
-            anyhow!("nftables is needed (and root) to cut a node off: {e:#}; .ci/run installs it")
-        })?;
-        Ok(CutOff { table })
-    }
-}
-
-impl Drop for CutOff {
-    fn drop(&mut self) {
-        if let Err(e) = nft(&["delete", "table", "inet", &self.table], None) {
-            tessera_tests::log_phase(format_args!(
-                "removing nftables table {}: {e:#}",
-                self.table
-            ));
-        }
-    }
-}
-
-fn nft(args: &[&str], stdin: Option<&str>) -> Result<()> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("nft")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    if let Some(text) = stdin
-        && let Some(mut input) = child.stdin.take()
-    {
-        input.write_all(text.as_bytes())?;
-    }
-    drop(child.stdin.take());
-    let out = tessera_chaos::process::wait_bounded(&mut child, Duration::from_secs(10))?;
-    let Some(status) = out else {
-        let _ = child.kill();
-        bail!("nft {args:?} did not finish");
-    };
-    if !status.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
-        bail!("nft {args:?}: {status} {err}");
-    }
     Ok(())
 }
 
@@ -616,6 +500,29 @@ fn a_shard_key_moved_under_write_load_loses_nothing() -> Result<()> {
     Ok(())
 }
 
+/// Waits until every shard has 2 replicas, all Active and none on `lost`.
+fn wait_restored(reader: &Api, lost: u64, within: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let shards = replica_sets(reader)?;
+        let restored = shards.iter().all(|s| {
+            let rs = s["replicas"].as_array().cloned().unwrap_or_default();
+            rs.len() == 2
+                && rs
+                    .iter()
+                    .all(|r| r["state"] == "Active" && r["peer_id"] != lost)
+        });
+        if restored {
+            return Ok(());
+        }
+        ensure!(
+            started.elapsed() < within,
+            "replication factor not restored without node {lost} within {within:?}: {shards:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_node_gone_past_the_replica_timeout_has_its_replicas_rebuilt_elsewhere() -> Result<()> {
     const TENANTS: usize = 3;
@@ -650,24 +557,7 @@ fn a_node_gone_past_the_replica_timeout_has_its_replicas_rebuilt_elsewhere() -> 
     swarm.kill9(victim)?;
     let killed = Instant::now();
     let reader = swarm.api(survivors[0])?;
-    loop {
-        let shards = replica_sets(&reader)?;
-        let restored = shards.iter().all(|s| {
-            let rs = s["replicas"].as_array().cloned().unwrap_or_default();
-            rs.len() == 2
-                && rs
-                    .iter()
-                    .all(|r| r["state"] == "Active" && r["peer_id"] != victim)
-        });
-        if restored {
-            break;
-        }
-        ensure!(
-            killed.elapsed() < Duration::from_secs(30),
-            "replication factor not restored: {shards:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_restored(&reader, victim, Duration::from_secs(30))?;
     tessera_tests::log_phase(format_args!(
         "FIGURE replicas of a lost node rebuilt {} ms after the kill (replica timeout 3 s)",
         killed.elapsed().as_millis()
@@ -717,24 +607,8 @@ fn a_forcibly_removed_nodes_tenants_are_served_by_their_other_replicas() -> Resu
     );
     let (st, v) = reader.delete(&format!("/cluster/peer/{victim}?force=true"))?;
     ensure!(st == 200, "forced removal: {st} {v}");
-    loop {
-        let shards = replica_sets(&reader)?;
-        let restored = shards.iter().all(|s| {
-            let rs = s["replicas"].as_array().cloned().unwrap_or_default();
-            rs.len() == 2
-                && rs
-                    .iter()
-                    .all(|r| r["state"] == "Active" && r["peer_id"] != victim)
-        });
-        if restored {
-            break;
-        }
-        ensure!(
-            removed.elapsed() < Duration::from_secs(40),
-            "tenants of the removed node not restored well before the 60 s replica timeout: {shards:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // well before the 60 s replica timeout
+    wait_restored(&reader, victim, Duration::from_secs(40))?;
     tessera_tests::log_phase(format_args!(
         "FIGURE replicas of a removed node rebuilt {} ms after its removal",
         removed.elapsed().as_millis()

@@ -635,15 +635,20 @@ fn a_voter_lost_past_the_replica_timeout_is_replaced_by_a_learner() {
         .0;
     phase!("kill -9 voter {victim}; learner {learner} takes its vote");
     swarm.kill9(victim).expect("kill");
+    // the change goes through a joint configuration (old and new voters together) first: wait
+    // for the final one
     let _ = eventually(
         Duration::from_secs(20),
-        "the learner a voter",
+        "the learner a voter and the lost voter a learner",
         || {
-            swarm
-                .cluster(leader)
-                .map(|v| v.peers.get(&learner).and_then(|p| p.voter))
+            swarm.cluster(leader).map(|v| {
+                (
+                    v.peers.get(&learner).and_then(|p| p.voter),
+                    v.peers.get(&victim).and_then(|p| p.voter),
+                )
+            })
         },
-        |voter| matches!(voter, Ok(Some(true))),
+        |voters| matches!(voters, Ok((Some(true), Some(false)))),
     );
     let view = swarm.cluster(leader).expect("view");
     assert_eq!(

@@ -9,27 +9,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tessera_chaos::Swarm;
+use tessera_chaos::{Swarm, synthetic_vector as vector};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn vector(seed: u64, dim: usize) -> Vec<f32> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..dim)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 10_000) as f32 / 10_000.0 - 0.5
-        })
-        .collect()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

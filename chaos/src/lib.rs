@@ -17,5 +17,22 @@ pub mod swarm;
 pub mod view;
 
 pub use swarm::{NodeInfo, NodeState, Swarm, SwarmOptions};
+
+/// A deterministic vector of `dim` components in [-0.5, 0.5) for `seed` (xorshift), the data of
+/// the benchmarks: the same seed gives the same vector on every run and machine.
+pub fn synthetic_vector(seed: u64, dim: usize) -> Vec<f32> {
+    let mut x = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407)
+        | 1;
+    (0..dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 10_000) as f32 / 10_000.0 - 0.5
+        })
+        .collect()
+}
 pub use tessera_tests::Api;
 pub use view::{ClusterView, PeerView};

@@ -16,19 +16,14 @@ use tessera_chaos::{Api, Swarm, SwarmOptions};
 use tessera_tests::phase;
 
 mod common;
-use common::{CutOff, apis, replica_sets, tenant, wait_identical};
+use common::{CutOff, apis, replica_sets, tenant, upsert_one, wait_identical};
 
-const DIM: usize = 4;
 /// Most writes one tenant's writer makes (the stream is bounded in count and in time).
 const MAX_WRITES: u64 = 4000;
 const MAX_STREAM: Duration = Duration::from_secs(60);
 
 fn create(api: &Api, tenants: usize, replication_factor: u32) -> Result<()> {
-    api.ok_put(
-        "/collections/c",
-        &json!({"vectors": {"size": DIM, "distance": "Dot"}, "sharding_method": "custom",
-                "replication_factor": replication_factor}),
-    )?;
+    common::create_collection(api, replication_factor)?;
     for t in 0..tenants {
         api.ok_put("/collections/c/shards", &json!({"shard_key": tenant(t)}))?;
     }
@@ -92,14 +87,10 @@ fn write_stream(apis: &[Api], key: &str, stop: &AtomicBool, seen: &Mutex<Seen>) 
         if stop.load(Ordering::SeqCst) || started.elapsed() > MAX_STREAM {
             return;
         }
-        let api = &apis[id as usize % apis.len()];
-        let body = json!({"points": [{"id": id, "vector": [1.0, id as f32, 0.5, 0.25],
-                                      "payload": {"tenant": key}}],
-                          "shard_key": key});
-        let answer = api.put("/collections/c/points?wait=true", &body);
-        // a node that is down refuses the connection: that is the client's choice of node,
-        // not tessera's answer, and the next node is tried
-        let Ok((status, _)) = answer else { continue };
+        // a node that is down refuses the connection: the next node is tried
+        let Some(status) = upsert_one(&apis[id as usize % apis.len()], key, id) else {
+            continue;
+        };
         let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
         s.writes
             .push((key.to_owned(), Instant::now(), status == 200));

@@ -756,7 +756,8 @@ mod legacy;
 mod tests {
     use super::*;
 
-    fn params(method: ShardingMethod) -> CollectionParams {
+    /// A collection's parameters for tests (this module's and its children's).
+    pub(super) fn params(method: ShardingMethod) -> CollectionParams {
         CollectionParams {
             dim: 4,
             distance: Distance::Cosine,

@@ -602,19 +602,21 @@ impl Catalog {
     }
 }
 
-/// The field a collection's points are grouped by for per-tenant graphs: its `is_tenant`
-/// keyword (or uuid) index, if it has one.
+/// The field a collection's points are grouped by for per-tenant graphs (`payload_m`): its
+/// `is_tenant` keyword (or uuid) index, else its first keyword index, as Qdrant builds
+/// `payload_m` links for keyword indexes.
 pub fn partition_field(c: &CollectionMeta) -> Option<String> {
-    use tessera_cluster::meta::PayloadSchemaType;
-    c.payload_indexes
-        .iter()
-        .find(|(_, ix)| {
-            ix.is_tenant
-                && matches!(
-                    ix.schema,
-                    PayloadSchemaType::Keyword | PayloadSchemaType::Uuid
-                )
-        })
+    use tessera_cluster::meta::{PayloadIndex, PayloadSchemaType};
+    let keyword = |ix: &PayloadIndex| {
+        matches!(
+            ix.schema,
+            PayloadSchemaType::Keyword | PayloadSchemaType::Uuid
+        )
+    };
+    let indexes = || c.payload_indexes.iter().filter(|(_, ix)| keyword(ix));
+    indexes()
+        .find(|(_, ix)| ix.is_tenant)
+        .or_else(|| indexes().next())
         .map(|(field, _)| field.clone())
 }
 

@@ -173,7 +173,7 @@ pub async fn serve_remote(
             sets.check_copy(uid, shard, node)?;
             if after.is_none() {
                 // the records written while the copy runs must still be here for its rejoin
-                shards.pin_tail((uid, shard), key.as_ref()).await?;
+                shards.pin_tail((uid, shard), key.as_ref(), node).await?;
             }
             let max_bytes = (max_bytes as usize).clamp(1 << 10, MAX_COPY_PAGE_BYTES);
             let (last_seq, points, next) =

@@ -114,6 +114,7 @@ pub enum ShardMsg {
     /// As the primary of a copy taken from `from` on: keep the records after it for the
     /// copy's rejoin ([`Tail::pin`]).
     Pin {
+        node: tessera_core::NodeId,
         from: u64,
         reply: RpcReplyPort<Result<()>>,
     },
@@ -243,6 +244,9 @@ impl Actor for ShardActor {
                         Err(e) => Err(e),
                     },
                 };
+                if done.is_ok() {
+                    st.tail.unpin(node);
+                }
                 let _ = reply.send(done);
             }
             ShardMsg::Built(job, graph) => {
@@ -274,8 +278,8 @@ impl Actor for ShardActor {
                 schedule_job(&myself, st);
             }
             ShardMsg::Idle => st.job_running = false,
-            ShardMsg::Pin { from, reply } => {
-                st.tail.pin(from);
+            ShardMsg::Pin { node, from, reply } => {
+                st.tail.pin(node, from);
                 let _ = reply.send(Ok(()));
             }
         }

@@ -369,13 +369,18 @@ impl ShardManager {
         Ok(data.export_page(after, max_bytes))
     }
 
-    /// As the primary of a copy about to start: keeps the records after the current sequence
-    /// for the copy's rejoin; answers that sequence.
-    pub async fn pin_tail(&self, id: impl Into<ReplicaId>, key: Option<&ShardKey>) -> Result<u64> {
+    /// As the primary of a copy to `node` about to start: keeps the records after the current
+    /// sequence for the copy's rejoin; answers that sequence.
+    pub async fn pin_tail(
+        &self,
+        id: impl Into<ReplicaId>,
+        key: Option<&ShardKey>,
+        node: tessera_core::NodeId,
+    ) -> Result<u64> {
         let id = id.into();
         let (data, _, _) = self.get(id, key)?;
         let from = data.last_seq();
-        self.ask(id, key, |reply| ShardMsg::Pin { from, reply })
+        self.ask(id, key, |reply| ShardMsg::Pin { node, from, reply })
             .await?;
         Ok(from)
     }

@@ -68,9 +68,9 @@ pub struct Tail {
     records: VecDeque<(u64, Arc<Vec<u8>>)>,
     bytes: usize,
     max_bytes: usize,
-    /// While a copy to another replica runs: the records after this sequence are kept (up to
-    /// [`PINNED_TAIL_BYTES`]) until the instant, for the copy's rejoin to replay.
-    pin: Option<(u64, std::time::Instant)>,
+    /// Per node a copy runs to: the records after this sequence are kept (up to
+    /// [`PINNED_TAIL_BYTES`]) until the instant or that node's rejoin, for the rejoin to replay.
+    pins: std::collections::BTreeMap<u64, (u64, std::time::Instant)>,
 }
 
 /// Most bytes of records a tail keeps while pinned by a copy: a copy that falls further behind
@@ -89,32 +89,33 @@ impl Tail {
             records: VecDeque::new(),
             bytes: 0,
             max_bytes,
-            pin: None,
+            pins: std::collections::BTreeMap::new(),
         }
     }
 
-    /// Keeps the records after `from` for [`PIN_FOR`] (a copy taken at `from` or later rejoins
-    /// from them), within [`PINNED_TAIL_BYTES`].
-    pub fn pin(&mut self, from: u64) {
-        let until = std::time::Instant::now() + PIN_FOR;
-        self.pin = Some(match self.pin {
-            Some((old, _)) => (old.min(from), until),
-            None => (from, until),
-        });
+    /// For a copy to `node` taken at `from` or later: keeps the records after `from` for
+    /// [`PIN_FOR`] or until [`Tail::unpin`], within [`PINNED_TAIL_BYTES`].
+    pub fn pin(&mut self, node: u64, from: u64) {
+        self.pins
+            .insert(node, (from, std::time::Instant::now() + PIN_FOR));
     }
 
-    pub fn unpin(&mut self) {
-        self.pin = None;
+    /// `node`'s copy has rejoined: its records need not be kept for it any more.
+    pub fn unpin(&mut self, node: u64) {
+        self.pins.remove(&node);
     }
 
     /// Whether the oldest record may go: past the limit, and not needed by a live pin.
-    fn may_drop(&self, seq: u64) -> bool {
-        match self.pin {
-            Some((from, until)) if std::time::Instant::now() < until && seq > from => {
-                self.bytes > PINNED_TAIL_BYTES
+    fn may_drop(&mut self, seq: u64) -> bool {
+        let now = std::time::Instant::now();
+        self.pins.retain(|_, (_, until)| now < *until);
+        let pinned = self.pins.values().any(|(from, _)| seq > *from);
+        self.bytes
+            > if pinned {
+                PINNED_TAIL_BYTES
+            } else {
+                self.max_bytes
             }
-            _ => self.bytes > self.max_bytes,
-        }
     }
 
     pub fn push(&mut self, seq: u64, record: Arc<Vec<u8>>) {
@@ -253,14 +254,14 @@ mod tests {
         for seq in 1..=5 {
             t.push(seq, rec());
         }
-        t.pin(5);
+        t.pin(2, 5);
         for seq in 6..=40 {
             t.push(seq, rec());
         }
         // records up to the pin went as usual; everything after it stayed
         assert_eq!(t.first_seq(), Some(6));
         assert_eq!(t.after(5, 40).map(|v| v.len()), Some(35));
-        t.unpin();
+        t.unpin(2);
         t.push(41, rec());
         assert_eq!(t.first_seq(), Some(32), "unpinned: back to its limit");
     }

@@ -126,3 +126,37 @@ def test_m_one_and_a_payload_m_out_of_range_are_refused(client, collection_name)
             )
         assert "400" in str(e.value) or "hnsw_config" in str(e.value), hnsw
         assert client.collection_exists(collection_name) is False
+
+
+def test_payload_m_with_a_global_graph_and_a_plain_keyword_index(client, collection_name):
+    # m > 0 and payload_m with a keyword index that is not is_tenant: a graph over each segment
+    # for unfiltered queries and one per value for filtered ones; both find their neighbours
+    client.create_collection(
+        collection_name,
+        vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
+        hnsw_config=models.HnswConfigDiff(m=16, payload_m=16),
+    )
+    client.create_payload_index(collection_name, field_name="colour", field_schema="keyword")
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((3000, DIM)).astype(np.float32)
+    colour = ["red" if i % 2 else "blue" for i in range(3000)]
+    for s in range(0, 3000, 500):
+        client.upsert(collection_name, wait=True, points=[
+            models.PointStruct(id=i, vector=vecs[i].tolist(), payload={"colour": colour[i]})
+            for i in range(s, s + 500)])
+    wait_indexed(client, collection_name, 3000, 2000, timeout=120)
+    ids = list(range(3000))
+    reds = [i for i in ids if colour[i] == "red"]
+    found = {"red": 0, "all": 0}
+    for _ in range(QUERIES):
+        q = rng.standard_normal(DIM).tolist()
+        res = client.query_points(collection_name, query=q, limit=10,
+                                  query_filter=models.Filter(must=[keyword("colour", "red")]))
+        assert all(colour[p.id] == "red" for p in res.points)
+        want = {i for i, _ in top_k(reds, cosine_scores(q, vecs[reds]), 10)}
+        found["red"] += len({p.id for p in res.points} & want)
+        res = client.query_points(collection_name, query=q, limit=10)
+        want = {i for i, _ in top_k(ids, cosine_scores(q, vecs), 10)}
+        found["all"] += len({p.id for p in res.points} & want)
+    for what, n in found.items():
+        assert n / (10 * QUERIES) >= 0.9, f"{what}: recall {n / (10 * QUERIES):.3f}"

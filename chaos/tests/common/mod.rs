@@ -86,11 +86,7 @@ fn write_stream(
         if stop.load(Ordering::SeqCst) || started.elapsed() > MAX_STREAM {
             return;
         }
-        let api = &apis[id as usize % apis.len()];
-        let body = json!({"points": [{"id": id, "vector": [1.0, id as f32, 0.5, 0.25],
-                                      "payload": {"tenant": key}}],
-                          "shard_key": key});
-        if let Ok((200, _)) = api.put("/collections/c/points?wait=true", &body) {
+        if let Some(200) = upsert_one(&apis[id as usize % apis.len()], key, id) {
             acked
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -100,6 +96,17 @@ fn write_stream(
         }
         std::thread::sleep(pause);
     }
+}
+
+/// One `wait=true` upsert of point `id` to tenant `key` of `c`: its status, or None when the
+/// node did not answer at all (down: the client's choice of node, not tessera's answer).
+pub fn upsert_one(api: &Api, key: &str, id: u64) -> Option<u16> {
+    let body = json!({"points": [{"id": id, "vector": [1.0, id as f32, 0.5, 0.25],
+                                  "payload": {"tenant": key}}],
+                      "shard_key": key});
+    api.put("/collections/c/points?wait=true", &body)
+        .ok()
+        .map(|(status, _)| status)
 }
 
 /// Every shard of `c` with its replica set, from node `api`'s admin view.

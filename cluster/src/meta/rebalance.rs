@@ -118,14 +118,8 @@ mod tests {
     fn state(placed: &[&[NodeId]]) -> MetadataState {
         let mut st = MetadataState::default();
         let params = CollectionParams {
-            dim: 2,
-            distance: Distance::Dot,
-            sharding_method: ShardingMethod::Custom,
             shard_number: 1,
-            replication_factor: 1,
-            write_consistency_factor: 1,
-            hnsw: HnswParams::default(),
-            on_disk_payload: false,
+            ..super::super::tests::params(ShardingMethod::Custom)
         };
         st.apply(
             1,

@@ -100,11 +100,6 @@ impl ShardData {
         (adopted, files)
     }
 
-    /// Whether an adoption is open.
-    pub fn adopting(&self) -> bool {
-        self.inner.read().adopt.is_some()
-    }
-
     /// The files of the state's indexed segments, by name.
     pub fn segment_files(&self) -> Vec<String> {
         let g = self.inner.read();

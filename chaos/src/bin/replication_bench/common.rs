@@ -6,25 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
+pub(crate) use tessera_chaos::synthetic_vector as vector;
 use tessera_chaos::{Api, Swarm};
 
 use crate::{Config, SCROLL_MAX_PAGES, SCROLL_PAGE, SLOW_POLL};
-
-/// A deterministic vector for point `id`.
-pub(crate) fn vector(id: u64, dim: usize) -> Vec<f32> {
-    let mut x = id
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407)
-        | 1;
-    (0..dim)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 10_000) as f32 / 10_000.0 - 0.5
-        })
-        .collect()
-}
 
 /// The encoded body of an upsert of points `ids` to shard key `key`.
 pub(crate) fn upsert_body(key: &str, ids: std::ops::Range<u64>, dim: usize) -> Result<Vec<u8>> {

@@ -9,8 +9,8 @@ use anyhow::{Result, anyhow, bail};
 use tessera_chaos::{Api, Swarm};
 
 use crate::common::{
-    all_active, count, create_collection, lat, ms, not_converged, replicas, scroll_ids, upsert,
-    upsert_body, wait_replicas,
+    Lat, all_active, count, create_collection, lat, ms, not_converged, replicas, scroll_ids,
+    upsert, upsert_body, wait_replicas,
 };
 use crate::{CLIENTS_MAX_TIME, CONVERGE_TIMEOUT, Checks, Config, WARMUP_WRITES};
 
@@ -19,6 +19,20 @@ pub(crate) struct ClientWrite {
     key: String,
     from: u64,
     ms: Option<f64>,
+}
+
+/// One FIGURE line of writes of `batch` points at replication factor `rf`.
+fn print_writes(rf: u32, batch: u64, how: &str, l: &Lat, secs: f64) {
+    println!(
+        "FIGURE rf{rf} write b{batch} {how} p50 {:.2} ms p99 {:.2} ms max {:.2} ms \
+         {:.0} writes/s {:.0} points/s (n={})",
+        l.p50,
+        l.p99,
+        l.max,
+        l.n as f64 / secs,
+        (l.n as u64 * batch) as f64 / secs,
+        l.n
+    );
 }
 
 pub(crate) fn writes_phase(swarm: &Swarm, cfg: &Config, checks: &mut Checks) -> Result<()> {
@@ -88,16 +102,7 @@ pub(crate) fn writes_phase(swarm: &Swarm, cfg: &Config, checks: &mut Checks) -> 
             let secs = started.elapsed().as_secs_f64();
             let l = lat(&lat_ms);
             p50s.insert((batch, rf), l.p50);
-            println!(
-                "FIGURE rf{rf} write b{batch} sequential p50 {:.2} ms p99 {:.2} ms max {:.2} ms \
-                 {:.0} writes/s {:.0} points/s (n={})",
-                l.p50,
-                l.p99,
-                l.max,
-                l.n as f64 / secs,
-                (l.n as u64 * batch) as f64 / secs,
-                l.n
-            );
+            print_writes(rf, batch, "sequential", &l, secs);
         }
 
         // concurrent clients, 16 points a write, each through one node
@@ -153,17 +158,7 @@ pub(crate) fn writes_phase(swarm: &Swarm, cfg: &Config, checks: &mut Checks) -> 
         }
         let secs = started.elapsed().as_secs_f64();
         let l = lat(&lat_ms);
-        println!(
-            "FIGURE rf{rf} write b{batch} {} clients p50 {:.2} ms p99 {:.2} ms max {:.2} ms \
-             {:.0} writes/s {:.0} points/s (n={})",
-            cfg.clients,
-            l.p50,
-            l.p99,
-            l.max,
-            l.n as f64 / secs,
-            (l.n as u64 * batch) as f64 / secs,
-            l.n
-        );
+        print_writes(rf, batch, &format!("{} clients", cfg.clients), &l, secs);
         checks.check(
             refused == 0,
             format!("rf{rf}: every write acknowledged ({refused} refused)"),

@@ -20,6 +20,17 @@ pub struct ServeArgs {
     /// HTTP listen address [default: 127.0.0.1:6333]
     #[arg(long, env = "TESSERA_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// gRPC listen address (Qdrant's gRPC API), or `off` [default: the HTTP address's IP with
+    /// the next port, 127.0.0.1:6334 for the default HTTP address]
+    #[arg(long, env = "TESSERA_GRPC_ADDR")]
+    pub grpc_addr: Option<String>,
+    /// PEM certificate chain the REST and gRPC listeners serve TLS with (with --tls-key)
+    /// [default: none, plain TCP]
+    #[arg(long, env = "TESSERA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "TESSERA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Data directory [default: ./data]
     #[arg(long, env = "TESSERA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -137,6 +148,9 @@ struct ConfigFile {
     /// Format version of the file; only 1 exists.
     version: Option<u32>,
     http_addr: Option<SocketAddr>,
+    grpc_addr: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     log: Option<String>,
     max_body_bytes: Option<usize>,
@@ -177,6 +191,10 @@ struct ConfigFile {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub http_addr: SocketAddr,
+    /// None: no gRPC listener.
+    pub grpc_addr: Option<SocketAddr>,
+    /// The certificate and key of the client-facing listeners; None: plain TCP.
+    pub api_tls: Option<TlsFiles>,
     pub data_dir: PathBuf,
     pub log: String,
     pub max_body_bytes: usize,
@@ -223,6 +241,13 @@ pub struct ClusterConfig {
     pub transfer_rate: u64,
 }
 
+/// A PEM certificate chain and key the client-facing listeners (REST and gRPC) serve TLS with.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// The join secret; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct JoinToken(pub String);
@@ -248,11 +273,33 @@ impl JoinToken {
     }
 }
 
+/// The gRPC address: as given (`off`: none), else the HTTP address's IP with the next port, as
+/// Qdrant pairs 6333 and 6334 (an ephemeral HTTP port gives an ephemeral gRPC one).
+fn grpc_addr(given: Option<String>, http_addr: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
+    match given.as_deref().map(str::trim) {
+        Some("off") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!("grpc_addr must be an address (ip:port) or off, not {text}")
+        }),
+        None => {
+            let port = match http_addr.port() {
+                0 => 0,
+                p => p.checked_add(1).ok_or_else(|| {
+                    anyhow::anyhow!("the HTTP port is the last one: give --grpc-addr (or off)")
+                })?,
+            };
+            Ok(Some(SocketAddr::new(http_addr.ip(), port)))
+        }
+    }
+}
+
 impl NodeConfig {
     /// Defaults for a node listening on `http_addr` with data in `data_dir` (harnesses start here).
     pub fn new(http_addr: SocketAddr, data_dir: &Path) -> NodeConfig {
         NodeConfig {
             http_addr,
+            grpc_addr: None,
+            api_tls: None,
             data_dir: data_dir.to_path_buf(),
             log: "info".into(),
             max_body_bytes: 32 << 20,
@@ -331,8 +378,20 @@ impl NodeConfig {
                 })
                 .collect::<anyhow::Result<_>>()?;
         }
+        let http_addr = args.http_addr.or(file.http_addr).unwrap_or(d.http_addr);
+        let grpc_addr = grpc_addr(args.grpc_addr.clone().or(file.grpc_addr), http_addr)?;
+        let api_tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
         let cfg = NodeConfig {
-            http_addr: args.http_addr.or(file.http_addr).unwrap_or(d.http_addr),
+            http_addr,
+            grpc_addr,
+            api_tls,
             data_dir: args
                 .data_dir
                 .clone()
@@ -499,6 +558,42 @@ mod tests {
         let file: ConfigFile =
             toml::from_str(text).expect("deploy/tessera.toml matches the config keys");
         assert_eq!(file.version, Some(1));
+    }
+
+    #[test]
+    fn grpc_listens_next_to_http_unless_told_otherwise() {
+        let http: SocketAddr = "127.0.0.1:6333".parse().expect("addr");
+        let next = grpc_addr(None, http).expect("derived");
+        assert_eq!(next, Some("127.0.0.1:6334".parse().expect("addr")));
+        let defaults = NodeConfig::from_args(&ServeArgs::default()).expect("defaults");
+        assert_eq!(
+            defaults.grpc_addr, next,
+            "a node started with no flag serves gRPC on 6334"
+        );
+        let ephemeral: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        assert_eq!(
+            grpc_addr(None, ephemeral).expect("derived"),
+            Some(ephemeral)
+        );
+        assert_eq!(grpc_addr(Some("off".into()), http).expect("off"), None);
+        assert_eq!(
+            grpc_addr(Some("127.0.0.1:7000".into()), http).expect("given"),
+            Some("127.0.0.1:7000".parse().expect("addr"))
+        );
+        assert!(grpc_addr(Some("nonsense".into()), http).is_err());
+        let last: SocketAddr = "127.0.0.1:65535".parse().expect("addr");
+        assert!(
+            grpc_addr(None, last).is_err(),
+            "no port after the last: refuse, never wrap"
+        );
+        let half = ServeArgs {
+            tls_cert: Some("cert.pem".into()),
+            ..ServeArgs::default()
+        };
+        assert!(
+            NodeConfig::from_args(&half).is_err(),
+            "a certificate without a key"
+        );
     }
 
     #[test]

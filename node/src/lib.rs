@@ -54,6 +54,8 @@ use crate::router::Router;
 /// A running node: where it listens, and the task serving it.
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// None: no gRPC listener (`grpc_addr` off).
+    pub grpc_addr: Option<SocketAddr>,
     pub serve: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -187,6 +189,18 @@ async fn run(
         .await
         .with_context(|| format!("bind http {}", config.http_addr))?;
     let http_addr = listener.local_addr()?;
+    let grpc_listener = match config.grpc_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("bind grpc {addr} (choose it with --grpc-addr, or turn gRPC off with --grpc-addr off)"))?,
+        ),
+        None => None,
+    };
+    let grpc_addr = grpc_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
     let member = match (&config.cluster, transport) {
         (Some(cluster), Some(transport)) => {
             Some(start_member(&config, cluster, transport, http_addr).await?)
@@ -238,15 +252,36 @@ async fn run(
     if let Some(m) = &member {
         serve_peers(m, &catalog, &quotas, &replication)?;
     }
-    let app = api::http(AppState {
+    let state = AppState {
         catalog: catalog.clone(),
         router: router.clone(),
         prom: metrics_recorder(),
         auth,
         audit,
         revocations: Arc::new(Revocations::default()),
+    };
+    let app = api::http(state.clone());
+    // one shutdown signal for both listeners
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
     });
-    tracing::info!(node = config.node_id, cluster = member.is_some(), %http_addr, data_dir = %config.data_dir.display(), "tessera serving");
+    let stop_signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let grpc = match grpc_listener {
+        Some(listener) => {
+            let tls = config.api_tls.clone();
+            let signal = stop_signal(stopped.clone());
+            Some(tokio::spawn(async move {
+                api::grpc::serve(listener, state, tls.as_ref(), signal).await
+            }))
+        }
+        None => None,
+    };
+    let shutdown = stop_signal(stopped);
+    tracing::info!(node = config.node_id, cluster = member.is_some(), %http_addr, grpc_addr = ?grpc_addr, tls = config.api_tls.is_some(), data_dir = %config.data_dir.display(), "tessera serving");
     let limits = api::listener::HttpLimits {
         header_timeout: std::time::Duration::from_millis(config.http_header_timeout_ms),
         body_timeout: std::time::Duration::from_millis(config.http_body_timeout_ms),
@@ -256,6 +291,13 @@ async fn run(
         api::listener::serve(listener, app, limits, shutdown)
             .await
             .context("http server")?;
+        if let Some(grpc) = grpc {
+            match grpc.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "grpc server"),
+                Err(e) => tracing::warn!(error = %e, "grpc server task"),
+            }
+        }
         router.stop();
         if let Some(m) = &member {
             if let Err(e) = m.raft.shutdown().await {
@@ -267,7 +309,11 @@ async fn run(
         tracing::info!("tessera stopped");
         Ok(())
     });
-    Ok(Running { http_addr, serve })
+    Ok(Running {
+        http_addr,
+        grpc_addr,
+        serve,
+    })
 }
 
 /// Serves peers' calls on the member's transport, follows the Raft log with the catalog, pings

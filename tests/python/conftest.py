@@ -7,8 +7,11 @@
 - `base_url` (module): the server's base URL, e.g. http://127.0.0.1:40123. With $TESSERA_URL set,
   the suite runs against that node instead of starting one (the cluster tests use it).
 - `small_body_server` (module): a second server started with `--max-body-bytes 65536`.
-- `client` (function): a `QdrantClient(url=..., prefer_grpc=False, timeout=...)`; its server version
-  check runs to completion inside the fixture and any warning it emits fails the test.
+- `transport` (module): "rest", or "grpc" too in a module that sets `TRANSPORTS = ("rest", "grpc")`:
+  its tests then run once over each front door.
+- `client` (function): a `QdrantClient(url=..., timeout=...)` over the module's transport
+  (`prefer_grpc=True` and the server's gRPC port for "grpc"); its server version check runs to
+  completion inside the fixture and any warning it emits fails the test.
 - `collection_name` (function): a fresh collection name, deleted on teardown.
 
 The binary comes from $TESSERA_BIN (default target/debug/tessera under the repository root).
@@ -69,6 +72,7 @@ class TesseraServer:
         self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self.grpc_port: int | None = None
         self.url = ""
 
     def start(self) -> None:
@@ -78,10 +82,12 @@ class TesseraServer:
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between probing and binding
             self.port = _free_port()
+            self.grpc_port = _free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             cmd = [
                 str(binary), "serve",
                 "--http-addr", f"127.0.0.1:{self.port}",
+                "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
                 "--data-dir", str(self.data_dir),
                 *self.extra_args,
             ]
@@ -169,6 +175,8 @@ class ExternalServer:
 
     def __init__(self, url: str):
         self.url = url.rstrip("/")
+        # a node started without --grpc-addr serves gRPC on the port after its HTTP port
+        self.grpc_port = int(os.environ.get("TESSERA_GRPC_PORT") or int(self.url.rsplit(":", 1)[1]) + 1)
 
     def log_tail(self) -> str:
         return "(external server: see the harness's logs)"
@@ -193,9 +201,26 @@ def small_body_server(tmp_path_factory):
     yield from _run_server(tmp_path_factory, "tessera-small-body", ("--max-body-bytes", str(MAX_BODY_BYTES_SMALL)))
 
 
+def pytest_generate_tests(metafunc):
+    if "transport" in metafunc.fixturenames:
+        transports = getattr(metafunc.module, "TRANSPORTS", ("rest",))
+        metafunc.parametrize("transport", transports, scope="module")
+
+
+@pytest.fixture(scope="module")
+def transport() -> str:
+    return "rest"
+
+
+@pytest.fixture(scope="module")
+def grpc_port(tessera_server, transport):
+    """The server's gRPC port when the module's transport is gRPC, else None (REST)."""
+    return tessera_server.grpc_port if transport == "grpc" else None
+
+
 @pytest.fixture
-def client(base_url):
-    c = make_client(base_url)
+def client(base_url, grpc_port):
+    c = make_client(base_url, grpc_port)
     try:
         yield c
     finally:

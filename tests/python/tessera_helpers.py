@@ -8,6 +8,7 @@ import uuid
 import warnings
 from typing import Any, Callable, Iterable
 
+import grpc
 import numpy as np
 import pytest
 import requests
@@ -96,12 +97,49 @@ def count(client: QdrantClient, collection: str, **kwargs) -> int:
     return client.count(collection, exact=True, **kwargs).count
 
 
-def expect_status(status: int, fn: Callable, *args, **kwargs) -> UnexpectedResponse:
-    """Calls a client method that must fail with the given HTTP status."""
-    with pytest.raises(UnexpectedResponse) as info:
+# The HTTP status each gRPC code stands for (as tessera maps its errors to both).
+GRPC_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+class Refusal:
+    """A refused client call, over REST or gRPC: its HTTP status (the status a gRPC code stands
+    for) and its error message."""
+
+    def __init__(self, exc: Exception):
+        self.exc = exc
+        if isinstance(exc, UnexpectedResponse):
+            self.status_code = exc.status_code
+            self.message = exc.content.decode(errors="replace") if exc.content else ""
+        else:
+            self.status_code = GRPC_STATUS.get(exc.code(), -1)
+            self.message = exc.details() or ""
+        self.content = self.message.encode()
+
+
+def refusal_of(fn: Callable, *args, **kwargs) -> Refusal:
+    """Calls a client method that must be refused; the refusal."""
+    with pytest.raises((UnexpectedResponse, grpc.RpcError)) as info:
         fn(*args, **kwargs)
-    assert info.value.status_code == status, f"expected {status}, got {info.value.status_code}: {info.value.content!r}"
-    return info.value
+    return Refusal(info.value)
+
+
+def expect_status(status: int, fn: Callable, *args, **kwargs) -> Refusal:
+    """Calls a client method that must fail with the given HTTP status (over gRPC: the code that
+    stands for it)."""
+    r = refusal_of(fn, *args, **kwargs)
+    assert r.status_code == status, f"expected {status}, got {r.status_code}: {r.message!r}"
+    return r
 
 
 def assert_error_body(resp: requests.Response, status: int, *needles: str) -> str:
@@ -147,12 +185,16 @@ def keyword(key: str, value: Any) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
-def make_client(url: str) -> QdrantClient:
-    """A REST QdrantClient whose background server-version check has finished without a warning."""
+def make_client(url: str, grpc_port: int | None = None, **kwargs) -> QdrantClient:
+    """A QdrantClient (REST, or gRPC on `grpc_port`) whose background server-version check has
+    finished without a warning."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         before = set(threading.enumerate())
-        client = QdrantClient(url=url, prefer_grpc=False, timeout=CLIENT_TIMEOUT_S)
+        if grpc_port is None:
+            client = QdrantClient(url=url, prefer_grpc=False, timeout=CLIENT_TIMEOUT_S, **kwargs)
+        else:
+            client = QdrantClient(url=url, grpc_port=grpc_port, prefer_grpc=True, timeout=CLIENT_TIMEOUT_S, **kwargs)
         # The version check runs in a daemon thread; wait for it so its warning (if any) lands here.
         for t in set(threading.enumerate()) - before:
             t.join(timeout=CLIENT_TIMEOUT_S + 5)

@@ -13,13 +13,15 @@ import warnings
 
 import jwt
 import numpy as np
+import grpc
 import pytest
 import requests
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from tessera_helpers import CLIENT_TIMEOUT_S, cosine_scores, random_vectors, top_k
+from tessera_helpers import CLIENT_TIMEOUT_S, Refusal, cosine_scores, random_vectors, top_k
 
+TRANSPORTS = ("rest", "grpc")
 ADMIN_KEY = "guide-admin-key-0123456789abcdef"
 DIM = 8
 TENANTS = ("tenant_1", "tenant_2")
@@ -36,12 +38,15 @@ def token(**claims) -> str:
     return jwt.encode(claims, ADMIN_KEY, algorithm="HS256")
 
 
-def client_with(url: str, api_key: str | None) -> QdrantClient:
-    """A REST client with `api_key`; the only warning allowed is the one about plain http."""
+def client_with(url: str, grpc_port: int | None, api_key: str | None) -> QdrantClient:
+    """A client (REST, or gRPC on `grpc_port`) with `api_key`; the only warning allowed is the one about plain http."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         before = set(threading.enumerate())
-        client = QdrantClient(url=url, api_key=api_key, prefer_grpc=False, timeout=CLIENT_TIMEOUT_S)
+        if grpc_port is None:
+            client = QdrantClient(url=url, api_key=api_key, prefer_grpc=False, timeout=CLIENT_TIMEOUT_S)
+        else:
+            client = QdrantClient(url=url, api_key=api_key, grpc_port=grpc_port, prefer_grpc=True, timeout=CLIENT_TIMEOUT_S)
         for t in set(threading.enumerate()) - before:
             t.join(timeout=CLIENT_TIMEOUT_S + 5)
     others = [w for w in caught if INSECURE not in str(w.message)]
@@ -51,14 +56,18 @@ def client_with(url: str, api_key: str | None) -> QdrantClient:
     return client
 
 
-def status_of(exc: UnexpectedResponse) -> int:
-    return exc.status_code
+# a refusal over either front door
+REFUSED = (UnexpectedResponse, grpc.RpcError)
+
+
+def status_of(exc: Exception) -> int:
+    return Refusal(exc).status_code
 
 
 @pytest.fixture(scope="module")
-def guide(base_url):
+def guide(base_url, grpc_port):
     """Admin sets up the guide's two layouts: shard key per tenant, and a tenant payload field."""
-    admin = client_with(base_url, ADMIN_KEY)
+    admin = client_with(base_url, grpc_port, ADMIN_KEY)
     admin.create_collection(
         "guide",
         vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
@@ -79,6 +88,9 @@ def guide(base_url):
     rng = np.random.default_rng(7)
     data = {t: random_vectors(rng, 30, DIM) for t in TENANTS}
     yield admin, data
+    # the next transport's run sets the guide up again on the same node
+    for name in ("guide", "guide_payload"):
+        admin.delete_collection(name)
     admin.close()
 
 
@@ -90,9 +102,9 @@ def tenant_points(tenant: str, vectors) -> list[models.PointStruct]:
     ]
 
 
-def test_tenant_bound_token_sees_only_its_tenant_without_naming_it(base_url, guide):
+def test_tenant_bound_token_sees_only_its_tenant_without_naming_it(base_url, grpc_port, guide):
     admin, data = guide
-    clients = {t: client_with(base_url, token(tenant_id=t, sub=f"user-of-{t}")) for t in TENANTS}
+    clients = {t: client_with(base_url, grpc_port, token(tenant_id=t, sub=f"user-of-{t}")) for t in TENANTS}
     try:
         for t, c in clients.items():
             # no shard_key_selector: the server pins the request to the token's tenant
@@ -120,10 +132,10 @@ def test_tenant_bound_token_sees_only_its_tenant_without_naming_it(base_url, gui
         assert records == []
 
         # naming the other tenant's shard key: 404, as for a key that does not exist
-        with pytest.raises(UnexpectedResponse) as e:
+        with pytest.raises(REFUSED) as e:
             c1.query_points("guide", query=q, shard_key_selector="tenant_2")
         assert status_of(e.value) == 404
-        with pytest.raises(UnexpectedResponse) as e:
+        with pytest.raises(REFUSED) as e:
             c1.delete("guide", points_selector=models.PointIdsList(points=[2000]), shard_key_selector="tenant_2")
         assert status_of(e.value) == 404
         c1.delete("guide", points_selector=models.PointIdsList(points=[2000, 2001]), wait=True)
@@ -134,7 +146,7 @@ def test_tenant_bound_token_sees_only_its_tenant_without_naming_it(base_url, gui
             f"{base_url}/collections/guide/shards", headers={"api-key": token(tenant_id="tenant_1")}, timeout=10
         ).json()["result"]["shard_keys"]
         assert keys == [{"key": "tenant_1"}]
-        with pytest.raises(UnexpectedResponse) as e:
+        with pytest.raises(REFUSED) as e:
             c1.delete_collection("guide")
         assert status_of(e.value) == 403
         assert admin.collection_exists("guide")
@@ -143,11 +155,12 @@ def test_tenant_bound_token_sees_only_its_tenant_without_naming_it(base_url, gui
             c.close()
 
 
-def test_payload_binding_token_is_confined_to_its_group(base_url, guide):
+def test_payload_binding_token_is_confined_to_its_group(base_url, grpc_port, guide):
     admin, data = guide
     bound = {
         t: client_with(
             base_url,
+            grpc_port,
             token(access=[{"collection": "guide_payload", "access": "rw", "payload": {"group_id": t}}]),
         )
         for t in TENANTS
@@ -184,7 +197,7 @@ def test_payload_binding_token_is_confined_to_its_group(base_url, guide):
         # other collections are not there for this token
         names = [c.name for c in c2.get_collections().collections]
         assert names == ["guide_payload"]
-        with pytest.raises(UnexpectedResponse) as e:
+        with pytest.raises(REFUSED) as e:
             c2.count("guide")
         assert status_of(e.value) == 404
     finally:
@@ -192,11 +205,11 @@ def test_payload_binding_token_is_confined_to_its_group(base_url, guide):
             c.close()
 
 
-def test_missing_and_forged_credentials_are_401(base_url, guide):
+def test_missing_and_forged_credentials_are_401(base_url, grpc_port, guide):
     for key in (None, "wrong-key", jwt.encode({"tenant_id": "tenant_1"}, "not-the-key-but-as-long-as-the-real-one", algorithm="HS256")):
-        c = client_with(base_url, key)
+        c = client_with(base_url, grpc_port, key)
         try:
-            with pytest.raises(UnexpectedResponse) as e:
+            with pytest.raises(REFUSED) as e:
                 c.count("guide")
             assert status_of(e.value) == 401
         finally:
@@ -206,11 +219,11 @@ def test_missing_and_forged_credentials_are_401(base_url, guide):
     assert r.status_code == 401 and "error" in r.json()["status"]
 
 
-def test_qdrant_style_read_token_reads_everything_and_writes_nothing(base_url, guide):
-    reader = client_with(base_url, token(access="r"))
+def test_qdrant_style_read_token_reads_everything_and_writes_nothing(base_url, grpc_port, guide):
+    reader = client_with(base_url, grpc_port, token(access="r"))
     try:
         assert reader.count("guide", exact=True).count >= 58
-        with pytest.raises(UnexpectedResponse) as e:
+        with pytest.raises(REFUSED) as e:
             reader.upsert(
                 "guide",
                 points=[models.PointStruct(id=1, vector=[1.0] * DIM)],

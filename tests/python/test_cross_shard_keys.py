@@ -27,6 +27,8 @@ from tessera_helpers import (
     wait_indexed,
 )
 
+# Each test runs over REST and over gRPC (prefer_grpc=True): the same flow through both front doors.
+TRANSPORTS = ("rest", "grpc")
 DIM = 6
 INDEXING_THRESHOLD = 16
 SHARED_IDS: list = (
@@ -101,8 +103,8 @@ def assert_same_state(got: dict, want: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared(base_url, tessera_args):
-    client = make_client(base_url)
+def shared(base_url, grpc_port, tessera_args):
+    client = make_client(base_url, grpc_port)
     name = "cross_keys_shared"
     tenants = build(client, name)
     settle(client, name, tessera_args, tenants)

@@ -24,6 +24,8 @@ from tessera_helpers import (
     wait_indexed,
 )
 
+# Each test runs over REST and over gRPC (prefer_grpc=True): the same flow through both front doors.
+TRANSPORTS = ("rest", "grpc")
 DIM = 8
 N = 240
 INDEXING_THRESHOLD = 64
@@ -252,10 +254,10 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def dataset(base_url):
+def dataset(base_url, grpc_port):
     """Two collections with the same points under shard key "t" (and a decoy copy under "other"):
     one without payload indexes, one with indexes on the filtered fields."""
-    client = make_client(base_url)
+    client = make_client(base_url, grpc_port)
     rng = np.random.default_rng(123)
     vectors = random_vectors(rng, N, DIM)
     ids = [pid_of(i) for i in range(N)]

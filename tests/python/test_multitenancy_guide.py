@@ -23,6 +23,8 @@ from tessera_helpers import (
     top_k,
 )
 
+# Each test runs over REST and over gRPC (prefer_grpc=True): the same flow through both front doors.
+TRANSPORTS = ("rest", "grpc")
 DIM = 8
 TENANTS = ("tenant_1", "tenant_2")
 
@@ -87,9 +89,9 @@ def load(client, name: str, seed: int = 7) -> dict[str, TenantData]:
 
 
 @pytest.fixture(scope="module")
-def populated(base_url):
+def populated(base_url, grpc_port):
     """A read-only custom-sharded collection with two tenants and a tenant index on group_id."""
-    client = make_client(base_url)
+    client = make_client(base_url, grpc_port)
     name = "guide_shared"
     create_tenant_collection(client, name)
     data = load(client, name)

@@ -12,6 +12,8 @@ from qdrant_client import models
 
 from tessera_helpers import count, normalize, point_uuid, random_vectors, scroll_all
 
+# Each test runs over REST and over gRPC (prefer_grpc=True): the same flow through both front doors.
+TRANSPORTS = ("rest", "grpc")
 DIM = 4
 IDS = [1, 2, 3, "doc_a", "doc_b", point_uuid("p1"), point_uuid("p2"), 4, 5, 6]
 

@@ -22,16 +22,19 @@ TENANTS = [("big_a", 4000), ("big_b", 3000), ("small", 60)]
 QUERIES = 25
 
 
+# Each test runs over REST and over gRPC (prefer_grpc=True): the same flow through both front doors.
+TRANSPORTS = ("rest", "grpc")
+
 @pytest.fixture(scope="module")
 def tessera_args():
     return ("--indexing-threshold", "2000")
 
 
 @pytest.fixture(scope="module")
-def shared(base_url):
+def shared(base_url, grpc_port):
     from tessera_helpers import make_client
 
-    client = make_client(base_url)
+    client = make_client(base_url, grpc_port)
     name = "guide_m0"
     # the guide, as written
     client.create_collection(

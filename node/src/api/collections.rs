@@ -6,7 +6,8 @@ use tessera_cluster::request::MetaRequest;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, RawQuery, State};
-use tessera_cluster::ErrorKind;
+use serde_json::{Map, Value};
+use tessera_cluster::{ErrorKind, Result};
 
 use super::json::collections::{
     CollectionConfig, CollectionInfo, CollectionList, CollectionName, Exists, PayloadSchemaInfo,
@@ -23,18 +24,23 @@ type Body = std::result::Result<Bytes, BytesRejection>;
 
 pub async fn list(State(app): State<AppState>, Extension(ctx): Extension<Ctx>) -> Reply {
     let started = Instant::now();
-    let collections = app
-        .catalog
+    let collections = visible_names(&app, &ctx)
+        .into_iter()
+        .map(|name| CollectionName { name })
+        .collect();
+    ok(CollectionList { collections }, started)
+}
+
+/// The names of the collections the caller may see.
+pub fn visible_names(app: &AppState, ctx: &Ctx) -> Vec<String> {
+    app.catalog
         .meta
         .read()
         .collections
         .values()
         .filter(|c| access::visible(&ctx.principal, c))
-        .map(|c| CollectionName {
-            name: c.name.clone(),
-        })
-        .collect();
-    ok(CollectionList { collections }, started)
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 pub async fn create(
@@ -44,12 +50,26 @@ pub async fn create(
     body: Body,
 ) -> Reply {
     let started = Instant::now();
-    access::check_manage(&ctx.principal)?;
-    let params = create_collection(body_object(&body_json(body)?)?)?;
-    app.catalog
-        .submit(MetaRequest::CreateCollection { name, params })
-        .await?;
+    create_from(&app, &ctx, &name, body_object(&body_json(body)?)?).await?;
     ok(true, started)
+}
+
+/// Creates a collection from a create body (manage rights).
+pub async fn create_from(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<()> {
+    access::check_manage(&ctx.principal)?;
+    let params = create_collection(o)?;
+    app.catalog
+        .submit(MetaRequest::CreateCollection {
+            name: name.to_string(),
+            params,
+        })
+        .await?;
+    Ok(())
 }
 
 pub async fn update(
@@ -59,12 +79,17 @@ pub async fn update(
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    update_from(&app, &ctx, &name, body_object(&body_json(body)?)?)?;
+    ok(true, started)
+}
+
+/// Applies an update body to a collection (manage rights).
+pub fn update_from(app: &AppState, ctx: &Ctx, name: &str, o: &Map<String, Value>) -> Result<()> {
     access::check_manage(&ctx.principal)?;
-    let body = body_json(body)?;
-    visible_collection(&app, &ctx, &name, |_| ())?;
+    visible_collection(app, ctx, name, |_| ())?;
     // no setting of an existing collection can be changed yet: a change is refused naming it,
     // never answered `true` and dropped (an empty update changes nothing and says so)
-    let asked: Vec<&str> = body_object(&body)?
+    let asked: Vec<&str> = o
         .iter()
         .filter(|(_, value)| !value.is_null())
         .map(|(key, _)| key.as_str())
@@ -74,10 +99,9 @@ pub async fn update(
             "Bad request: tessera cannot change {} of an existing collection; create a new \
              collection with the settings instead",
             asked.join(", ")
-        ))
-        .into());
+        )));
     }
-    ok(true, started)
+    Ok(())
 }
 
 pub async fn info(
@@ -86,7 +110,12 @@ pub async fn info(
     Path(name): Path<String>,
 ) -> Reply {
     let started = Instant::now();
-    let (collection, scope) = visible_read_scope(&app, &ctx, &name)?;
+    ok(describe(&app, &ctx, &name).await?, started)
+}
+
+/// What `GET /collections/{c}` answers: the collection as the caller sees it.
+pub async fn describe(app: &AppState, ctx: &Ctx, name: &str) -> Result<CollectionInfo> {
+    let (collection, scope) = visible_read_scope(app, ctx, name)?;
     let (mut indexed, mut segments, mut all_local) = (0usize, 0usize, true);
     // as Qdrant: yellow while index builds or merges are due on the shards (here: this node's)
     let mut optimizing = false;
@@ -103,10 +132,7 @@ pub async fn info(
     }
     // the exact count goes through the router: every shard, on whichever node, in the
     // caller's scope (a tenant of a shared collection counts its own points only)
-    let points = app
-        .router
-        .count(&ctx, &name, &KeySelector::All, None)
-        .await?;
+    let points = app.router.count(ctx, name, &KeySelector::All, None).await?;
     // per-segment figures are known for this node's replicas only
     let indexed = (scope.partition.is_none() && all_local).then_some(indexed);
     if scope.partition.is_some() {
@@ -126,7 +152,7 @@ pub async fn info(
         segments_count: segments,
         status: if optimizing { "yellow" } else { "green" },
     };
-    ok(info, started)
+    Ok(info)
 }
 
 pub async fn delete(
@@ -135,17 +161,23 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Reply {
     let started = Instant::now();
+    ok(drop_collection(&app, &ctx, &name).await?, started)
+}
+
+/// Deletes a collection (manage rights); whether it existed.
+pub async fn drop_collection(app: &AppState, ctx: &Ctx, name: &str) -> Result<bool> {
     access::check_manage(&ctx.principal)?;
-    let existed = match app
+    match app
         .catalog
-        .submit(MetaRequest::DeleteCollection { name })
+        .submit(MetaRequest::DeleteCollection {
+            name: name.to_string(),
+        })
         .await
     {
-        Ok(_) => true,
-        Err(e) if e.kind == ErrorKind::NotFound => false,
-        Err(e) => return Err(e.into()),
-    };
-    ok(existed, started)
+        Ok(_) => Ok(true),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn exists(
@@ -154,8 +186,13 @@ pub async fn exists(
     Path(name): Path<String>,
 ) -> Reply {
     let started = Instant::now();
-    let exists = visible_collection(&app, &ctx, &name, |_| ()).is_ok();
+    let exists = exists_for(&app, &ctx, &name);
     ok(Exists { exists }, started)
+}
+
+/// Whether the caller may see a collection of this name.
+pub fn exists_for(app: &AppState, ctx: &Ctx, name: &str) -> bool {
+    visible_collection(app, ctx, name, |_| ()).is_ok()
 }
 
 pub async fn create_index(
@@ -166,17 +203,26 @@ pub async fn create_index(
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    let seq = index_from(&app, &ctx, &name, body_object(&body_json(body)?)?).await?;
+    update_result(seq, query_flag(&query, "wait")?, started)
+}
+
+/// Creates the payload index an index body asks for (manage rights); its operation id.
+pub async fn index_from(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<u64> {
     access::check_manage(&ctx.principal)?;
-    let (field_name, index) = payload_index(body_object(&body_json(body)?)?)?;
-    let seq = app
-        .catalog
+    let (field_name, index) = payload_index(o)?;
+    app.catalog
         .submit(MetaRequest::CreatePayloadIndex {
-            collection: name,
+            collection: name.to_string(),
             field: field_name,
             index,
         })
-        .await?;
-    update_result(seq, query_flag(&query, "wait")?, started)
+        .await
 }
 
 pub async fn delete_index(
@@ -186,13 +232,17 @@ pub async fn delete_index(
     RawQuery(query): RawQuery,
 ) -> Reply {
     let started = Instant::now();
-    access::check_manage(&ctx.principal)?;
-    let seq = app
-        .catalog
-        .submit(MetaRequest::DeletePayloadIndex {
-            collection: name,
-            field: field_name,
-        })
-        .await?;
+    let seq = drop_index(&app, &ctx, &name, &field_name).await?;
     update_result(seq, query_flag(&query, "wait")?, started)
+}
+
+/// Deletes a payload index (manage rights); its operation id.
+pub async fn drop_index(app: &AppState, ctx: &Ctx, name: &str, field_name: &str) -> Result<u64> {
+    access::check_manage(&ctx.principal)?;
+    app.catalog
+        .submit(MetaRequest::DeletePayloadIndex {
+            collection: name.to_string(),
+            field: field_name.to_string(),
+        })
+        .await
 }

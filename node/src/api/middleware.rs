@@ -117,6 +117,13 @@ async fn admit_early(app: &AppState, ctx: &Ctx, kind: QuotaOp, req: Request) -> 
         }
         (_, len) => (req, len.unwrap_or(0)),
     };
+    admit_len(app, ctx, kind, len)?;
+    Ok(req)
+}
+
+/// Admits a metered request of `len` body bytes of a tenant known from its credential (REST
+/// and gRPC alike); others are admitted by the router once it knows their tenant.
+pub fn admit_len(app: &AppState, ctx: &Ctx, kind: QuotaOp, len: u64) -> Result<()> {
     ctx.note.set_body_bytes(len);
     if let Some(tenant) = &ctx.principal.tenant {
         let adm = &app.router.quotas.admission;
@@ -129,7 +136,7 @@ async fn admit_early(app: &AppState, ctx: &Ctx, kind: QuotaOp, req: Request) -> 
         };
         ctx.note.admit(tenant, permit);
     }
-    Ok(req)
+    Ok(())
 }
 
 fn method_name(m: &AuthMethod) -> &'static str {
@@ -191,15 +198,8 @@ pub async fn authenticate(State(edge): State<Edge>, req: Request, next: Next) ->
         }
         Err(e) => ApiError(e).into_response(),
     };
-    if let Some(kind) = kind
-        && let Some(tenant) = ctx.principal.tenant.clone().or_else(|| ctx.note.tenant())
-    {
-        app.router.quotas.metrics.request(
-            &tenant,
-            kind,
-            outcome_of(resp.status()),
-            Some(started.elapsed()),
-        );
+    if let Some(kind) = kind {
+        record_request(app, &ctx, kind, resp.status(), started);
     }
     write_audit(
         app,
@@ -211,8 +211,26 @@ pub async fn authenticate(State(edge): State<Edge>, req: Request, next: Next) ->
     resp
 }
 
+/// Counts a metered request in its tenant's figures (REST and gRPC alike).
+pub fn record_request(
+    app: &AppState,
+    ctx: &Ctx,
+    kind: QuotaOp,
+    status: StatusCode,
+    started: Instant,
+) {
+    if let Some(tenant) = ctx.principal.tenant.clone().or_else(|| ctx.note.tenant()) {
+        app.router.quotas.metrics.request(
+            &tenant,
+            kind,
+            outcome_of(status),
+            Some(started.elapsed()),
+        );
+    }
+}
+
 /// The audit line of one request: `ctx` is None when authentication refused it.
-fn write_audit(
+pub fn write_audit(
     app: &AppState,
     operation: Option<Operation>,
     collection: Option<&str>,
@@ -252,7 +270,7 @@ fn write_audit(
 }
 
 /// The principal of a request's credential headers, revocation and suspension checked.
-async fn authenticate_headers(
+pub async fn authenticate_headers(
     app: &AppState,
     headers: &HeaderMap,
     collection: Option<&str>,

@@ -1,5 +1,6 @@
-//! The HTTP API: a compatible subset of Qdrant's REST API (same paths, bodies, envelopes, error
-//! body and status codes) plus health and metrics.
+//! The client-facing API: a compatible subset of Qdrant's REST API (same paths, bodies,
+//! envelopes, error body and status codes) plus health and metrics, and Qdrant's gRPC API
+//! ([`grpc`]) over the same operations.
 //!
 //! * [`routes`]: the table of every endpoint and its [`routes::Operation`]; the axum router
 //!   and the middlewares are built from it.
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod collections;
 pub mod error;
+pub mod grpc;
 pub mod json;
 pub mod listener;
 pub mod middleware;
@@ -125,7 +127,7 @@ fn query_flag(query: &Option<String>, name: &str) -> Result<bool> {
 
 /// The request context with the read `consistency` the query string asks for (Qdrant's
 /// `consistency=majority|quorum|all|<n>`); anything else is a 400 naming it.
-fn with_consistency(mut ctx: Ctx, query: &Option<String>) -> Result<Ctx> {
+pub fn with_consistency(mut ctx: Ctx, query: &Option<String>) -> Result<Ctx> {
     let Some(query) = query else { return Ok(ctx) };
     for pair in query.split('&') {
         if let Some(("consistency", v)) = pair.split_once('=') {

@@ -6,9 +6,11 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, RawQuery, State};
+use serde_json::{Map, Value};
+use tessera_cluster::meta::ShardKey;
 use tessera_cluster::{Error, Result};
 use tessera_shard::priority::{self, Class};
-use tessera_shard::store::PayloadSelector;
+use tessera_shard::store::{PayloadSelector, Record};
 
 use super::json::points::{
     Count, CountResult, Retrieve, Scroll, ScrollPage, SelectedWrite, SelectedWriteKind, Upsert,
@@ -38,31 +40,38 @@ pub async fn upsert(
     let large = body.as_ref().is_ok_and(|b| b.len() > PARSE_INLINE_BYTES);
     let parse = {
         let (app, ctx, name) = (app.clone(), ctx.clone(), name.clone());
-        move || parse_upsert(&app, &ctx, &name, body)
+        move || parse_upsert(&app, &ctx, &name, body_object(&body_json(body)?)?)
     };
     let upsert = if large {
         priority::run(Class::Ingest, parse).await??
     } else {
         parse()?
     };
-    let seq = app
-        .router
+    let seq = apply_upsert(&app, &ctx, &name, upsert).await?;
+    update_result(seq, wait, started)
+}
+
+/// Writes a parsed upsert; its operation id.
+pub async fn apply_upsert(app: &AppState, ctx: &Ctx, name: &str, upsert: Upsert) -> Result<u64> {
+    app.router
         .upsert(
-            &ctx,
-            &name,
+            ctx,
+            name,
             &upsert.shard_key,
             upsert.points,
             upsert.update_filter,
         )
-        .await?;
-    update_result(seq, wait, started)
+        .await
 }
 
 /// The shard keys and points of an upsert body, checked against the collection (a collection
 /// the caller cannot see is missing before anything but the body's shape is looked at).
-fn parse_upsert(app: &AppState, ctx: &Ctx, name: &str, body: Body) -> Result<Upsert> {
-    let v = body_json(body)?;
-    let o = body_object(&v)?;
+pub fn parse_upsert(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Upsert> {
     let dim = visible_collection(app, ctx, name, |c| c.params.dim)?;
     Upsert::parse(o, dim, app.catalog.config.max_batch_points)
 }
@@ -78,16 +87,26 @@ async fn selected_write(
 ) -> Reply {
     let started = Instant::now();
     let v = body_json(body)?;
+    let seq = write_selected(&app, &ctx, &name, body_object(&v)?, kind).await?;
+    update_result(seq, query_flag(&query, "wait")?, started)
+}
+
+/// A delete or payload write of the points a body selects; its operation id.
+pub async fn write_selected(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+    kind: SelectedWriteKind,
+) -> Result<u64> {
     let SelectedWrite {
         shard_key,
         write,
         points,
-    } = SelectedWrite::parse(body_object(&v)?, kind)?;
-    let seq = app
-        .router
-        .write_selected(&ctx, &name, &shard_key, points, write)
-        .await?;
-    update_result(seq, query_flag(&query, "wait")?, started)
+    } = SelectedWrite::parse(o, kind)?;
+    app.router
+        .write_selected(ctx, name, &shard_key, points, write)
+        .await
 }
 
 macro_rules! selected_write_handler {
@@ -120,18 +139,27 @@ pub async fn retrieve(
     let started = Instant::now();
     let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
+    let records = retrieve_points(&app, &ctx, &name, body_object(&v)?).await?;
+    let records: Vec<PointRecord> = records.into_iter().map(PointRecord::new).collect();
+    ok(records, started)
+}
+
+/// The points a retrieve body names, with their shard keys.
+pub async fn retrieve_points(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Vec<(Option<ShardKey>, Record)>> {
     let Retrieve {
         shard_key,
         ids,
         with_payload,
         with_vector,
-    } = Retrieve::parse(body_object(&v)?, app.catalog.config.max_limit)?;
-    let records = app
-        .router
-        .retrieve(&ctx, &name, &shard_key, ids, with_payload, with_vector)
-        .await?;
-    let records: Vec<PointRecord> = records.into_iter().map(PointRecord::new).collect();
-    ok(records, started)
+    } = Retrieve::parse(o, app.catalog.config.max_limit)?;
+    app.router
+        .retrieve(ctx, name, &shard_key, ids, with_payload, with_vector)
+        .await
 }
 
 pub async fn get(
@@ -171,6 +199,17 @@ pub async fn scroll(
     let started = Instant::now();
     let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
+    let page = scroll_page(&app, &ctx, &name, body_object(&v)?).await?;
+    ok(page, started)
+}
+
+/// One page of a scroll body.
+pub async fn scroll_page(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<ScrollPage> {
     let Scroll {
         shard_key,
         offset,
@@ -178,12 +217,12 @@ pub async fn scroll(
         filter,
         with_payload,
         with_vector,
-    } = Scroll::parse(body_object(&v)?, app.catalog.config.max_limit)?;
+    } = Scroll::parse(o, app.catalog.config.max_limit)?;
     let (records, next) = app
         .router
         .scroll(
-            &ctx,
-            &name,
+            ctx,
+            name,
             &shard_key,
             offset,
             limit,
@@ -192,11 +231,10 @@ pub async fn scroll(
             with_vector,
         )
         .await?;
-    let page = ScrollPage {
+    Ok(ScrollPage {
         next_page_offset: next.map(IdJson),
         points: records.into_iter().map(PointRecord::new).collect(),
-    };
-    ok(page, started)
+    })
 }
 
 pub async fn count(
@@ -209,7 +247,17 @@ pub async fn count(
     let started = Instant::now();
     let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
-    let Count { shard_key, filter } = Count::parse(body_object(&v)?)?;
-    let count = app.router.count(&ctx, &name, &shard_key, filter).await?;
+    let count = count_points(&app, &ctx, &name, body_object(&v)?).await?;
     ok(CountResult { count }, started)
+}
+
+/// The exact count of the points a count body selects.
+pub async fn count_points(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<usize> {
+    let Count { shard_key, filter } = Count::parse(o)?;
+    app.router.count(ctx, name, &shard_key, filter).await
 }

@@ -44,13 +44,24 @@ pub async fn query_batch(
     let started = Instant::now();
     let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
-    let queries = batch_queries(body_object(&v)?)?;
+    let results = query_many(&app, &ctx, &name, body_object(&v)?).await?;
+    ok(results, started)
+}
+
+/// The answers to a query batch body, in order.
+pub async fn query_many(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Vec<QueryResult>> {
+    let queries = batch_queries(o)?;
     let mut results = Vec::with_capacity(queries.len());
     for query in queries {
-        let points = query_one(&app, &ctx, &name, batch_query(query)?).await?;
+        let points = query_one(app, ctx, name, batch_query(query)?).await?;
         results.push(QueryResult { points });
     }
-    ok(results, started)
+    Ok(results)
 }
 
 pub async fn search(
@@ -63,12 +74,22 @@ pub async fn search(
     let started = Instant::now();
     let ctx = super::with_consistency(ctx, &query)?;
     let v = body_json(body)?;
-    let o = body_object(&v)?;
-    let points = nearest(&app, &ctx, &name, o, search_vector(o)?).await?;
+    let points = search_points(&app, &ctx, &name, body_object(&v)?).await?;
     ok(points, started)
 }
 
-async fn query_one(
+/// The hits of a classic search body.
+pub async fn search_points(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Vec<ScoredPoint>> {
+    nearest(app, ctx, name, o, search_vector(o)?).await
+}
+
+/// The hits of a universal query body.
+pub async fn query_one(
     app: &AppState,
     ctx: &Ctx,
     name: &str,

@@ -15,11 +15,14 @@ use super::{ApiError, AppState, QDRANT_API_VERSION, Reply, ok, query_flag};
 use crate::access;
 use crate::router::Ctx;
 
+/// The service's title, in the banner and the gRPC health check.
+pub const TITLE: &str = "tessera - multi-tenant vector search";
+
 pub async fn root() -> Response {
     axum::Json(Banner {
         commit: option_env!("TESSERA_COMMIT").unwrap_or("unknown"),
         tessera_version: env!("CARGO_PKG_VERSION"),
-        title: "tessera - multi-tenant vector search",
+        title: TITLE,
         version: QDRANT_API_VERSION,
     })
     .into_response()

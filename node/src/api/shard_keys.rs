@@ -4,10 +4,14 @@
 use std::time::Instant;
 use tessera_cluster::request::MetaRequest;
 
+use crate::catalog::KeyOutcome;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
 use axum::response::IntoResponse;
+use serde_json::{Map, Value};
+use tessera_cluster::Result;
+use tessera_cluster::meta::ShardKey;
 
 use super::json::shard_keys::{
     CollectionCluster, CreateShardKey, KeyCreated, ShardKeyEntry, ShardKeyList, ShardReplica,
@@ -27,17 +31,29 @@ pub async fn create(
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    let (key, outcome) = create_key(&app, &ctx, &name, body_object(&body_json(body)?)?).await?;
+    let answer = KeyCreated::new(key, outcome, started.elapsed().as_secs_f64());
+    Ok(axum::Json(answer).into_response())
+}
+
+/// Creates the shard key a create body names (manage rights); what happened.
+pub async fn create_key(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<(ShardKey, KeyOutcome)> {
     access::check_manage(&ctx.principal)?;
     let CreateShardKey {
         key,
         shards_number,
         replication_factor,
         placement,
-    } = CreateShardKey::parse(body_object(&body_json(body)?)?)?;
+    } = CreateShardKey::parse(o)?;
     let outcome = app
         .catalog
         .create_shard_key(MetaRequest::CreateShardKey {
-            collection: name.clone(),
+            collection: name.to_string(),
             key: key.clone(),
             shards_number,
             replication_factor,
@@ -45,8 +61,7 @@ pub async fn create(
         })
         .await?;
     tracing::info!(collection = %name, shard_key = %key, created = outcome.created, pending = outcome.pending.len(), "shard key create answered");
-    let answer = KeyCreated::new(key, outcome, started.elapsed().as_secs_f64());
-    Ok(axum::Json(answer).into_response())
+    Ok((key, outcome))
 }
 
 pub async fn delete(
@@ -56,15 +71,26 @@ pub async fn delete(
     body: Body,
 ) -> Reply {
     let started = Instant::now();
+    delete_key(&app, &ctx, &name, body_object(&body_json(body)?)?).await?;
+    ok(true, started)
+}
+
+/// Deletes the shard key a delete body names (manage rights).
+pub async fn delete_key(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<()> {
     access::check_manage(&ctx.principal)?;
-    let key = delete_shard_key(body_object(&body_json(body)?)?)?;
+    let key = delete_shard_key(o)?;
     app.catalog
         .submit(MetaRequest::DeleteShardKey {
-            collection: name,
+            collection: name.to_string(),
             key,
         })
         .await?;
-    ok(true, started)
+    Ok(())
 }
 
 /// Qdrant's placement operations on a collection's shards (manage rights): `replicate_shard`,
@@ -89,13 +115,16 @@ pub async fn list(
     Path(name): Path<String>,
 ) -> Reply {
     let started = Instant::now();
-    let shard_keys = visible_collection(&app, &ctx, &name, |c| {
-        access::visible_keys(&ctx.principal, c)
-    })?
-    .into_iter()
-    .map(|key| ShardKeyEntry { key: KeyJson(key) })
-    .collect();
+    let shard_keys = visible_keys(&app, &ctx, &name)?
+        .into_iter()
+        .map(|key| ShardKeyEntry { key: KeyJson(key) })
+        .collect();
     ok(ShardKeyList { shard_keys }, started)
+}
+
+/// The shard keys of a collection the caller may see.
+pub fn visible_keys(app: &AppState, ctx: &Ctx, name: &str) -> Result<Vec<ShardKey>> {
+    visible_collection(app, ctx, name, |c| access::visible_keys(&ctx.principal, c))
 }
 
 /// The caller's shards of a collection and where their replicas are, each replica with its
@@ -107,7 +136,13 @@ pub async fn collection_cluster(
     Path(name): Path<String>,
 ) -> Reply {
     let started = Instant::now();
-    let (collection, scope) = visible_read_scope(&app, &ctx, &name)?;
+    ok(cluster_view(&app, &ctx, &name).await?, started)
+}
+
+/// The caller's shards of a collection and their replicas, as `GET /collections/{c}/cluster`
+/// answers.
+pub async fn cluster_view(app: &AppState, ctx: &Ctx, name: &str) -> Result<CollectionCluster> {
+    let (collection, scope) = visible_read_scope(app, ctx, name)?;
     let mut local_shards = Vec::new();
     let mut remote_shards = Vec::new();
     let mut shard_transfers = Vec::new();
@@ -188,5 +223,5 @@ pub async fn collection_cluster(
         remote_shards,
         shard_transfers,
     };
-    ok(cluster, started)
+    Ok(cluster)
 }

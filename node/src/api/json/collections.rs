@@ -171,6 +171,19 @@ pub fn payload_index(o: &Map<String, Value>) -> Result<(String, PayloadIndex)> {
             let t = m.get("type").and_then(Value::as_str).ok_or_else(|| {
                 bad("Format error in JSON body: field_schema.type must be a string")
             })?;
+            // what tessera's indexes do anyway is accepted as it is; any other tuning refused
+            check_fields(
+                m,
+                "field_schema.",
+                &["type", "is_tenant"],
+                &[
+                    ("on_disk", Value::Bool(false)),
+                    ("lookup", Value::Bool(true)),
+                    ("range", Value::Bool(true)),
+                    ("is_principal", Value::Bool(false)),
+                    ("enable_hnsw", Value::Bool(true)),
+                ],
+            )?;
             let tenant = m.get("is_tenant").and_then(Value::as_bool).unwrap_or(false);
             (schema_type(t)?, tenant)
         }

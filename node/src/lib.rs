@@ -270,12 +270,22 @@ async fn run(
     let stop_signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // read now: a bad certificate or key stops the node before it serves anything
+    let tls = config
+        .api_tls
+        .as_ref()
+        .map(api::listener::tls_acceptor)
+        .transpose()?;
     let grpc = match grpc_listener {
         Some(listener) => {
-            let tls = config.api_tls.clone();
+            let grpc_tls = config.api_tls.clone();
             let signal = stop_signal(stopped.clone());
             Some(tokio::spawn(async move {
-                api::grpc::serve(listener, state, tls.as_ref(), signal).await
+                let served = api::grpc::serve(listener, state, grpc_tls.as_ref(), signal).await;
+                if let Err(e) = &served {
+                    tracing::error!(error = %e, "grpc server stopped");
+                }
+                served
             }))
         }
         None => None,
@@ -288,7 +298,7 @@ async fn run(
         max_connections: config.http_max_connections,
     };
     let serve = tokio::spawn(async move {
-        api::listener::serve(listener, app, limits, shutdown)
+        api::listener::serve(listener, app, limits, tls, shutdown)
             .await
             .context("http server")?;
         if let Some(grpc) = grpc {

@@ -74,6 +74,12 @@ class TesseraServer:
         self.port: int | None = None
         self.grpc_port: int | None = None
         self.url = ""
+        # a node serving TLS (--tls-cert from `tessera cert node`): https, verified against the
+        # CA written next to the certificate
+        args = list(self.extra_args)
+        cert = args[args.index("--tls-cert") + 1] if "--tls-cert" in args else None
+        self.scheme = "https" if cert else "http"
+        self.verify: str | bool = str(Path(cert).parent / "ca.pem") if cert else True
 
     def start(self) -> None:
         binary = tessera_bin()
@@ -83,7 +89,7 @@ class TesseraServer:
         for _attempt in range(3):  # a free port can be taken between probing and binding
             self.port = _free_port()
             self.grpc_port = _free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
+            self.url = f"{self.scheme}://127.0.0.1:{self.port}"
             cmd = [
                 str(binary), "serve",
                 "--http-addr", f"127.0.0.1:{self.port}",
@@ -112,7 +118,7 @@ class TesseraServer:
             if self.proc is None or self.proc.poll() is not None:
                 return False
             try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/readyz", timeout=1, verify=self.verify).status_code == 200:
                     return True
             except requests.RequestException:
                 pass

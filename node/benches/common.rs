@@ -9,6 +9,8 @@ use serde_json::Value;
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// The gRPC address (the port after the HTTP one, tessera's default).
+    pub grpc: String,
     pub dir: tempfile::TempDir,
     pub http: reqwest::blocking::Client,
 }
@@ -54,6 +56,7 @@ impl Server {
         Server {
             child,
             base,
+            grpc: format!("http://127.0.0.1:{}", port + 1),
             dir,
             http,
         }
@@ -221,4 +224,68 @@ pub fn machine_cpu_ticks() -> (u64, u64) {
     // idle and iowait
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     (total - idle, total)
+}
+
+/// Creates `collection` (cosine, custom sharding) with shard key `key` and upserts `data` in
+/// batches of 100 (wait=true); the batch latencies in ms, sorted, and the seconds it took.
+pub fn load(s: &Server, collection: &str, key: &str, data: &[Vec<f32>]) -> (Vec<f64>, f64) {
+    let dim = data.first().map_or(0, Vec::len);
+    s.call(
+        "PUT",
+        &format!("/collections/{collection}"),
+        Some(&serde_json::json!({"vectors": {"size": dim, "distance": "Cosine"}, "sharding_method": "custom"})),
+    );
+    s.call(
+        "PUT",
+        &format!("/collections/{collection}/shards"),
+        Some(&serde_json::json!({ "shard_key": key })),
+    );
+    let started = Instant::now();
+    let mut lat = Vec::new();
+    for (b, chunk) in data.chunks(100).enumerate() {
+        let points: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| serde_json::json!({"id": b * 100 + i, "vector": v, "payload": {"group": (b * 100 + i) % 10}}))
+            .collect();
+        let t = Instant::now();
+        s.call(
+            "PUT",
+            &format!("/collections/{collection}/points?wait=true"),
+            Some(&serde_json::json!({"points": points, "shard_key": key})),
+        );
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    (lat, secs)
+}
+
+/// Waits until all but the last tail of `n` points are in graphs and the segment count has not
+/// changed for `stable` (merges settled); the seconds it took and the segment count.
+pub fn wait_indexed(s: &Server, collection: &str, n: usize, stable: Duration) -> (f64, u64) {
+    let t = Instant::now();
+    let info = |s: &Server| s.call("GET", &format!("/collections/{collection}"), None);
+    while t.elapsed() < Duration::from_secs(1800) {
+        let indexed = info(s)["result"]["indexed_vectors_count"]
+            .as_u64()
+            .unwrap_or(0);
+        if indexed as usize + 5_000 >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let indexed_after = t.elapsed().as_secs_f64();
+    let mut last = 0;
+    let mut stable_since = Instant::now();
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(900) && stable_since.elapsed() < stable {
+        std::thread::sleep(Duration::from_secs(1));
+        let seg = info(s)["result"]["segments_count"].as_u64().unwrap_or(0);
+        if seg != last {
+            last = seg;
+            stable_since = Instant::now();
+        }
+    }
+    (indexed_after, last)
 }

@@ -24,75 +24,17 @@ fn main() {
     let data = clustered(n, dim, 64, 7);
     let qs = clustered(200, dim, 64, 8);
     let s = Server::start(&[]);
-    s.call(
-        "PUT",
-        "/collections/bench",
-        Some(&json!({"vectors": {"size": dim, "distance": "Cosine"}, "sharding_method": "custom"})),
-    );
-    s.call(
-        "PUT",
-        "/collections/bench/shards",
-        Some(&json!({"shard_key": "tenant"})),
-    );
-
-    let started = Instant::now();
-    let mut lat = Vec::new();
-    for (b, chunk) in data.chunks(100).enumerate() {
-        let points: Vec<_> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, v)| json!({"id": b * 100 + i, "vector": v, "payload": {"group": (b * 100 + i) % 10}}))
-            .collect();
-        let t = Instant::now();
-        s.call(
-            "PUT",
-            "/collections/bench/points?wait=true",
-            Some(&json!({"points": points, "shard_key": "tenant"})),
-        );
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let secs = started.elapsed().as_secs_f64();
-    lat.sort_by(f64::total_cmp);
+    let (lat, secs) = load(&s, "bench", "tenant", &data);
     println!(
         "upsert: {n} points in {secs:.1} s = {:.0} points/s; batch latency p50 {:.2} ms p99 {:.2} ms",
         n as f64 / secs,
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
-
-    let t = Instant::now();
-    loop {
-        let info = s.call("GET", "/collections/bench", None);
-        let indexed = info["result"]["indexed_vectors_count"]
-            .as_u64()
-            .unwrap_or(0);
-        if indexed as usize + 5_000 >= n || t.elapsed() > Duration::from_secs(1800) {
-            println!(
-                "indexing: {indexed} of {n} points in graphs after {:.1} s more",
-                t.elapsed().as_secs_f64()
-            );
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    // let the merges settle: the segment count unchanged for 20 s
-    let mut last = 0;
-    let mut stable_since = Instant::now();
-    let settle = Instant::now();
-    while settle.elapsed() < Duration::from_secs(900)
-        && stable_since.elapsed() < Duration::from_secs(20)
-    {
-        std::thread::sleep(Duration::from_secs(1));
-        let seg = s.call("GET", "/collections/bench", None)["result"]["segments_count"]
-            .as_u64()
-            .unwrap_or(0);
-        if seg != last {
-            last = seg;
-            stable_since = Instant::now();
-        }
-    }
+    let (indexed_after, segments) = wait_indexed(&s, "bench", n, Duration::from_secs(20));
+    println!("indexing: all but the tail in graphs after {indexed_after:.1} s more");
     println!(
-        "segments after indexing: {last}, rss {:.0} MiB",
+        "segments after indexing: {segments}, rss {:.0} MiB",
         s.rss_bytes() as f64 / 1048576.0
     );
 

@@ -287,6 +287,11 @@ def test_bad_input_is_refused_the_same_over_both_doors_and_changes_nothing(loade
     err = admin.refusal(admin.points.Query, g.QueryPoints(collection_name="par", shard_key_selector=key("t1"),
                                                          prefetch=[g.PrefetchQuery(limit=3)]))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "prefetch" in err.details()
+    # a request's own timeout is checked the same (and honoured: see the edge of each door)
+    same_refusal(admin, "POST", "/collections/par/points/count?timeout=0", {"shard_key": "t1"},
+                 admin.points.Count, g.CountPoints(collection_name="par", timeout=0, shard_key_selector=key("t1")))
+    assert admin.call(admin.points.Count, g.CountPoints(collection_name="par", timeout=5, exact=True)).result.count > 0
+    assert admin.rest("POST", "/collections/par/points/count?timeout=5", {"exact": True})[0] == 200
     # what REST does not serve either is UNIMPLEMENTED, naming the method
     err = admin.refusal(admin.points.Recommend, g.RecommendPoints(collection_name="par", positive=[pid(1)], limit=3))
     assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "Recommend" in err.details()

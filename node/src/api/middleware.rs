@@ -194,7 +194,17 @@ pub async fn authenticate(State(edge): State<Edge>, req: Request, next: Next) ->
     let resp = match admitted {
         Ok(mut req) => {
             req.extensions_mut().insert(ctx.clone());
-            next.run(req).await
+            match timeout_of(req.uri().query()) {
+                Err(e) => ApiError(e).into_response(),
+                Ok(None) => next.run(req).await,
+                Ok(Some(secs)) => {
+                    let limit = std::time::Duration::from_secs(secs);
+                    match tokio::time::timeout(limit, next.run(req)).await {
+                        Ok(resp) => resp,
+                        Err(_) => ApiError(timed_out(secs)).into_response(),
+                    }
+                }
+            }
         }
         Err(e) => ApiError(e).into_response(),
     };
@@ -209,6 +219,36 @@ pub async fn authenticate(State(edge): State<Edge>, req: Request, next: Next) ->
         resp.status(),
     );
     resp
+}
+
+/// The `timeout` query parameter (whole seconds, at least 1), as Qdrant's operations take it.
+fn timeout_of(query: Option<&str>) -> Result<Option<u64>> {
+    let Some(query) = query else { return Ok(None) };
+    for pair in query.split('&') {
+        if let Some(("timeout", v)) = pair.split_once('=') {
+            return check_timeout(v.parse().ok()).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// A request's own timeout, REST's `?timeout=` and gRPC's `timeout` field alike: at least 1 s.
+pub fn check_timeout(secs: Option<u64>) -> Result<u64> {
+    match secs {
+        Some(s) if s >= 1 => Ok(s),
+        _ => Err(Error::bad_request(
+            "Bad request: timeout must be a whole number of seconds, at least 1",
+        )),
+    }
+}
+
+/// The answer to an operation that ran past the request's timeout (it may still complete, as in
+/// Qdrant: a timed-out write is not rolled back).
+pub fn timed_out(secs: u64) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!("Timeout: the operation did not finish within {secs} s"),
+    )
 }
 
 /// Counts a metered request in its tenant's figures (REST and gRPC alike).

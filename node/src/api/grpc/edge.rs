@@ -11,7 +11,9 @@ use tessera_cluster::{Error, ErrorKind, Result};
 use tonic::{Code, Status};
 
 use super::Grpc;
-use crate::api::middleware::{admit_len, authenticate_headers, record_request, write_audit};
+use crate::api::middleware::{
+    admit_len, authenticate_headers, check_timeout, record_request, timed_out, write_audit,
+};
 use crate::api::routes::Operation;
 use crate::api::status_of;
 use crate::router::Ctx;
@@ -58,17 +60,15 @@ impl Grpc {
             None => Ok(()),
         };
         let result = match admitted {
-            Ok(()) => match call.timeout {
-                Some(secs) if secs > 0 => {
+            Ok(()) => match call.timeout.map(|t| check_timeout(Some(t))) {
+                None => f(ctx.clone()).await,
+                Some(Err(e)) => Err(e),
+                Some(Ok(secs)) => {
                     match tokio::time::timeout(Duration::from_secs(secs), f(ctx.clone())).await {
                         Ok(r) => r,
-                        Err(_) => Err(Error::new(
-                            ErrorKind::Timeout,
-                            format!("Timeout: the operation took longer than {secs} s"),
-                        )),
+                        Err(_) => Err(timed_out(secs)),
                     }
                 }
-                _ => f(ctx.clone()).await,
             },
             Err(e) => Err(e),
         };

@@ -366,6 +366,7 @@ fn kubernetes_manifests_fit_together() {
         ports,
         BTreeSet::from([
             ("http".into(), "6333".into(), "TCP".into()),
+            ("grpc".into(), "6334".into(), "TCP".into()),
             ("p2p".into(), "6335".into(), "UDP".into()),
         ])
     );
@@ -579,7 +580,7 @@ fn dockerfile_builds_the_binary_and_runs_it_unprivileged() {
         !user.starts_with("root") && !user.starts_with('0'),
         "USER {user}"
     );
-    assert!(lines.contains(&"EXPOSE 6333/tcp 6335/udp"));
+    assert!(lines.contains(&"EXPOSE 6333/tcp 6334/tcp 6335/udp"));
     assert!(lines.contains(&"ENTRYPOINT [\"tessera\", \"serve\"]"));
     assert!(text.contains("TESSERA_HTTP_ADDR=0.0.0.0:6333"));
     assert!(

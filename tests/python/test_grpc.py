@@ -287,6 +287,9 @@ def test_bad_input_is_refused_the_same_over_both_doors_and_changes_nothing(loade
     err = admin.refusal(admin.points.Query, g.QueryPoints(collection_name="par", shard_key_selector=key("t1"),
                                                          prefetch=[g.PrefetchQuery(limit=3)]))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "prefetch" in err.details()
+    # a setting of an existing collection that cannot change: refused naming it, on both doors
+    same_refusal(admin, "PATCH", "/collections/par", {"hnsw_config": {"m": 8}},
+                 admin.collections.Update, g.UpdateCollection(collection_name="par", hnsw_config=g.HnswConfigDiff(m=8)))
     # a request's own timeout is checked the same (and honoured: see the edge of each door)
     same_refusal(admin, "POST", "/collections/par/points/count?timeout=0", {"shard_key": "t1"},
                  admin.points.Count, g.CountPoints(collection_name="par", timeout=0, shard_key_selector=key("t1")))
@@ -306,6 +309,14 @@ def test_a_tenant_token_over_grpc_sees_its_tenant_only_and_everything_else_is_no
     hits = t1.call(t1.points.Query, g.QueryPoints(collection_name="par", limit=100,
                                                 query=g.Query(nearest=g.VectorInput(dense=g.DenseVector(data=vec(2))))))
     assert hits.result and all(grpc_id(p.id) < 100 for p in hits.result)
+    # the token as `authorization: Bearer`, as REST takes it too
+    bearer = Doors(tessera_server, None)
+    bearer.headers = {"authorization": "Bearer " + token(tenant_id="t1")}
+    bearer.metadata = tuple(bearer.headers.items())
+    got = bearer.call(bearer.points.Count, g.CountPoints(collection_name="par", exact=True))
+    assert got.result.count == bearer.rest("POST", "/collections/par/points/count", {"exact": True})[1]["result"]["count"]
+    same_refusal(bearer, "POST", "/collections/par/points/count", {"shard_key": "t2"},
+                 bearer.points.Count, g.CountPoints(collection_name="par", shard_key_selector=key("t2")))
     # the other tenant's key, its points, the collection listing: 404 with REST's message
     same_refusal(t1, "POST", "/collections/par/points/count", {"shard_key": "t2"},
                  t1.points.Count, g.CountPoints(collection_name="par", shard_key_selector=key("t2")))

@@ -16,6 +16,7 @@
 
 pub mod collections;
 pub mod edge;
+pub mod incoming;
 pub mod points;
 pub mod to_json;
 pub mod to_proto;
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use qdrant_client::qdrant as pb;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tonic::codec::CompressionEncoding::Gzip;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::api::AppState;
@@ -44,7 +45,8 @@ pub struct Grpc {
 }
 
 /// Serves the gRPC API on `listener` until `shutdown` completes. Messages are bounded by the
-/// node's body limit, as REST bodies are; a client's `grpc-timeout` is honoured.
+/// node's body limit and open connections by its connection limit, as on REST; a client's
+/// `grpc-timeout` is honoured.
 pub async fn serve(
     listener: TcpListener,
     app: AppState,
@@ -52,6 +54,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let limit = app.catalog.config.max_body_bytes;
+    let max_connections = app.catalog.config.http_max_connections;
     let grpc = Grpc { app };
     let mut server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -61,15 +64,23 @@ pub async fn serve(
     if let Some(tls) = tls {
         server = server.tls_config(ServerTlsConfig::new().identity(identity(tls)?))?;
     }
+    // gzip both ways, as Qdrant serves it (clients opt in, e.g. Python's grpc_compression)
     let router = server
         .add_service(pb::qdrant_server::QdrantServer::new(grpc.clone()))
         .add_service(
             pb::collections_server::CollectionsServer::new(grpc.clone())
-                .max_decoding_message_size(limit),
+                .max_decoding_message_size(limit)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
         )
-        .add_service(pb::points_server::PointsServer::new(grpc).max_decoding_message_size(limit));
+        .add_service(
+            pb::points_server::PointsServer::new(grpc)
+                .max_decoding_message_size(limit)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
+        );
     router
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming::bounded(listener, max_connections), shutdown)
         .await?;
     Ok(())
 }

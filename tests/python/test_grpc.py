@@ -17,6 +17,8 @@ import pytest
 import requests
 from qdrant_client import grpc as g
 
+from tessera_helpers import GRPC_STATUS
+
 ADMIN_KEY = "grpc-parity-admin-key-0123456789"
 DIM = 4
 
@@ -62,14 +64,7 @@ class Doors:
         return e.value
 
 
-HTTP_OF = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-}
+HTTP_OF = GRPC_STATUS
 
 
 def same_refusal(doors: Doors, method: str, path: str, body, stub_method, request) -> str:

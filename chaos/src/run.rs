@@ -137,16 +137,24 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
         .collect::<Result<Vec<_>>>()?;
     let table = Table::new(&format!("s{}", cfg.seed));
     let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + cfg.duration;
     let shared = Arc::new(Shared {
         clients,
         history: history.clone(),
         stop: stop.clone(),
-        deadline: Instant::now() + cfg.duration,
+        deadline,
     });
     let started = Instant::now();
     let workers = Workers::start(shared, cfg.tenants, cfg.seed);
     let mut incidents = Vec::new();
-    let driven = drive(&mut swarm, &table, &plan, &history, &mut incidents);
+    let driven = drive(
+        &mut swarm,
+        &table,
+        &plan,
+        &history,
+        deadline,
+        &mut incidents,
+    );
     let healed = heal_all(&mut swarm, &table);
     stop.store(true, Ordering::SeqCst);
     let joined = workers.join();
@@ -159,7 +167,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
         bail!("interrupted");
     }
 
-    let fin = read_final(&swarm, cfg.heal_timeout, &mut incidents);
+    let fin = read_final(&swarm, cfg.heal_timeout, &history, &mut incidents)?;
+    history.flush()?;
     let events = history::read(&history_path)?;
     let all = history::ops(&events);
     let mut violations = check::check_all(&events, &fin);
@@ -216,6 +225,7 @@ fn drive(
     table: &Table,
     plan: &[Step],
     history: &Recorder,
+    deadline: Instant,
     incidents: &mut Vec<Violation>,
 ) -> Result<()> {
     for (i, step) in plan.iter().enumerate() {
@@ -244,6 +254,8 @@ fn drive(
         signals::track(swarm);
         history.record(i as u64, Kind::Info, &head, json!({"phase": "healed"}))?;
     }
+    // the workload runs to its deadline, faults or not
+    nap(deadline.saturating_duration_since(Instant::now()));
     crashed(swarm, incidents)
 }
 
@@ -277,7 +289,12 @@ fn heal_all(swarm: &mut Swarm, table: &Table) -> Result<()> {
 /// Reads the healed cluster: waits for it to settle and its replicas to converge (what still
 /// differs at the end is kept), then every tenant's points through every node, and every
 /// node's shard keys. What cannot be read is an incident.
-fn read_final(swarm: &Swarm, within: Duration, incidents: &mut Vec<Violation>) -> Final {
+fn read_final(
+    swarm: &Swarm,
+    within: Duration,
+    history: &Recorder,
+    incidents: &mut Vec<Violation>,
+) -> Result<Final> {
     let mut fin = Final::default();
     if let Err(e) = swarm.wait_settled(within) {
         incidents.push(Violation::new("liveness", format!("after heal: {e:#}")));
@@ -312,6 +329,7 @@ fn read_final(swarm: &Swarm, within: Duration, incidents: &mut Vec<Violation>) -
         };
         match fixture::listed_keys(&api) {
             Ok(k) => {
+                note(history, "final_keys", None, id, json!(k))?;
                 fin.keys_per_node.insert(id, k);
             }
             Err(e) => incidents.push(Violation::new(
@@ -321,10 +339,11 @@ fn read_final(swarm: &Swarm, within: Duration, incidents: &mut Vec<Violation>) -
         }
         let mut per_tenant = BTreeMap::new();
         for t in &tenants {
-            match api.scroll_all("c", Some(&json!(t))) {
+            match scroll_tenant(&api, t) {
                 Ok(points) => {
                     let ids: BTreeSet<u64> =
                         points.iter().filter_map(|p| p["id"].as_u64()).collect();
+                    note(history, "final_scroll", Some(t), id, json!(ids))?;
                     if !fin.points.contains_key(t) {
                         let held = points
                             .iter()
@@ -343,15 +362,59 @@ fn read_final(swarm: &Swarm, within: Duration, incidents: &mut Vec<Violation>) -
                     }
                     per_tenant.insert(t.clone(), ids);
                 }
-                Err(e) => incidents.push(Violation::new(
-                    "liveness",
-                    format!("scroll of {t} through node {id} after heal: {e:#}"),
-                )),
+                Err(e) => {
+                    fin.unread.insert(t.clone());
+                    incidents.push(Violation::new(
+                        "liveness",
+                        format!("scroll of {t} through node {id} after heal: {e:#}"),
+                    ))
+                }
             }
         }
         fin.ids_per_node.insert(id, per_tenant);
     }
-    fin
+    Ok(fin)
+}
+
+/// Every point of tenant `t` with its payload, by pages of 50 (under any `max_limit` quota the
+/// admin worker sets), bounded in pages.
+fn scroll_tenant(api: &crate::Api, t: &str) -> Result<Vec<serde_json::Value>> {
+    const PAGE: usize = 50;
+    const MAX_PAGES: usize = 1000;
+    let mut out = Vec::new();
+    let mut offset = serde_json::Value::Null;
+    for _ in 0..MAX_PAGES {
+        let r = api.ok_post(
+            "/collections/c/points/scroll",
+            &json!({"limit": PAGE, "with_payload": true, "offset": offset, "shard_key": t}),
+        )?;
+        let points = r["points"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("scroll of {t} without points: {r}"))?;
+        out.extend(points.iter().cloned());
+        offset = r["next_page_offset"].clone();
+        if offset.is_null() {
+            return Ok(out);
+        }
+    }
+    bail!("scroll of {t} did not end within {MAX_PAGES} pages")
+}
+
+/// Records what a read of the healed cluster returned (process `final`, kind info).
+fn note(
+    history: &Recorder,
+    f: &str,
+    tenant: Option<&str>,
+    node: u64,
+    value: serde_json::Value,
+) -> Result<()> {
+    let head = Head {
+        process: "final",
+        f,
+        tenant,
+        node: Some(node),
+    };
+    history.record(0, Kind::Info, &head, value)
 }
 
 /// Copies the nodes' logs next to the history.

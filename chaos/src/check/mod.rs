@@ -56,6 +56,9 @@ pub struct Final {
     pub ids_per_node: BTreeMap<u64, BTreeMap<String, BTreeSet<u64>>>,
     /// Per node: the shard keys it lists.
     pub keys_per_node: BTreeMap<u64, BTreeSet<String>>,
+    /// Tenants whose points could not be read through some node after heal (a liveness
+    /// incident of its own; durability and convergence leave them out).
+    pub unread: BTreeSet<String>,
     /// The shards whose replicas still differed when the heal wait ended.
     pub divergent: Vec<Value>,
 }

@@ -345,20 +345,7 @@ fn read_final(
                         points.iter().filter_map(|p| p["id"].as_u64()).collect();
                     note(history, "final_scroll", Some(t), id, json!(ids))?;
                     if !fin.points.contains_key(t) {
-                        let held = points
-                            .iter()
-                            .filter_map(|p| {
-                                let payload = &p["payload"];
-                                Some((
-                                    p["id"].as_u64()?,
-                                    (
-                                        payload["v"].as_u64(),
-                                        payload["tenant"].as_str().map(str::to_owned),
-                                    ),
-                                ))
-                            })
-                            .collect();
-                        fin.points.insert(t.clone(), held);
+                        fin.points.insert(t.clone(), held(&points));
                     }
                     per_tenant.insert(t.clone(), ids);
                 }
@@ -378,7 +365,7 @@ fn read_final(
 
 /// Every point of tenant `t` with its payload, by pages of 50 (under any `max_limit` quota the
 /// admin worker sets), bounded in pages.
-fn scroll_tenant(api: &crate::Api, t: &str) -> Result<Vec<serde_json::Value>> {
+pub fn scroll_tenant(api: &crate::Api, t: &str) -> Result<Vec<serde_json::Value>> {
     const PAGE: usize = 50;
     const MAX_PAGES: usize = 1000;
     let mut out = Vec::new();
@@ -398,6 +385,23 @@ fn scroll_tenant(api: &crate::Api, t: &str) -> Result<Vec<serde_json::Value>> {
         }
     }
     bail!("scroll of {t} did not end within {MAX_PAGES} pages")
+}
+
+/// The points of a scroll as the checker takes them: per id, its payload's version and tenant.
+pub fn held(points: &[serde_json::Value]) -> BTreeMap<u64, check::Held> {
+    points
+        .iter()
+        .filter_map(|p| {
+            let payload = &p["payload"];
+            Some((
+                p["id"].as_u64()?,
+                (
+                    payload["v"].as_u64(),
+                    payload["tenant"].as_str().map(str::to_owned),
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// Records what a read of the healed cluster returned (process `final`, kind info).

@@ -123,28 +123,18 @@ pub fn tenant_worker(s: Arc<Shared>, t: usize, seed: u64) -> Result<()> {
         match roll {
             0..=34 => {
                 let pts = ids(&mut rng, 3);
-                write(&s, head("upsert"), &pts, client, |c, v| {
-                    let points: Vec<Value> = pts
-                        .iter()
-                        .map(|id| {
-                            json!({"id": id, "vector": synthetic_vector(*id ^ v, DIM),
-                                   "payload": {"tenant": key, "v": v}})
-                        })
-                        .collect();
-                    let body = json!({"points": points, "shard_key": key});
-                    c.put("/collections/c/points?wait=true", &body)
-                })?;
+                upsert(&s.history, client, &process, &key, &pts)?;
             }
             35..=44 => {
                 let pts = ids(&mut rng, 2);
                 let body = json!({"points": pts, "shard_key": key});
-                write(&s, head("delete"), &pts, client, |c, _| {
+                write(&s.history, head("delete"), &pts, client, |c, _| {
                     c.post("/collections/c/points/delete?wait=true", &body)
                 })?;
             }
             45..=54 => {
                 let pts = ids(&mut rng, 2);
-                write(&s, head("set_payload"), &pts, client, |c, v| {
+                write(&s.history, head("set_payload"), &pts, client, |c, v| {
                     let body = json!({"points": pts, "shard_key": key, "payload": {"v": v}});
                     c.post("/collections/c/points/payload?wait=true", &body)
                 })?;
@@ -201,21 +191,48 @@ pub fn tenant_worker(s: Arc<Shared>, t: usize, seed: u64) -> Result<()> {
     Ok(())
 }
 
+/// A `wait=true` upsert of points `ids` of tenant `key` (shard key) through `client`, each at
+/// the version of the operation's id, recorded in `history` as process `process`.
+pub fn upsert(
+    history: &Recorder,
+    client: &NodeClient,
+    process: &str,
+    key: &str,
+    ids: &[u64],
+) -> Result<Answer> {
+    let head = Head {
+        process,
+        f: "upsert",
+        tenant: Some(key),
+        node: Some(client.node),
+    };
+    write(history, head, ids, client, |c, v| {
+        let points: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                json!({"id": id, "vector": synthetic_vector(*id ^ v, DIM),
+                       "payload": {"tenant": key, "v": v}})
+            })
+            .collect();
+        let body = json!({"points": points, "shard_key": key});
+        c.put("/collections/c/points?wait=true", &body)
+    })
+}
+
 /// A write: the history notes the ids it touches and the version it writes, its op id (which
 /// `send` is given to put in the payload).
 fn write(
-    s: &Shared,
+    history: &Recorder,
     head: Head<'_>,
     ids: &[u64],
     client: &NodeClient,
     send: impl FnOnce(&NodeClient, u64) -> Answer,
 ) -> Result<Answer> {
-    let op = s.history.next_op();
-    s.history
-        .record(op, Kind::Invoke, &head, json!({"ids": ids, "v": op}))?;
+    let op = history.next_op();
+    history.record(op, Kind::Invoke, &head, json!({"ids": ids, "v": op}))?;
     let a = send(client, op);
     let value = if a.ok() { json!({}) } else { a.summary() };
-    s.history.record(op, a.kind, &head, value)?;
+    history.record(op, a.kind, &head, value)?;
     Ok(a)
 }
 

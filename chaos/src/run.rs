@@ -87,7 +87,9 @@ pub struct RunReport {
     pub nemesis: String,
     pub command: String,
     pub figures: Figures,
-    /// The violations (at most 100 listed; `figures.violations` counts them all).
+    /// How many violations of each invariant (all of them).
+    pub by_invariant: BTreeMap<String, usize>,
+    /// The violations (at most 100 listed; `by_invariant` counts them all).
     pub violations: Vec<String>,
     pub dir: String,
 }
@@ -181,7 +183,12 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     figures.cross_tenant_results = isolation.cross_tenant;
     figures.divergent_replicas = fin.divergent.len();
     figures.violations = violations.len();
+    let mut by_invariant = BTreeMap::new();
+    for v in &violations {
+        *by_invariant.entry(v.invariant.to_owned()).or_insert(0) += 1;
+    }
     let report = RunReport {
+        by_invariant,
         seed: cfg.seed,
         nodes: cfg.nodes,
         seconds: cfg.duration.as_secs(),

@@ -15,6 +15,8 @@ pub struct Figures {
     pub acked_deletes_resurrected: usize,
     pub cross_tenant_results: usize,
     pub divergent_replicas: usize,
+    /// Reads that missed an acknowledged write (or saw a deleted point).
+    pub stale_reads: usize,
     /// Every violated invariant, of any kind.
     pub violations: usize,
     pub faults: usize,
@@ -23,7 +25,10 @@ pub struct Figures {
     pub ops_unknown: usize,
     /// Acknowledged operations per second of workload.
     pub ops_per_s: f64,
-    /// Per tenant: % of its operations that ended ok while a fault was in force.
+    /// Per tenant: % of its operations answered (ok, or a definite 4xx such as "no point with
+    /// that id") while a fault was in force, over the operations sent to nodes the fault did
+    /// not take down or pause (clients go round every node; those sent to a dead node are
+    /// the client's bad luck, not the cluster's availability).
     pub availability_during_faults: BTreeMap<String, f64>,
     /// The lowest of those.
     pub min_availability: f64,
@@ -35,16 +40,18 @@ pub struct Figures {
 }
 
 /// A fault's window: from its start to its heal (ms since the run began).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Window {
     pub start: f64,
     pub end: f64,
+    /// The nodes the fault took down or paused (none for a network fault).
+    pub down: Vec<u64>,
 }
 
 /// The fault windows of a history (a fault never healed lasts to the end).
 pub fn windows(events: &[Event]) -> Vec<Window> {
     let end = events.last().map_or(0.0, |e| e.time_ms);
-    let mut open: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut open: BTreeMap<u64, (f64, Vec<u64>)> = BTreeMap::new();
     let mut out = Vec::new();
     for e in events
         .iter()
@@ -52,20 +59,33 @@ pub fn windows(events: &[Event]) -> Vec<Window> {
     {
         match e.value["phase"].as_str() {
             Some("start") => {
-                open.insert(e.op, e.time_ms);
+                let process_fault = matches!(e.f.as_str(), "kill" | "pause" | "restart" | "leader");
+                let down = if process_fault {
+                    e.value["targets"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                open.insert(e.op, (e.time_ms, down));
             }
             Some("healed") => {
-                if let Some(start) = open.remove(&e.op) {
+                if let Some((start, down)) = open.remove(&e.op) {
                     out.push(Window {
                         start,
                         end: e.time_ms,
+                        down,
                     });
                 }
             }
             _ => {}
         }
     }
-    out.extend(open.values().map(|s| Window { start: *s, end }));
+    out.extend(
+        open.into_values()
+            .map(|(start, down)| Window { start, end, down }),
+    );
     out.sort_by(|a, b| a.start.total_cmp(&b.start));
     out
 }
@@ -104,15 +124,25 @@ pub fn measure(events: &[Event], all: &[Op], seconds: f64) -> Figures {
     let wins = windows(events);
     f.faults = wins.len();
     let during = |o: &Op| {
-        wins.iter()
-            .any(|w| o.invoke.time_ms >= w.start && o.invoke.time_ms <= w.end)
+        wins.iter().any(|w| {
+            o.invoke.time_ms >= w.start
+                && o.invoke.time_ms <= w.end
+                && !o.invoke.node.is_some_and(|n| w.down.contains(&n))
+        })
     };
     let mut per_tenant: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for o in work.iter().filter(|o| during(o)) {
         let Some(t) = o.tenant() else { continue };
         let e = per_tenant.entry(t.to_owned()).or_default();
         e.1 += 1;
-        if o.outcome() == Kind::Ok {
+        let answered = match o.outcome() {
+            Kind::Ok => true,
+            Kind::Fail => o.result()["status"]
+                .as_u64()
+                .is_some_and(|s| (400..500).contains(&s)),
+            _ => false,
+        };
+        if answered {
             e.0 += 1;
         }
     }
@@ -164,7 +194,7 @@ mod tests {
             f: "kill".into(),
             tenant: None,
             node: Some(1),
-            value: json!({"phase": phase}),
+            value: json!({"phase": phase, "targets": [9]}),
             time_ms: t,
         }
     }
@@ -188,6 +218,12 @@ mod tests {
             op(14, "get", "t", &[1], Kind::Fail, json!({})),
             op(16, "upsert", "t", &[1], Kind::Ok, json!({})),
             op(18, "get", "t", &[1], Kind::Ok, json!([])),
+            // to the killed node: not counted
+            {
+                let mut o = op(19, "get", "t", &[1], Kind::Fail, json!({"status": null}));
+                o.invoke.node = Some(9);
+                o
+            },
         ];
         let f = measure(&events, &all, 2.0);
         assert_eq!(f.faults, 1);

@@ -187,6 +187,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     for v in &violations {
         *by_invariant.entry(v.invariant.to_owned()).or_insert(0) += 1;
     }
+    figures.stale_reads = by_invariant.get("stale_read").copied().unwrap_or(0);
     let report = RunReport {
         by_invariant,
         seed: cfg.seed,

@@ -77,6 +77,7 @@ pub fn write_summary(
         "acked_deletes_resurrected": sum(|r| r.figures.acked_deletes_resurrected),
         "cross_tenant_results": sum(|r| r.figures.cross_tenant_results),
         "divergent_replicas": sum(|r| r.figures.divergent_replicas),
+        "stale_reads": sum(|r| r.figures.stale_reads),
         "violations": sum(|r| r.figures.violations),
         "faults": sum(|r| r.figures.faults),
         "failover_p50_ms": quantile(&failovers, 0.5),
@@ -91,20 +92,21 @@ pub fn write_summary(
     )
     .context("write summary.json")?;
     let mut md = String::from(
-        "| seed | result | acked writes lost | deletes resurrected | cross-tenant results | divergent replicas | violations | faults | ops ok/fail/unknown | ops/s | min tenant availability during faults | failover p50 | failover p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| seed | result | acked writes lost | deletes resurrected | cross-tenant results | divergent replicas | stale reads | violations | faults | ops ok/fail/unknown | ops/s | min tenant availability during faults | failover p50 | failover p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (r, c) in results.iter().zip(configs) {
         match r {
             Ok(r) => {
                 let f = &r.figures;
                 md += &format!(
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{}/{} | {:.1} | {:.1}% | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{}/{} | {:.1} | {:.1}% | {} | {} |\n",
                     r.seed,
                     if r.clean() { "clean" } else { "**violations**" },
                     f.acked_writes_lost,
                     f.acked_deletes_resurrected,
                     f.cross_tenant_results,
                     f.divergent_replicas,
+                    f.stale_reads,
                     f.violations,
                     f.faults,
                     f.ops_ok,
@@ -118,7 +120,7 @@ pub fn write_summary(
             }
             Err(e) => {
                 md += &format!(
-                    "| {} | not made: {} | | | | | | | | | | | |\n",
+                    "| {} | not made: {} | | | | | | | | | | | | |\n",
                     c.seed,
                     format!("{e:#}").lines().next().unwrap_or("")
                 )
@@ -126,13 +128,14 @@ pub fn write_summary(
         }
     }
     md += &format!(
-        "| **all** | {}/{} clean | {} | {} | {} | {} | {} | {} | | | | {} | {} |\n",
+        "| **all** | {}/{} clean | {} | {} | {} | {} | {} | {} | {} | | | | {} | {} |\n",
         reports.iter().filter(|r| r.clean()).count(),
         configs.len(),
         sum(|r| r.figures.acked_writes_lost),
         sum(|r| r.figures.acked_deletes_resurrected),
         sum(|r| r.figures.cross_tenant_results),
         sum(|r| r.figures.divergent_replicas),
+        sum(|r| r.figures.stale_reads),
         sum(|r| r.figures.violations),
         sum(|r| r.figures.faults),
         ms(quantile(&failovers, 0.5)),

@@ -5,16 +5,30 @@
 //!   SIGCONT, SIGTERM and restart per node; who leads.
 //! - [`view`]: a node's `GET /cluster` as data, and the choice of a leader from several views.
 //! - [`process`]: bounded child processes and signals through the `kill` command.
+//! - the chaos suite: [`run`] (one seeded run: swarm, [`workload`] through every node,
+//!   [`nemesis`] schedule with real partitions from [`net`], [`history`], [`check`],
+//!   [`figures`]), [`client`] (timeouts and the ok/fail/unknown of each answer), [`signals`]
+//!   (SIGINT/SIGTERM leave nothing behind), [`fixture`] (collection, tenants, replica view).
 //! - [`deploy_lint`]: the checks of `deploy/` (flags and `TESSERA_*` variables that must exist,
 //!   YAML that must be well formed), run by `tests/deploy_files.rs` against the real binary.
 //!
 //! The HTTP client ([`Api`]) and the lookup of the binary (`$TESSERA_BIN` or
 //! `target/debug/tessera`) are the single-node harness's, from `tessera-tests`.
 
+pub mod check;
+pub mod client;
 pub mod deploy_lint;
+pub mod figures;
+pub mod fixture;
+pub mod history;
+pub mod nemesis;
+pub mod net;
 pub mod process;
+pub mod run;
+pub mod signals;
 pub mod swarm;
 pub mod view;
+pub mod workload;
 
 pub use swarm::{NodeInfo, NodeState, Swarm, SwarmOptions};
 

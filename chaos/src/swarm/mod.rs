@@ -603,6 +603,7 @@ impl Swarm {
     fn spawn(&mut self, id: u64) -> Result<()> {
         let bin = self.bin.clone();
         let api_key = self.opts.api_key.clone();
+        let env = self.opts.env.clone();
         let args = self.command_line(id)?;
         let m = self.member_mut(id)?;
         if m.child.is_some() {
@@ -637,6 +638,9 @@ impl Swarm {
         cmd.env("NO_COLOR", "1");
         if let Some(k) = &api_key {
             cmd.env("TESSERA_API_KEY", k);
+        }
+        for (k, v) in &env {
+            cmd.env(k, v);
         }
         cmd.args(&args)
             .stdin(Stdio::null())

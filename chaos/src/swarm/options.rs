@@ -20,6 +20,9 @@ pub struct SwarmOptions {
     pub join_timeout: Duration,
     /// Keep the root directory (certificates, data, logs) when the swarm is dropped.
     pub keep_root: bool,
+    /// Environment variables set for every node, after the caller's `TESSERA_*` variables are
+    /// removed (the test-only fault switches of the node).
+    pub env: Vec<(String, String)>,
 }
 
 impl SwarmOptions {
@@ -31,6 +34,7 @@ impl SwarmOptions {
             ready_timeout: READY_TIMEOUT,
             join_timeout: JOIN_TIMEOUT,
             keep_root: false,
+            env: Vec::new(),
         }
     }
 
@@ -47,6 +51,12 @@ impl SwarmOptions {
 
     pub fn keep_root(mut self, keep: bool) -> SwarmOptions {
         self.keep_root = keep;
+        self
+    }
+
+    /// Sets `name=value` in every node's environment.
+    pub fn env(mut self, name: &str, value: &str) -> SwarmOptions {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 }
@@ -89,10 +99,12 @@ mod tests {
             .arg("--max-voters")
             .arg("5")
             .api_key("k")
-            .keep_root(true);
+            .keep_root(true)
+            .env("TESSERA_X", "1");
         assert_eq!(o.nodes, 3);
         assert_eq!(o.args, ["--max-voters", "5"]);
         assert_eq!(o.api_key.as_deref(), Some("k"));
         assert!(o.keep_root);
+        assert_eq!(o.env, [("TESSERA_X".to_owned(), "1".to_owned())]);
     }
 }

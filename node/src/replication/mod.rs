@@ -387,6 +387,17 @@ impl Replicate for ShardReplicator {
                 return short_of(&view, 1);
             }
             let link = self.repl.link()?.clone();
+            if unsafe_ack_before_backup() {
+                // the test-only fault: the backups are sent the record, nobody waits
+                for node in backups {
+                    let (link, record, shard, uid) =
+                        (link.clone(), record.clone(), view.shard.clone(), self.uid);
+                    tokio::spawn(async move {
+                        let _ = Replication::send_record(&link, node, uid, &shard, &record).await;
+                    });
+                }
+                return short_of(&view, view.shard.in_sync().count());
+            }
             let mut calls = JoinSet::new();
             for node in backups {
                 let (link, record, shard, uid) =
@@ -485,6 +496,29 @@ impl Replicate for ShardReplicator {
             Ok(())
         })
     }
+}
+
+/// The environment variable of a TEST-ONLY fault injection: when it is set to
+/// [`UNSAFE_ACK_VALUE`], a primary acknowledges a write as soon as it has it itself, before any
+/// backup does, and never drops a backup that does not answer (the bug replication exists to
+/// prevent: a failover then loses acknowledged writes). The chaos suite sets it to prove its
+/// checker catches lost writes. Never set it anywhere else.
+pub const UNSAFE_ACK_ENV: &str = "TESSERA_UNSAFE_ACK_BEFORE_BACKUP";
+/// The only value that turns it on (a bare `1` does not: the switch must be meant).
+pub const UNSAFE_ACK_VALUE: &str = "lose-acknowledged-writes";
+
+/// Whether the test-only fault of [`UNSAFE_ACK_ENV`] is on (read once; a warning is logged).
+fn unsafe_ack_before_backup() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        let on = std::env::var(UNSAFE_ACK_ENV).is_ok_and(|v| v == UNSAFE_ACK_VALUE);
+        if on {
+            tracing::warn!(
+                "{UNSAFE_ACK_ENV} is set: TEST-ONLY fault injection, writes are acknowledged before any backup has them and acknowledged writes WILL be lost at failover"
+            );
+        }
+        on
+    })
 }
 
 /// The answer for a record safe on `acked` in-sync replicas: None when that meets the write

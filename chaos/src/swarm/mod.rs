@@ -578,6 +578,10 @@ impl Swarm {
             m.info.http_addr.to_string(),
             "--p2p-addr".into(),
             m.info.p2p_addr.to_string(),
+            // gRPC on an ephemeral port: the default (the HTTP port's next) can be another
+            // node's HTTP port, as the OS hands out probe ports in sequence
+            "--grpc-addr".into(),
+            "127.0.0.1:0".into(),
             "--data-dir".into(),
             m.info.data_dir.display().to_string(),
             "--tls-dir".into(),

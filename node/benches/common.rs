@@ -289,3 +289,43 @@ pub fn wait_indexed(s: &Server, collection: &str, n: usize, stable: Duration) ->
     }
     (indexed_after, last)
 }
+
+/// `clients` threads, each sending `per` REST queries (limit 10, shard key `tenant`, payloads if
+/// asked) for the vectors of `qs` in turn; every latency in ms, unsorted, and the seconds it took.
+pub fn rest_queries(
+    s: &Server,
+    qs: &std::sync::Arc<Vec<Vec<f32>>>,
+    clients: usize,
+    per: usize,
+    with_payload: bool,
+) -> (Vec<f64>, f64) {
+    let t = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (qs, base) = (qs.clone(), s.base.clone());
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::new();
+                let mut lat = Vec::with_capacity(per);
+                for i in 0..per {
+                    let q = &qs[(c * per + i) % qs.len()];
+                    let t = Instant::now();
+                    let body = serde_json::json!({"query": q, "limit": 10, "shard_key": "tenant", "with_payload": with_payload});
+                    let r = http
+                        .post(format!("{base}/collections/bench/points/query"))
+                        .json(&body)
+                        .send()
+                        .unwrap();
+                    assert!(r.status().is_success());
+                    let _ = r.bytes();
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                lat
+            })
+        })
+        .collect();
+    let lat = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    (lat, t.elapsed().as_secs_f64())
+}

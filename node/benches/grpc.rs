@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::QueryPointsBuilder;
-use serde_json::json;
 
 struct Run {
     qps: f64,
@@ -32,34 +31,8 @@ fn summary(mut lat: Vec<f64>, secs: f64) -> Run {
 }
 
 fn rest(s: &Server, qs: &Arc<Vec<Vec<f32>>>, clients: usize, per: usize) -> Run {
-    let t = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|c| {
-            let (qs, base) = (qs.clone(), s.base.clone());
-            std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::new();
-                let mut lat = Vec::with_capacity(per);
-                for i in 0..per {
-                    let q = &qs[(c * per + i) % qs.len()];
-                    let t = Instant::now();
-                    let r = http
-                        .post(format!("{base}/collections/bench/points/query"))
-                        .json(&json!({"query": q, "limit": 10, "shard_key": "tenant", "with_payload": true}))
-                        .send()
-                        .unwrap();
-                    assert!(r.status().is_success());
-                    let _ = r.bytes();
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                }
-                lat
-            })
-        })
-        .collect();
-    let lat = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    summary(lat, t.elapsed().as_secs_f64())
+    let (lat, secs) = rest_queries(s, qs, clients, per, true);
+    summary(lat, secs)
 }
 
 fn grpc(

@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::json;
@@ -66,35 +66,7 @@ fn main() {
     let qs = Arc::new(qs);
     for clients in [1usize, 8, 32] {
         let per = (queries / clients).max(1);
-        let t = Instant::now();
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let qs = qs.clone();
-                let base = s.base.clone();
-                std::thread::spawn(move || {
-                    let http = reqwest::blocking::Client::new();
-                    let mut lat = Vec::with_capacity(per);
-                    for i in 0..per {
-                        let q = &qs[(c * per + i) % qs.len()];
-                        let t = Instant::now();
-                        let r = http
-                            .post(format!("{base}/collections/bench/points/query"))
-                            .json(&json!({"query": q, "limit": 10, "shard_key": "tenant"}))
-                            .send()
-                            .unwrap();
-                        assert!(r.status().is_success());
-                        let _ = r.bytes();
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    lat
-                })
-            })
-            .collect();
-        let mut lat: Vec<f64> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        let secs = t.elapsed().as_secs_f64();
+        let (mut lat, secs) = rest_queries(&s, &qs, clients, per, false);
         lat.sort_by(f64::total_cmp);
         println!(
             "query, {clients:>2} clients: {:.0} QPS, p50 {:.2} ms, p99 {:.2} ms ({} queries)",

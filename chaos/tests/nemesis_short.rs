@@ -14,11 +14,9 @@ use tessera_chaos::nemesis::Nemesis;
 use tessera_chaos::run::{RunConfig, run};
 
 /// Invariants a known, open tessera bug still violates; their violations are reported, not
-/// failed on. `stale_read`: a node restarted after SIGKILL, or resumed after SIGSTOP, serves
-/// reads from its replica before its metadata has caught up with the deposition of that replica,
-/// so a read right after an acknowledged write can miss it (docs/reliability.md, "Open bugs").
-/// Remove the entry with the fix.
-const OPEN_BUGS: &[&str] = &["stale_read"];
+/// failed on (docs/reliability.md, "Open bugs"). None now: `stale_read` was listed until nodes
+/// confirmed their metadata with the leader's read index before serving a read.
+const OPEN_BUGS: &[&str] = &[];
 const SEEDS: [u64; 3] = [1, 2, 3];
 const SECONDS: u64 = 60;
 

@@ -620,3 +620,86 @@ fn a_forcibly_removed_nodes_tenants_are_served_by_their_other_replicas() -> Resu
     }
     Ok(())
 }
+
+/// A backup cut off by a partition is dropped from the in-sync set before the primary
+/// acknowledges a write without it; from then on it must not answer reads with what it held
+/// before (its own metadata still says it is in sync: it confirms its view with the metadata
+/// leader first, and cannot).
+#[test]
+fn a_backup_cut_off_by_a_partition_serves_no_read_older_than_an_acknowledged_write() -> Result<()> {
+    let swarm = Swarm::start(3)?;
+    let api1 = swarm.api(1)?;
+    phase!("3 nodes, replication_factor 2, one tenant");
+    create(&api1, 1, 2)?;
+    let key = tenant(0);
+    wait_identical(&api1, Duration::from_secs(30))?;
+    let shard = replica_sets(&api1)?
+        .into_iter()
+        .find(|s| s["shard_key"] == json!(key))
+        .ok_or_else(|| anyhow!("no shard {key}"))?;
+    let primary = shard["primary"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("no primary: {shard}"))?;
+    let backup = common::replica_nodes(&shard)
+        .into_iter()
+        .find(|n| *n != primary)
+        .ok_or_else(|| anyhow!("no backup: {shard}"))?;
+    let (writer, reader) = (swarm.api(primary)?, swarm.api(backup)?);
+    let write = |version: u64| -> Result<()> {
+        let body = json!({"points": [{"id": 1, "vector": [1.0, 0.5, 0.5, 0.25],
+                                      "payload": {"version": version}}],
+                          "shard_key": key});
+        let (status, answer) = writer.put("/collections/c/points?wait=true", &body)?;
+        ensure!(
+            status == 200,
+            "write of version {version}: {status} {answer}"
+        );
+        Ok(())
+    };
+    let read = || -> Result<(u16, Option<u64>)> {
+        let body = json!({"ids": [1], "with_payload": true, "shard_key": key});
+        let (status, answer) = reader.post("/collections/c/points", &body)?;
+        Ok((status, answer["result"][0]["payload"]["version"].as_u64()))
+    };
+    write(1)?;
+    ensure!(
+        read()? == (200, Some(1)),
+        "the backup's node does not read version 1"
+    );
+
+    phase!(
+        "cut the backup (node {backup}) off; version 2 acknowledged by the primary (node {primary})"
+    );
+    let cut = CutOff::port(swarm.node(backup)?.p2p_addr.port())?;
+    write(2)?;
+    let mut answers = BTreeMap::<String, usize>::new();
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let (status, version) = read()?;
+        ensure!(
+            status != 200 || version == Some(2),
+            "a stale read on the cut-off node: {status}, version {version:?} after version 2 was acknowledged"
+        );
+        *answers.entry(format!("{status}")).or_default() += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tessera_tests::log_phase(format_args!(
+        "FIGURE reads on the cut-off backup's node by status: {answers:?}"
+    ));
+
+    phase!("heal: the backup catches up and reads version 2");
+    drop(cut);
+    wait_identical(&api1, Duration::from_secs(30))?;
+    let started = Instant::now();
+    loop {
+        match read()? {
+            (200, Some(2)) => break,
+            (200, other) => anyhow::bail!("a stale read after heal: {other:?}"),
+            _ if started.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            other => anyhow::bail!("the healed node still does not read: {other:?}"),
+        }
+    }
+    Ok(())
+}

@@ -33,6 +33,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::config::NodeConfig;
 use crate::peer::membership::learn_addresses;
 use crate::peer::{Link, MetaExecutor};
+use crate::read_barrier::{ReadBarrier, unconfirmed};
 
 /// The metadata a node reads and changes: embedded on a single node, Raft-replicated in a
 /// cluster. Either way `apply` is the same pure function and reads never wait for Raft.
@@ -73,6 +74,8 @@ const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a node that reaches no other voter waits before it refuses a change (503): a
 /// partition, not an election.
 const CUT_OFF_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest read barrier: the leader confirms its read index and this node applies it.
+pub const READ_BARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Catalog {
     pub config: NodeConfig,
@@ -85,6 +88,8 @@ pub struct Catalog {
     /// The cluster link, to forward changes to the leader and ask peers about replicas (None
     /// on a single node).
     link: Option<Arc<Link>>,
+    /// Coalesces the read barriers of this node's reads ([`Catalog::read_barrier`]).
+    barrier: ReadBarrier,
 }
 
 /// What a shard-key create did: whether this request created the key (false: it was there with
@@ -128,6 +133,44 @@ impl Catalog {
             .unwrap_or(1)
     }
 
+    /// Waits until this node's metadata holds every change committed before the call (in a
+    /// cluster: the leader's read index is applied here), so a read of a replica this view
+    /// calls in sync misses no acknowledged write. Immediate on a single node. Fails (503,
+    /// retry elsewhere) when no leader confirms within [`READ_BARRIER_WAIT`].
+    pub async fn read_barrier(&self) -> Result<()> {
+        let Some(raft) = self.meta.raft() else {
+            return Ok(());
+        };
+        self.barrier
+            .pass(|| async {
+                let round = async {
+                    let index = match raft.leader() {
+                        Some((id, _)) if id == self.node_id => raft
+                            .read_index(crate::peer::link::READ_INDEX_DEADLINE)
+                            .await
+                            .map_err(Error::from)?,
+                        Some((id, _)) => {
+                            let link = self.link.as_ref().ok_or_else(|| {
+                                Error::internal("a cluster member without a link")
+                            })?;
+                            link.check_up(id)?;
+                            link.read_index(id).await?
+                        }
+                        None => return Err(Error::unavailable("no metadata leader is known")),
+                    };
+                    raft.wait_applied(index, READ_BARRIER_WAIT).await
+                };
+                match tokio::time::timeout(READ_BARRIER_WAIT, round).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(unconfirmed(&e)),
+                    Err(_) => Err(unconfirmed(&Error::timeout(format!(
+                        "no answer within {READ_BARRIER_WAIT:?}"
+                    )))),
+                }
+            })
+            .await
+    }
+
     /// The cluster link (None on a single node).
     pub fn link(&self) -> Option<&Arc<Link>> {
         self.link.as_ref()
@@ -146,6 +189,7 @@ impl Catalog {
             node_id,
             propose_lock: tokio::sync::Mutex::new(()),
             link,
+            barrier: ReadBarrier::default(),
         };
         // open every replica placed on this node
         let started = std::time::Instant::now();

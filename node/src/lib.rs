@@ -25,6 +25,7 @@ pub mod context;
 pub mod identity;
 pub mod peer;
 pub mod quota;
+pub mod read_barrier;
 pub mod replication;
 pub mod revocation;
 pub mod router;

@@ -21,7 +21,7 @@ use tessera_shard::actor::WriteOp;
 use tessera_shard::filter::{Filter, WireFilter};
 use tessera_shard::manager::ShardManager;
 use tessera_shard::point::{Payload, PointId};
-use tessera_shard::replication::{ReplicaStatus, Replicate};
+use tessera_shard::replication::{BoxFuture, ReplicaStatus, Replicate};
 use tessera_shard::store::{Hit, PayloadSelector, Record, SearchParams, ShardData};
 use tessera_shard::wal::WalPoint;
 
@@ -53,8 +53,9 @@ pub trait ReplicaSets: Send + Sync {
     fn for_write(&self, uid: u64, shard: ShardId) -> Result<Option<Arc<dyn Replicate>>>;
     /// The replica set, for bringing a returning replica in; this node must be the primary.
     fn for_rejoin(&self, uid: u64, shard: ShardId) -> Result<Arc<dyn Replicate>>;
-    /// Refuses (503) a read of this node's replica when it is not in the in-sync set.
-    fn check_readable(&self, uid: u64, shard: ShardId) -> Result<()>;
+    /// Refuses (503) a read of this node's replica when it is not in the in-sync set, as the
+    /// metadata stands once this node has confirmed its view is current (a read barrier).
+    fn check_readable(&self, uid: u64, shard: ShardId) -> BoxFuture<'_, Result<()>>;
     /// Refuses to copy the shard's points to `node` while its replica is in sync there (a
     /// late or repeated catch-up must not overwrite a replica that serves reads).
     fn check_copy(&self, uid: u64, shard: ShardId, node: NodeId) -> Result<()>;
@@ -96,8 +97,8 @@ pub async fn serve_read(
     op: Arc<ReadOp>,
 ) -> Result<ReadReply> {
     count_shard_request(replica.key.as_ref(), "read");
+    sets.check_readable(replica.uid, replica.shard).await?;
     let data = shards.reader((replica.uid, replica.shard), replica.key.as_ref())?;
-    sets.check_readable(replica.uid, replica.shard)?;
     quotas
         .scheduler
         .run(tenant, weight, 1, move || run_read(&data, &op))

@@ -460,6 +460,31 @@ impl MetaRaft {
         .await
     }
 
+    /// On the leader: confirms with a quorum that it is still the leader and answers the index
+    /// a linearizable read must have applied (the read index, as in the Raft paper's read-only
+    /// queries); any node that has applied it sees every change committed before this call.
+    /// It waits for nothing else. Elsewhere: [`MetaRaftError::NotLeader`].
+    pub async fn read_index(&self, deadline: Duration) -> Result<u64, MetaRaftError> {
+        self.check_quorum()?;
+        let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        within(ms, "read index (leadership check)", async {
+            match self.inner.raft.get_read_log_id().await {
+                Ok((read, applied)) => Ok(read
+                    .map(|l| l.index)
+                    .max(applied.map(|l| l.index))
+                    .unwrap_or(0)),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    Err(not_leader(f))
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => Err(
+                    MetaRaftError::Other(Error::unavailable(format!("metadata quorum: {q}"))),
+                ),
+                Err(RaftError::Fatal(f)) => Err(fatal(f)),
+            }
+        })
+        .await
+    }
+
     /// The local read view of the metadata state (this node's applied state; possibly behind the
     /// leader unless [`Self::ensure_linearizable`] was called on the leader).
     pub fn state(&self) -> StateView {

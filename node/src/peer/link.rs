@@ -19,6 +19,9 @@ use crate::shard_rpc::{SHARD_CALL_DEADLINE, ShardReply, ShardRpc};
 
 /// Deadline of an admin call (join, forwarded change: the leader waits for replicas).
 pub const ADMIN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the leader may take to confirm its leadership for a read index; a caller's
+/// deadline is this plus a round trip.
+pub const READ_INDEX_DEADLINE: Duration = Duration::from_millis(1500);
 /// Deadline of a ping; one missed ping marks a peer down.
 pub const PING_DEADLINE: Duration = Duration::from_millis(700);
 /// How often a call in flight checks whether its peer was marked down meanwhile.
@@ -159,6 +162,23 @@ impl Link {
     pub async fn forward_meta(&self, leader: NodeId, request: MetaRequest) -> Result<u64> {
         match self
             .admin(leader, &AdminRpc::Meta(request), ADMIN_DEADLINE)
+            .await?
+        {
+            AdminReply::Applied(index) => Ok(index),
+            other @ (AdminReply::Joined | AdminReply::HasReplica(_) | AdminReply::Pong) => {
+                Err(Error::internal(format!("unexpected reply {other:?}")))
+            }
+        }
+    }
+
+    /// The metadata leader's read index ([`AdminRpc::ReadIndex`]).
+    pub async fn read_index(&self, leader: NodeId) -> Result<u64> {
+        match self
+            .admin(
+                leader,
+                &AdminRpc::ReadIndex,
+                READ_INDEX_DEADLINE + Duration::from_millis(500),
+            )
             .await?
         {
             AdminReply::Applied(index) => Ok(index),

@@ -34,6 +34,9 @@ pub enum AdminRpc {
         id: NodeId,
     },
     Ping,
+    /// Asks the metadata leader for its read index ([`tessera_cluster::raft::MetaRaft::read_index`]):
+    /// a node that has applied it may serve a read from its own view of the metadata.
+    ReadIndex,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -136,6 +136,14 @@ impl PeerService {
     async fn serve_admin(&self, from: PeerInfo, body: &[u8]) -> Result<Vec<u8>> {
         let reply = match codec::decode::<AdminRpc>(body)? {
             AdminRpc::Ping => AdminReply::Pong,
+            AdminRpc::ReadIndex => {
+                self.check_member(&from, false)?;
+                AdminReply::Applied(
+                    self.raft
+                        .read_index(super::link::READ_INDEX_DEADLINE)
+                        .await?,
+                )
+            }
             AdminRpc::HasReplica { uid, shard } => {
                 self.check_member(&from, false)?;
                 AdminReply::HasReplica(self.shards.contains((uid, shard)))

@@ -241,17 +241,27 @@ impl ReplicaSets for Replication {
         self.replicator(uid, shard, view.shard.epoch)
     }
 
-    fn check_readable(&self, uid: u64, shard: ShardId) -> Result<()> {
-        let Ok(view) = self.view(uid, shard) else {
-            // not in this node's metadata yet (a shard just created): as before replication
-            return Ok(());
-        };
-        match view.shard.state_on(self.me()) {
-            Some(ReplicaState::Active) | None => Ok(()),
-            Some(state) => Err(Error::unavailable(format!(
-                "the replica of shard {shard} on this node is {state:?}; it serves reads once it has caught up"
-            ))),
-        }
+    fn check_readable(&self, uid: u64, shard: ShardId) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            // a node cut off, paused or restarted may not know yet that its replica was
+            // dropped from the in-sync set: it reads only a current view
+            self.catalog.read_barrier().await?;
+            let Ok(view) = self.view(uid, shard) else {
+                // not in this node's metadata yet (a shard just created): as before replication
+                return Ok(());
+            };
+            match view.shard.state_on(self.me()) {
+                Some(ReplicaState::Active) => Ok(()),
+                // the replica moved away: what is left here is not kept current
+                None if !view.shard.replicas.is_empty() => Err(Error::unavailable(format!(
+                    "this node holds no replica of shard {shard} any more; retry"
+                ))),
+                None => Ok(()),
+                Some(state) => Err(Error::unavailable(format!(
+                    "the replica of shard {shard} on this node is {state:?}; it serves reads once it has caught up"
+                ))),
+            }
+        })
     }
 
     fn check_copy(&self, uid: u64, shard: ShardId, node: NodeId) -> Result<()> {

@@ -88,6 +88,30 @@ pub enum PayloadSelector {
     Exclude(Vec<String>),
 }
 
+impl PayloadSelector {
+    /// The part of `payload` this selector returns (None: no payload at all).
+    pub fn select(&self, payload: &Payload) -> Option<Payload> {
+        match self {
+            PayloadSelector::None => None,
+            PayloadSelector::All => Some(payload.clone()),
+            PayloadSelector::Include(keys) => Some(
+                payload
+                    .iter()
+                    .filter(|(k, _)| keys.iter().any(|want| key_selected(want, k)))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            PayloadSelector::Exclude(keys) => Some(
+                payload
+                    .iter()
+                    .filter(|(k, _)| !keys.iter().any(|want| key_selected(want, k)))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub id: PointId,
@@ -913,24 +937,7 @@ fn materialize(
     with_payload: &PayloadSelector,
     with_vector: bool,
 ) -> Record {
-    let payload = match with_payload {
-        PayloadSelector::None => None,
-        PayloadSelector::All => Some((*r.payload).clone()),
-        PayloadSelector::Include(keys) => Some(
-            r.payload
-                .iter()
-                .filter(|(k, _)| keys.iter().any(|want| key_selected(want, k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        PayloadSelector::Exclude(keys) => Some(
-            r.payload
-                .iter()
-                .filter(|(k, _)| !keys.iter().any(|want| key_selected(want, k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-    };
+    let payload = with_payload.select(&r.payload);
     let vector = if with_vector {
         g.segments
             .get(&r.loc.seg)

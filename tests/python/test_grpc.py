@@ -291,8 +291,19 @@ def test_bad_input_is_refused_the_same_over_both_doors_and_changes_nothing(loade
     assert admin.call(admin.points.Count, g.CountPoints(collection_name="par", timeout=5, exact=True)).result.count > 0
     assert admin.rest("POST", "/collections/par/points/count?timeout=5", {"exact": True})[0] == 200
     # what REST does not serve either is UNIMPLEMENTED, naming the method
-    err = admin.refusal(admin.points.Recommend, g.RecommendPoints(collection_name="par", positive=[pid(1)], limit=3))
-    assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "Recommend" in err.details()
+    err = admin.refusal(admin.points.Discover, g.DiscoverPoints(collection_name="par", limit=3))
+    assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "Discover" in err.details()
+    # recommendations and groups are served, with REST's answers
+    grpc_hits = admin.call(admin.points.Recommend, g.RecommendPoints(
+        collection_name="par", positive=[pid(1)], limit=3, shard_key_selector=key("t1"))).result
+    _, rest = admin.rest("POST", "/collections/par/points/recommend",
+                         {"positive": [1], "limit": 3, "shard_key": "t1"})
+    assert [p.id.num for p in grpc_hits] == [p["id"] for p in rest["result"]]
+    same_refusal(admin, "POST", "/collections/par/points/recommend",
+                 {"positive": [1], "strategy": "best_score", "shard_key": "t1"},
+                 admin.points.Recommend, g.RecommendPoints(
+                     collection_name="par", positive=[pid(1)], limit=3, shard_key_selector=key("t1"),
+                     strategy=g.RecommendStrategy.BestScore))
     err = admin.refusal(admin.collections.ListAliases, g.ListAliasesRequest())
     assert err.code() == grpc.StatusCode.UNIMPLEMENTED
 

@@ -359,6 +359,36 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
             sk(json!({"vector": q})),
         ),
         (
+            "POST",
+            "/collections/docs/points/search/batch".into(),
+            json!({"searches": [sk(json!({"vector": q}))]}),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/search/groups".into(),
+            sk(json!({"vector": q, "group_by": "owner"})),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/query/groups".into(),
+            sk(json!({"query": q, "group_by": "owner"})),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/recommend".into(),
+            sk(json!({"positive": [q]})),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/recommend/batch".into(),
+            json!({"searches": [sk(json!({"positive": [1]}))]}),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/recommend/groups".into(),
+            sk(json!({"positive": [q], "group_by": "owner"})),
+        ),
+        (
             "PUT",
             "/collections/docs/points?wait=true".into(),
             sk(json!({"points": [point(1, "globex", 0)]})),
@@ -482,6 +512,51 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
             &json!({"searches": [{"query": q, "limit": 50, "with_payload": true}]}),
         )?;
         no_acme(&r, "query batch")?;
+        let r = b.ok_post(
+            &format!("/collections/{coll}/points/search/batch"),
+            &json!({"searches": [{"vector": q, "limit": 50, "with_payload": true}]}),
+        )?;
+        no_acme(&r, "search batch")?;
+        for (ep, body) in [
+            ("search/groups", json!({"vector": q})),
+            ("query/groups", json!({"query": q})),
+            ("recommend/groups", json!({"positive": [q]})),
+        ] {
+            let mut body = body;
+            body["group_by"] = json!("owner");
+            body["limit"] = json!(50);
+            body["group_size"] = json!(50);
+            body["with_payload"] = json!(true);
+            let r = b.ok_post(&format!("/collections/{coll}/points/{ep}"), &body)?;
+            no_acme(&r, ep)?;
+            let groups = r["groups"].as_array().map(Vec::len).unwrap_or(0);
+            ensure!(groups == 1, "{coll}: {ep}: B's one group only: {r}");
+        }
+        let r = b.ok_post(
+            &format!("/collections/{coll}/points/recommend"),
+            &json!({"positive": [100], "limit": 50, "with_payload": true}),
+        )?;
+        no_acme(&r, "recommend")?;
+        for body in [
+            json!({"positive": [1]}),
+            json!({"positive": [100], "negative": [2]}),
+            json!({"query": {"recommend": {"positive": [1]}}}),
+        ] {
+            let ep = if body.get("query").is_some() {
+                "query"
+            } else {
+                "recommend"
+            };
+            let msg = expect_error(
+                b.post(&format!("/collections/{coll}/points/{ep}"), &body)?,
+                404,
+                "recommend by A's point id",
+            )?;
+            ensure!(
+                msg.starts_with("No point with id") && msg.ends_with("found"),
+                "{msg}"
+            );
+        }
         let msg = expect_error(
             b.post(
                 &format!("/collections/{coll}/points/query"),

@@ -6,13 +6,14 @@
 //!   and the middlewares are built from it.
 //! * [`middleware`]: metrics, the 429 hold, authentication, early admission, the audit line.
 //! * handlers by resource, as Qdrant groups them: [`service`], [`collections`],
-//!   [`shard_keys`], [`points`], [`query`], [`admin`].
+//!   [`shard_keys`], [`points`], [`query`], [`groups`], [`admin`].
 //! * [`json`]: Qdrant's JSON shapes, the only module that knows them.
 //! * [`error`]: error classification to status code, Qdrant's error body.
 
 pub mod admin;
 pub mod collections;
 pub mod error;
+pub mod groups;
 pub mod grpc;
 pub mod json;
 pub mod listener;

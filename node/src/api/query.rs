@@ -8,15 +8,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, RawQuery, State};
 use serde_json::{Map, Value};
 use tessera_cluster::Result;
+use tessera_shard::filter::{Condition, Filter};
+use tessera_shard::point::PointId;
 use tessera_shard::store::SearchParams;
 
 use super::json::query::{
-    NearestHead, NearestTail, Query, QueryResult, ScoredPoint, ScrollQuery, Target, batch_query,
-    query_batch as batch_queries, search_vector,
+    Example, NearestHead, NearestTail, Query, QueryResult, Recommend, ScoredPoint, ScrollQuery,
+    Target, batch_query, query_batch as batch_queries, recommend_body, search_vector,
 };
 use super::json::{body_json, body_object, check_dim, key_selector};
 use super::{AppState, DEFAULT_EF, Reply, ok, visible_collection};
-use crate::router::Ctx;
+use crate::router::{Ctx, KeySelector};
 
 type Body = std::result::Result<Bytes, BytesRejection>;
 
@@ -88,6 +90,86 @@ pub async fn search_points(
     nearest(app, ctx, name, o, search_vector(o)?).await
 }
 
+pub async fn search_batch(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
+    let v = body_json(body)?;
+    let results = each(&app, &ctx, &name, body_object(&v)?, Kind::Search).await?;
+    ok(results, started)
+}
+
+pub async fn recommend(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
+    let v = body_json(body)?;
+    let points = recommend_points(&app, &ctx, &name, body_object(&v)?).await?;
+    ok(points, started)
+}
+
+pub async fn recommend_batch(
+    State(app): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Reply {
+    let started = Instant::now();
+    let ctx = super::with_consistency(ctx, &query)?;
+    let v = body_json(body)?;
+    let results = each(&app, &ctx, &name, body_object(&v)?, Kind::Recommend).await?;
+    ok(results, started)
+}
+
+/// Which classic body a batch holds.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Search,
+    Recommend,
+}
+
+/// The hits of each body of a search or recommend batch (`searches`), in order.
+pub async fn each(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+    kind: Kind,
+) -> Result<Vec<Vec<ScoredPoint>>> {
+    let bodies = batch_queries(o)?;
+    let mut results = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let body = batch_query(body)?;
+        results.push(match kind {
+            Kind::Search => search_points(app, ctx, name, body).await?,
+            Kind::Recommend => recommend_points(app, ctx, name, body).await?,
+        });
+    }
+    Ok(results)
+}
+
+/// The hits of a classic recommend body.
+pub async fn recommend_points(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Vec<ScoredPoint>> {
+    let query = recommend_body(o)?;
+    nearest(app, ctx, name, o, &query).await
+}
+
 /// The hits of a universal query body.
 pub async fn query_one(
     app: &AppState,
@@ -126,8 +208,8 @@ pub async fn query_one(
     }
 }
 
-/// Runs a nearest-neighbour search for `query` (a vector or a point id) with the rest of the
-/// body's parameters, and scores the hits.
+/// Runs a nearest-neighbour search for `query` (a vector, a point id or a recommendation) with
+/// the rest of the body's parameters, and scores the hits.
 async fn nearest(
     app: &AppState,
     ctx: &Ctx,
@@ -135,54 +217,155 @@ async fn nearest(
     o: &Map<String, Value>,
     query: &Value,
 ) -> Result<Vec<ScoredPoint>> {
-    let shard_key = key_selector(o)?;
-    let (dim, distance) =
-        visible_collection(app, ctx, name, |c| (c.params.dim, c.params.distance))?;
-    let NearestHead {
-        limit,
-        offset,
-        target,
-    } = NearestHead::parse(o, query, app.catalog.config.max_limit)?;
-    let (vector, exclude) = match target {
-        Target::Vector(vector) => (vector, None),
+    let search = Nearest::prepare(app, ctx, name, o, query).await?;
+    Ok(search.run(app, ctx, name).await?.0)
+}
+
+/// A nearest-neighbour search, parsed and with its vector resolved, ready to run (again, with
+/// another `k`, for groups).
+pub(super) struct Nearest {
+    pub shard_key: KeySelector,
+    pub params: SearchParams,
+    pub offset: usize,
+    metric: tessera_shard::Metric,
+    threshold: Option<f64>,
+}
+
+impl Nearest {
+    pub(super) async fn prepare(
+        app: &AppState,
+        ctx: &Ctx,
+        name: &str,
+        o: &Map<String, Value>,
+        query: &Value,
+    ) -> Result<Nearest> {
+        let shard_key = key_selector(o)?;
+        let (dim, distance) =
+            visible_collection(app, ctx, name, |c| (c.params.dim, c.params.distance))?;
+        let NearestHead {
+            limit,
+            offset,
+            target,
+        } = NearestHead::parse(o, query, app.catalog.config.max_limit)?;
+        let (vector, exclude) = resolve(app, ctx, name, &shard_key, target, dim).await?;
+        check_dim(&vector, dim)?;
+        let tail = NearestTail::parse(o)?;
+        // one mentioned point is left out by the search itself, several by the filter
+        let (filter, exclude) = match exclude.len() {
+            0 | 1 => (tail.filter, exclude.into_iter().next()),
+            _ => {
+                let out = Filter::new_must_not(Condition::HasId(exclude.into_iter().collect()));
+                (Some(tail.filter.map_or(out.clone(), |f| out.and(f))), None)
+            }
+        };
+        Ok(Nearest {
+            shard_key,
+            params: SearchParams {
+                vector,
+                filter,
+                k: limit + offset,
+                ef: tail.hnsw_ef.unwrap_or(DEFAULT_EF).clamp(1, 100_000),
+                exact: tail.exact,
+                with_payload: tail.with_payload,
+                with_vector: tail.with_vector,
+                exclude,
+            },
+            offset,
+            metric: crate::catalog::metric_of(distance),
+            threshold: tail.score_threshold,
+        })
+    }
+
+    /// The scored hits, and whether the search may have more (it returned all `k` it was
+    /// asked for, none of them under the score threshold).
+    pub(super) async fn run(
+        &self,
+        app: &AppState,
+        ctx: &Ctx,
+        name: &str,
+    ) -> Result<(Vec<ScoredPoint>, bool)> {
+        let hits = app
+            .router
+            .search(ctx, name, &self.shard_key, self.params.clone(), self.offset)
+            .await?;
+        let full = hits.len() + self.offset >= self.params.k;
+        let higher_better = self.metric != tessera_shard::Metric::Euclid;
+        let total = hits.len();
+        let points: Vec<ScoredPoint> = hits
+            .into_iter()
+            .map(|(key, hit)| {
+                let score = tessera_shard::score_from_distance(self.metric, hit.distance);
+                (score, key, hit)
+            })
+            .filter(|(score, _, _)| match self.threshold {
+                None => true,
+                Some(th) if higher_better => f64::from(*score) >= th,
+                Some(th) => f64::from(*score) <= th,
+            })
+            .map(|(score, key, hit)| ScoredPoint::new((key, hit.record), score))
+            .collect();
+        let more = full && points.len() == total;
+        Ok((points, more))
+    }
+}
+
+/// The search vector of `target`, and the points it names (left out of the results).
+async fn resolve(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    shard_key: &KeySelector,
+    target: Target,
+    dim: usize,
+) -> Result<(Vec<f32>, Vec<PointId>)> {
+    match target {
+        Target::Vector(vector) => Ok((vector, Vec::new())),
         Target::Point(id) => {
             let vector = app
                 .router
-                .vector_of(ctx, name, &shard_key, id.clone())
+                .vector_of(ctx, name, shard_key, id.clone())
                 .await?;
-            (vector, Some(id))
+            Ok((vector, vec![id]))
         }
-    };
-    check_dim(&vector, dim)?;
-    let tail = NearestTail::parse(o)?;
-    let metric = crate::catalog::metric_of(distance);
-    let params = SearchParams {
-        vector,
-        filter: tail.filter,
-        k: limit + offset,
-        ef: tail.hnsw_ef.unwrap_or(DEFAULT_EF).clamp(1, 100_000),
-        exact: tail.exact,
-        with_payload: tail.with_payload,
-        with_vector: tail.with_vector,
-        exclude,
-    };
-    let hits = app
-        .router
-        .search(ctx, name, &shard_key, params, offset)
-        .await?;
-    let higher_better = metric != tessera_shard::Metric::Euclid;
-    let threshold = tail.score_threshold;
-    Ok(hits
-        .into_iter()
-        .map(|(key, hit)| {
-            let score = tessera_shard::score_from_distance(metric, hit.distance);
-            (score, key, hit)
-        })
-        .filter(|(score, _, _)| match threshold {
-            None => true,
-            Some(th) if higher_better => f64::from(*score) >= th,
-            Some(th) => f64::from(*score) <= th,
-        })
-        .map(|(score, key, hit)| ScoredPoint::new((key, hit.record), score))
-        .collect())
+        Target::Recommend(Recommend { positive, negative }) => {
+            let mut mentioned = Vec::new();
+            let at = (app, ctx, name, shard_key, dim);
+            let (pos, _) = mean_of(at, positive, &mut mentioned).await?;
+            let (neg, negatives) = mean_of(at, negative, &mut mentioned).await?;
+            let vector = if negatives == 0 {
+                pos
+            } else {
+                pos.iter().zip(&neg).map(|(p, n)| p + p - n).collect()
+            };
+            Ok((vector, mentioned))
+        }
+    }
+}
+
+/// The mean of the examples' vectors (point examples read, and noted in `mentioned`), and how
+/// many there were.
+async fn mean_of(
+    (app, ctx, name, shard_key, dim): (&AppState, &Ctx, &str, &KeySelector, usize),
+    examples: Vec<Example>,
+    mentioned: &mut Vec<PointId>,
+) -> Result<(Vec<f32>, usize)> {
+    let mut sum = vec![0f32; dim];
+    let n = examples.len();
+    for e in examples {
+        let v = match e {
+            Example::Vector(v) => v,
+            Example::Point(id) => {
+                let v = app
+                    .router
+                    .vector_of(ctx, name, shard_key, id.clone())
+                    .await?;
+                mentioned.push(id);
+                v
+            }
+        };
+        check_dim(&v, dim)?;
+        sum.iter_mut().zip(&v).for_each(|(s, x)| *s += x);
+    }
+    sum.iter_mut().for_each(|s| *s /= n.max(1) as f32);
+    Ok((sum, n))
 }

@@ -14,7 +14,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::{AppState, admin, collections, points, query, service, shard_keys};
+use super::{AppState, admin, collections, groups, points, query, service, shard_keys};
 use crate::quota::Op as QuotaOp;
 
 /// What a request does, as the audit log names it and as quotas meter it.
@@ -48,6 +48,12 @@ pub enum Operation {
     Query,
     QueryBatch,
     Search,
+    SearchBatch,
+    SearchGroups,
+    QueryGroups,
+    Recommend,
+    RecommendBatch,
+    RecommendGroups,
     SetPayload,
     OverwritePayload,
     DeletePayload,
@@ -95,6 +101,12 @@ impl Operation {
             Operation::Query => "points.query",
             Operation::QueryBatch => "points.query_batch",
             Operation::Search => "points.search",
+            Operation::SearchBatch => "points.search_batch",
+            Operation::SearchGroups => "points.search_groups",
+            Operation::QueryGroups => "points.query_groups",
+            Operation::Recommend => "points.recommend",
+            Operation::RecommendBatch => "points.recommend_batch",
+            Operation::RecommendGroups => "points.recommend_groups",
             Operation::SetPayload => "payload.set",
             Operation::OverwritePayload => "payload.overwrite",
             Operation::DeletePayload => "payload.delete",
@@ -115,7 +127,15 @@ impl Operation {
     /// place), writes the write buckets; `None` is not metered.
     pub fn quota_class(self) -> Option<QuotaOp> {
         match self {
-            Operation::Query | Operation::QueryBatch | Operation::Search => Some(QuotaOp::Search),
+            Operation::Query
+            | Operation::QueryBatch
+            | Operation::Search
+            | Operation::SearchBatch
+            | Operation::SearchGroups
+            | Operation::QueryGroups
+            | Operation::Recommend
+            | Operation::RecommendBatch
+            | Operation::RecommendGroups => Some(QuotaOp::Search),
             Operation::Retrieve | Operation::GetPoint | Operation::Scroll | Operation::Count => {
                 Some(QuotaOp::Read)
             }
@@ -185,6 +205,12 @@ impl Operation {
             | Operation::Query
             | Operation::QueryBatch
             | Operation::Search
+            | Operation::SearchBatch
+            | Operation::SearchGroups
+            | Operation::QueryGroups
+            | Operation::Recommend
+            | Operation::RecommendBatch
+            | Operation::RecommendGroups
             | Operation::SetPayload
             | Operation::OverwritePayload
             | Operation::DeletePayload
@@ -246,6 +272,12 @@ pub fn table() -> Vec<Route> {
         row(Method::POST, "/collections/{c}/points/query", Op::Query, query::query),
         row(Method::POST, "/collections/{c}/points/query/batch", Op::QueryBatch, query::query_batch),
         row(Method::POST, "/collections/{c}/points/search", Op::Search, query::search),
+        row(Method::POST, "/collections/{c}/points/search/batch", Op::SearchBatch, query::search_batch),
+        row(Method::POST, "/collections/{c}/points/search/groups", Op::SearchGroups, groups::search_groups),
+        row(Method::POST, "/collections/{c}/points/query/groups", Op::QueryGroups, groups::query_groups),
+        row(Method::POST, "/collections/{c}/points/recommend", Op::Recommend, query::recommend),
+        row(Method::POST, "/collections/{c}/points/recommend/batch", Op::RecommendBatch, query::recommend_batch),
+        row(Method::POST, "/collections/{c}/points/recommend/groups", Op::RecommendGroups, groups::recommend_groups),
         row(Method::POST, "/collections/{c}/points/payload", Op::SetPayload, points::set_payload),
         row(Method::PUT, "/collections/{c}/points/payload", Op::OverwritePayload, points::overwrite_payload),
         row(Method::POST, "/collections/{c}/points/payload/delete", Op::DeletePayload, points::delete_payload),

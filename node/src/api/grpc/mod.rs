@@ -16,6 +16,7 @@
 
 pub mod collections;
 pub mod edge;
+pub mod groups;
 pub mod incoming;
 pub mod points;
 pub mod to_json;

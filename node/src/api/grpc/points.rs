@@ -10,10 +10,17 @@ use tonic::{Request, Response, Status};
 
 use super::Grpc;
 use super::edge::{Call, unimplemented};
+use super::groups::{
+    groups, query_groups_body, recommend_body, recommend_groups_body, search_body,
+    search_groups_body,
+};
 use super::to_json::{self as j, Body};
 use super::to_proto;
+use crate::api::groups::{Kind as GroupKind, groups_of};
 use crate::api::json::PointRecord;
 use crate::api::json::points::SelectedWriteKind;
+use crate::api::json::query::ScoredPoint;
+use crate::api::query::Kind as BatchKind;
 use crate::api::routes::Operation;
 use crate::api::{points, query};
 use crate::router::Ctx;
@@ -69,25 +76,6 @@ fn selected(
     j::write_common(j::points_selector(b, s), key, ordering).map()
 }
 
-fn search_body(r: &pb::SearchPoints) -> Map<String, Value> {
-    let vector = match &r.vector_name {
-        Some(name) if !name.is_empty() => json!({"name": name, "vector": r.vector}),
-        _ => json!(r.vector),
-    };
-    Body::new()
-        .put("vector", vector)
-        .opt("filter", r.filter.as_ref(), j::filter)
-        .put("limit", r.limit)
-        .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
-        .opt("params", r.params.as_ref(), j::search_params)
-        .opt("score_threshold", r.score_threshold, |v| json!(v))
-        .opt("offset", r.offset, |v| json!(v))
-        .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
-        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
-        .refused("sparse_indices", r.sparse_indices.is_some())
-        .map()
-}
-
 fn query_body(r: &pb::QueryPoints) -> Map<String, Value> {
     Body::new()
         .refused("prefetch", !r.prefetch.is_empty())
@@ -116,6 +104,28 @@ fn call<'a>(
         collection: Some(collection),
         timeout,
         bytes: r.encoded_len(),
+    }
+}
+
+impl Grpc {
+    /// The hits of each classic search or recommend body, as batch results.
+    async fn batch(
+        &self,
+        ctx: &Ctx,
+        collection: &str,
+        bodies: Vec<Map<String, Value>>,
+        kind: BatchKind,
+    ) -> tessera_cluster::Result<Vec<pb::BatchResult>> {
+        let searches: Vec<Value> = bodies.into_iter().map(Value::Object).collect();
+        let body = Body::new().put("searches", searches).map();
+        let results = query::each(&self.app, ctx, collection, &body, kind).await?;
+        Ok(results.into_iter().map(batch_result).collect())
+    }
+}
+
+fn batch_result(hits: Vec<ScoredPoint>) -> pb::BatchResult {
+    pb::BatchResult {
+        result: hits.into_iter().map(to_proto::scored).collect(),
     }
 }
 
@@ -388,16 +398,52 @@ impl pb::points_server::Points for Grpc {
 
     async fn search_batch(
         &self,
-        _: Request<pb::SearchBatchPoints>,
+        request: Request<pb::SearchBatchPoints>,
     ) -> Answer<pb::SearchBatchResponse> {
-        Err(unimplemented("SearchBatch"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::SearchBatch, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let bodies = r.search_points.iter().map(search_body).collect();
+            let result = self
+                .batch(&ctx, &r.collection_name, bodies, BatchKind::Search)
+                .await?;
+            Ok(pb::SearchBatchResponse {
+                result,
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn search_groups(
         &self,
-        _: Request<pb::SearchPointGroups>,
+        request: Request<pb::SearchPointGroups>,
     ) -> Answer<pb::SearchGroupsResponse> {
-        Err(unimplemented("SearchGroups"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::SearchGroups, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let body = search_groups_body(r);
+            let found = groups_of(
+                &self.app,
+                &ctx,
+                &r.collection_name,
+                &body,
+                GroupKind::Search,
+            );
+            Ok(pb::SearchGroupsResponse {
+                result: Some(groups(found.await?)),
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn scroll(&self, request: Request<pb::ScrollPoints>) -> Answer<pb::ScrollResponse> {
@@ -427,22 +473,80 @@ impl pb::points_server::Points for Grpc {
         .await
     }
 
-    async fn recommend(&self, _: Request<pb::RecommendPoints>) -> Answer<pb::RecommendResponse> {
-        Err(unimplemented("Recommend"))
+    async fn recommend(
+        &self,
+        request: Request<pb::RecommendPoints>,
+    ) -> Answer<pb::RecommendResponse> {
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::Recommend, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let body = recommend_body(r);
+            let hits = query::recommend_points(&self.app, &ctx, &r.collection_name, &body).await?;
+            Ok(pb::RecommendResponse {
+                result: hits.into_iter().map(to_proto::scored).collect(),
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn recommend_batch(
         &self,
-        _: Request<pb::RecommendBatchPoints>,
+        request: Request<pb::RecommendBatchPoints>,
     ) -> Answer<pb::RecommendBatchResponse> {
-        Err(unimplemented("RecommendBatch"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::RecommendBatch, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let bodies = r.recommend_points.iter().map(recommend_body).collect();
+            let result = self
+                .batch(&ctx, &r.collection_name, bodies, BatchKind::Recommend)
+                .await?;
+            Ok(pb::RecommendBatchResponse {
+                result,
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn recommend_groups(
         &self,
-        _: Request<pb::RecommendPointGroups>,
+        request: Request<pb::RecommendPointGroups>,
     ) -> Answer<pb::RecommendGroupsResponse> {
-        Err(unimplemented("RecommendGroups"))
+        let (md, _, r) = request.into_parts();
+        let c = call(
+            Operation::RecommendGroups,
+            &r.collection_name,
+            r.timeout,
+            &r,
+        );
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let body = recommend_groups_body(r);
+            let found = groups_of(
+                &self.app,
+                &ctx,
+                &r.collection_name,
+                &body,
+                GroupKind::Recommend,
+            );
+            Ok(pb::RecommendGroupsResponse {
+                result: Some(groups(found.await?)),
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn discover(&self, _: Request<pb::DiscoverPoints>) -> Answer<pb::DiscoverResponse> {
@@ -538,9 +642,23 @@ impl pb::points_server::Points for Grpc {
 
     async fn query_groups(
         &self,
-        _: Request<pb::QueryPointGroups>,
+        request: Request<pb::QueryPointGroups>,
     ) -> Answer<pb::QueryGroupsResponse> {
-        Err(unimplemented("QueryGroups"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::QueryGroups, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let body = query_groups_body(r);
+            let found = groups_of(&self.app, &ctx, &r.collection_name, &body, GroupKind::Query);
+            Ok(pb::QueryGroupsResponse {
+                result: Some(groups(found.await?)),
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn facet(&self, _: Request<pb::FacetCounts>) -> Answer<pb::FacetResponse> {

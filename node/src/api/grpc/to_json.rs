@@ -135,7 +135,7 @@ fn sparse(values: &[f32], indices: &[u32]) -> Value {
 }
 
 /// One vector of a point, as REST writes it.
-fn vector(v: &pb::Vector) -> Value {
+pub fn vector(v: &pb::Vector) -> Value {
     use pb::vector::Vector as V;
     #[allow(deprecated)] // clients still send the deprecated `data`/`indices` form
     match &v.vector {
@@ -196,7 +196,9 @@ pub fn query(q: &pb::Query) -> Value {
     use pb::query::Variant;
     let kind = match &q.variant {
         Some(Variant::Nearest(v)) => return json!({"nearest": vector_input(v)}),
-        Some(Variant::Recommend(_)) => "recommend",
+        Some(Variant::Recommend(r)) => {
+            return json!({"recommend": recommend_input(r)});
+        }
         Some(Variant::Discover(_)) => "discover",
         Some(Variant::Context(_)) => "context",
         Some(Variant::OrderBy(_)) => "order_by",
@@ -210,6 +212,31 @@ pub fn query(q: &pb::Query) -> Value {
         None => return Value::Null,
     };
     json!({ kind: set() })
+}
+
+/// A recommend query's examples and strategy.
+fn recommend_input(r: &pb::RecommendInput) -> Value {
+    Body::new()
+        .put(
+            "positive",
+            Value::Array(r.positive.iter().map(vector_input).collect()),
+        )
+        .put(
+            "negative",
+            Value::Array(r.negative.iter().map(vector_input).collect()),
+        )
+        .opt("strategy", r.strategy, strategy)
+        .value()
+}
+
+/// A recommend strategy by its REST name (an unknown number stays a number, and is refused).
+pub fn strategy(s: i32) -> Value {
+    match pb::RecommendStrategy::try_from(s) {
+        Ok(pb::RecommendStrategy::AverageVector) => json!("average_vector"),
+        Ok(pb::RecommendStrategy::BestScore) => json!("best_score"),
+        Ok(pb::RecommendStrategy::SumScores) => json!("sum_scores"),
+        Err(_) => json!(s),
+    }
 }
 
 pub fn search_params(p: &pb::SearchParams) -> Value {

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod collections;
 #[cfg(test)]
 mod fuzz;
+pub mod groups;
 pub mod points;
 pub mod query;
 pub mod service;
@@ -145,6 +146,7 @@ pub fn point_id(v: &Value) -> Result<PointId> {
 }
 
 /// A point id as Qdrant writes it: a number or a string.
+#[derive(Clone)]
 pub struct IdJson(pub PointId);
 
 impl Serialize for IdJson {
@@ -169,6 +171,7 @@ pub fn shard_key(v: &Value) -> Result<ShardKey> {
 }
 
 /// A shard key as Qdrant writes it: a number or a string.
+#[derive(Clone)]
 pub struct KeyJson(pub ShardKey);
 
 impl Serialize for KeyJson {

@@ -70,8 +70,10 @@ impl<'a> Query<'a> {
                 with_payload: with_payload(field(o, "with_payload"), false)?,
                 with_vector: with_vector(field(o, "with_vector"))?,
             })),
-            Some(Value::Object(m)) => match m.get("nearest") {
+            Some(q @ Value::Object(m)) => match m.get("nearest") {
                 Some(nearest) => Ok(Query::Nearest(nearest)),
+                // the whole `{"recommend": {..}}`: [`NearestHead::parse`] reads it
+                None if m.contains_key("recommend") => Ok(Query::Nearest(q)),
                 None => {
                     let kind = m.keys().next().cloned().unwrap_or_default();
                     Err(bad(format!(
@@ -124,7 +126,7 @@ pub fn search_vector(o: &Map<String, Value>) -> Result<&Value> {
     Ok(q)
 }
 
-/// `POST /collections/{c}/points/query/batch`: the query bodies, each checked to be an object
+/// `POST /collections/{c}/points/query/batch` (and the search and recommend batches): the bodies, each checked to be an object
 /// by [`batch_query`] when its turn comes (after the ones before it ran, as always).
 pub fn query_batch(o: &Map<String, Value>) -> Result<&[Value]> {
     let searches = field(o, "searches")
@@ -148,6 +150,104 @@ pub enum Target {
     Vector(Vec<f32>),
     /// The vector of this point, which is left out of the results.
     Point(PointId),
+    /// Points like the positive examples and unlike the negative ones.
+    Recommend(Recommend),
+}
+
+/// Most examples one recommendation may name (each point example is a read).
+pub const MAX_EXAMPLES: usize = 256;
+
+/// One example of a recommendation: a vector, or a point whose vector it is (that point is
+/// left out of the results).
+pub enum Example {
+    Vector(Vec<f32>),
+    Point(PointId),
+}
+
+/// A recommendation by the `average_vector` strategy (Qdrant's default): the search vector is
+/// `2 * mean(positive) - mean(negative)`, or `mean(positive)` without negatives.
+pub struct Recommend {
+    pub positive: Vec<Example>,
+    pub negative: Vec<Example>,
+}
+
+impl Recommend {
+    /// From the fields `positive`, `negative` and `strategy` of `o` (the query API's
+    /// `recommend` object, or a recommend body).
+    pub fn parse(o: &Map<String, Value>) -> Result<Recommend> {
+        match field(o, "strategy") {
+            None => {}
+            Some(Value::String(s)) if s == "average_vector" => {}
+            Some(Value::String(s)) if s == "best_score" || s == "sum_scores" => {
+                return Err(bad(format!(
+                    "Bad request: tessera does not support the recommend strategy {s}; use average_vector"
+                )));
+            }
+            Some(v) => {
+                return Err(bad(format!(
+                    "Format error in JSON body: unknown recommend strategy {v}; expected average_vector, best_score or sum_scores"
+                )));
+            }
+        }
+        let examples = |k: &str| -> Result<Vec<Example>> {
+            let Some(v) = field(o, k) else {
+                return Ok(Vec::new());
+            };
+            let list = v
+                .as_array()
+                .ok_or_else(|| bad(format!("Format error in JSON body: {k} must be a list")))?;
+            if list.len() > MAX_EXAMPLES {
+                return Err(bad(format!(
+                    "Bad request: at most {MAX_EXAMPLES} {k} examples per recommendation"
+                )));
+            }
+            list.iter()
+                .map(|e| match e {
+                    Value::Array(_) => vector(e).map(Example::Vector),
+                    _ => point_id(e).map(Example::Point),
+                })
+                .collect()
+        };
+        let positive = examples("positive")?;
+        let negative = examples("negative")?;
+        if positive.is_empty() {
+            return Err(bad(
+                "Bad request: No positive examples given with 'average_vector' strategy",
+            ));
+        }
+        Ok(Recommend { positive, negative })
+    }
+}
+
+/// `POST /collections/{c}/points/recommend`: the recommendation, as the query API names it.
+pub fn recommend_body(o: &Map<String, Value>) -> Result<Value> {
+    check_fields(
+        o,
+        "",
+        &[
+            "shard_key",
+            "positive",
+            "negative",
+            "strategy",
+            "using",
+            "filter",
+            "params",
+            "limit",
+            "offset",
+            "with_payload",
+            "with_vector",
+            "score_threshold",
+        ],
+        &[],
+    )?;
+    check_using(o)?;
+    let mut r = Map::new();
+    for k in ["positive", "negative", "strategy"] {
+        if let Some(v) = field(o, k) {
+            r.insert(k.to_owned(), v.clone());
+        }
+    }
+    Ok(serde_json::json!({ "recommend": r }))
 }
 
 /// The part of a nearest search read before its vector is known.
@@ -169,6 +269,10 @@ impl NearestHead {
         let target = match query {
             Value::Array(_) => Target::Vector(vector(query)?),
             Value::Number(_) | Value::String(_) => Target::Point(point_id(query)?),
+            Value::Object(m) if m.contains_key("recommend") => {
+                let r = m.get("recommend").unwrap_or(&Value::Null);
+                Target::Recommend(Recommend::parse(obj(r, "query.recommend")?)?)
+            }
             _ => {
                 return Err(bad(
                     "Wrong input: query must be a vector, a point id or {\"nearest\": ...}",
@@ -236,7 +340,7 @@ impl NearestTail {
 }
 
 /// A point found by a query or search.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct ScoredPoint {
     pub id: IdJson,
     pub order_value: Option<()>,

@@ -1,0 +1,180 @@
+//! The REST bodies of the recommend, batch and groups requests of `qdrant.Points`, and the
+//! groups they answer as Qdrant's messages.
+
+use qdrant_client::qdrant as pb;
+use serde_json::{Map, Value, json};
+
+use super::to_json::{self as j, Body};
+use super::to_proto;
+use crate::api::json::groups::GroupsResult;
+
+/// A classic search's body (`/points/search`).
+pub fn search_body(r: &pb::SearchPoints) -> Map<String, Value> {
+    let vector = match &r.vector_name {
+        Some(name) if !name.is_empty() => json!({"name": name, "vector": r.vector}),
+        _ => json!(r.vector),
+    };
+    Body::new()
+        .put("vector", vector)
+        .opt("filter", r.filter.as_ref(), j::filter)
+        .put("limit", r.limit)
+        .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
+        .opt("params", r.params.as_ref(), j::search_params)
+        .opt("score_threshold", r.score_threshold, |v| json!(v))
+        .opt("offset", r.offset, |v| json!(v))
+        .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
+        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
+        .refused("sparse_indices", r.sparse_indices.is_some())
+        .map()
+}
+
+/// The examples of a recommendation: point ids, then vectors.
+fn examples(ids: &[pb::PointId], vectors: &[pb::Vector]) -> Value {
+    Value::Array(
+        ids.iter()
+            .map(j::point_id)
+            .chain(vectors.iter().map(j::vector))
+            .collect(),
+    )
+}
+
+/// A classic recommendation's body (`/points/recommend`).
+pub fn recommend_body(r: &pb::RecommendPoints) -> Map<String, Value> {
+    Body::new()
+        .put("positive", examples(&r.positive, &r.positive_vectors))
+        .put("negative", examples(&r.negative, &r.negative_vectors))
+        .opt("strategy", r.strategy, j::strategy)
+        .opt("filter", r.filter.as_ref(), j::filter)
+        .put("limit", r.limit)
+        .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
+        .opt("params", r.params.as_ref(), j::search_params)
+        .opt("score_threshold", r.score_threshold, |v| json!(v))
+        .opt("offset", r.offset, |v| json!(v))
+        .opt("using", r.using.as_ref(), |v| json!(v))
+        .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
+        .refused("lookup_from", r.lookup_from.is_some())
+        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
+        .map()
+}
+
+/// The grouping fields of a groups request.
+fn grouping(
+    b: Body,
+    group_by: &str,
+    group_size: Option<u64>,
+    limit: Option<u64>,
+    lookup: Option<&pb::WithLookup>,
+) -> Body {
+    b.put("group_by", group_by)
+        .opt("group_size", group_size, |v| json!(v))
+        .opt("limit", limit, |v| json!(v))
+        .opt("with_lookup", lookup, |l| {
+            Body::new()
+                .put("collection", l.collection.clone())
+                .opt("with_payload", l.with_payload.as_ref(), j::with_payload)
+                .opt("with_vectors", l.with_vectors.as_ref(), j::with_vectors)
+                .value()
+        })
+}
+
+/// `/points/search/groups`.
+pub fn search_groups_body(r: &pb::SearchPointGroups) -> Map<String, Value> {
+    let vector = match &r.vector_name {
+        Some(name) if !name.is_empty() => json!({"name": name, "vector": r.vector}),
+        _ => json!(r.vector),
+    };
+    let b = Body::new()
+        .put("vector", vector)
+        .opt("filter", r.filter.as_ref(), j::filter)
+        .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
+        .opt("params", r.params.as_ref(), j::search_params)
+        .opt("score_threshold", r.score_threshold, |v| json!(v))
+        .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
+        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
+        .refused("sparse_indices", r.sparse_indices.is_some());
+    grouping(
+        b,
+        &r.group_by,
+        Some(u64::from(r.group_size)),
+        Some(u64::from(r.limit)),
+        r.with_lookup.as_ref(),
+    )
+    .map()
+}
+
+/// `/points/recommend/groups`.
+pub fn recommend_groups_body(r: &pb::RecommendPointGroups) -> Map<String, Value> {
+    let b = Body::new()
+        .put("positive", examples(&r.positive, &r.positive_vectors))
+        .put("negative", examples(&r.negative, &r.negative_vectors))
+        .opt("strategy", r.strategy, j::strategy)
+        .opt("filter", r.filter.as_ref(), j::filter)
+        .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
+        .opt("params", r.params.as_ref(), j::search_params)
+        .opt("score_threshold", r.score_threshold, |v| json!(v))
+        .opt("using", r.using.as_ref(), |v| json!(v))
+        .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
+        .refused("lookup_from", r.lookup_from.is_some())
+        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector);
+    grouping(
+        b,
+        &r.group_by,
+        Some(u64::from(r.group_size)),
+        Some(u64::from(r.limit)),
+        r.with_lookup.as_ref(),
+    )
+    .map()
+}
+
+/// `/points/query/groups`.
+pub fn query_groups_body(r: &pb::QueryPointGroups) -> Map<String, Value> {
+    let b = Body::new()
+        .refused("prefetch", !r.prefetch.is_empty())
+        .opt("query", r.query.as_ref(), j::query)
+        .opt("using", r.using.as_ref(), |v| json!(v))
+        .opt("filter", r.filter.as_ref(), j::filter)
+        .opt("params", r.params.as_ref(), j::search_params)
+        .opt("score_threshold", r.score_threshold, |v| json!(v))
+        .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
+        .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
+        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
+        .refused("lookup_from", r.lookup_from.is_some());
+    grouping(
+        b,
+        &r.group_by,
+        r.group_size,
+        r.limit,
+        r.with_lookup.as_ref(),
+    )
+    .map()
+}
+
+/// A group's id as Qdrant's message holds it.
+fn group_id(v: Value) -> pb::GroupId {
+    use pb::group_id::Kind;
+    let kind = match v {
+        Value::String(s) => Some(Kind::StringValue(s)),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Some(Kind::IntegerValue(i)),
+            (None, Some(u)) => Some(Kind::UnsignedValue(u)),
+            _ => None,
+        },
+        _ => None,
+    };
+    pb::GroupId { kind }
+}
+
+/// The groups as Qdrant's message.
+pub fn groups(g: GroupsResult) -> pb::GroupsResult {
+    pb::GroupsResult {
+        groups: g
+            .groups
+            .into_iter()
+            .map(|g| pb::PointGroup {
+                id: Some(group_id(g.id)),
+                hits: g.hits.into_iter().map(to_proto::scored).collect(),
+                lookup: g.lookup.map(to_proto::retrieved),
+            })
+            .collect(),
+    }
+}

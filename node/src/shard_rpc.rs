@@ -51,6 +51,12 @@ pub trait ReplicaSets: Send + Sync {
     /// How a write to this node's replica is replicated: None for a shard with one replica;
     /// an error (503) when this node's replica is not the shard's primary.
     fn for_write(&self, uid: u64, shard: ShardId) -> Result<Option<Arc<dyn Replicate>>>;
+    /// Before a write to this node's replica: when the replica set as this node sees it has no
+    /// in-sync backup, confirms that view is current (a read barrier) and still names this
+    /// node the primary. A primary with backups needs no such check: they refuse the records of
+    /// a deposed epoch. One without would otherwise acknowledge writes alone on a stale view
+    /// after it was deposed (a restarted node that has not caught up with its failover).
+    fn confirm_sole_primary(&self, uid: u64, shard: ShardId) -> BoxFuture<'_, Result<()>>;
     /// The replica set, for bringing a returning replica in; this node must be the primary.
     fn for_rejoin(&self, uid: u64, shard: ShardId) -> Result<Arc<dyn Replicate>>;
     /// Refuses (503) a read of this node's replica when it is not in the in-sync set, as the
@@ -72,6 +78,8 @@ pub async fn serve_write(
     op: WriteOp,
 ) -> Result<u64> {
     count_shard_request(replica.key.as_ref(), "write");
+    sets.confirm_sole_primary(replica.uid, replica.shard)
+        .await?;
     let repl = sets.for_write(replica.uid, replica.shard)?;
     let (seq, short) = shards
         .write_replicated((replica.uid, replica.shard), replica.key.as_ref(), op, repl)

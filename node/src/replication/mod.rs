@@ -233,6 +233,25 @@ impl ReplicaSets for Replication {
         self.replicator(uid, shard, view.shard.epoch).map(Some)
     }
 
+    fn confirm_sole_primary(&self, uid: u64, shard: ShardId) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let Ok(before) = self.view(uid, shard) else {
+                return Ok(());
+            };
+            let me = self.me();
+            let alone = before.shard.in_sync().all(|n| n == me);
+            if before.shard.replicas.len() <= 1 || !alone {
+                return Ok(());
+            }
+            self.catalog.read_barrier().await?;
+            let now = self.view(uid, shard)?;
+            if now.shard.epoch != before.shard.epoch || now.shard.primary() != Some(me) {
+                return Err(not_primary(&now, me));
+            }
+            Ok(())
+        })
+    }
+
     fn for_rejoin(&self, uid: u64, shard: ShardId) -> Result<Arc<dyn Replicate>> {
         let view = self.view(uid, shard)?;
         if view.shard.primary() != Some(self.me()) {

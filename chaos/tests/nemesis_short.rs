@@ -24,6 +24,7 @@ const SECONDS: u64 = 60;
 fn three_seeded_runs_under_kill_pause_and_partition_violate_no_invariant() -> Result<()> {
     tessera_chaos::net::require_nft()?;
     tessera_chaos::net::clean_stale()?;
+    tessera_chaos::swarm::orphans::clean_orphans()?;
     let nemeses = vec![Nemesis::Kill, Nemesis::Pause, Nemesis::Partition];
     let mut failures = Vec::new();
     let mut faults = 0;

@@ -60,6 +60,7 @@ const QUIET: Duration = Duration::from_millis(500);
 const LOG_TAIL_BYTES: u64 = 16 * 1024;
 
 mod options;
+pub mod orphans;
 mod os;
 
 pub use options::{NodeInfo, NodeState, SwarmOptions};
@@ -102,10 +103,12 @@ impl Swarm {
         }
         let bin = tessera_tests::tessera_bin()?;
         let root = tempfile::Builder::new()
-            .prefix("tessera-swarm-")
+            .prefix(orphans::ROOT_PREFIX)
             .tempdir()
             .context("create the swarm's root dir")?;
         let root_path = root.path().to_path_buf();
+        // so that a later runner can stop these nodes if this process dies by SIGKILL
+        orphans::claim(&root_path)?;
         let mut swarm = Swarm {
             bin,
             probe: probe_client(opts.api_key.as_deref())?,

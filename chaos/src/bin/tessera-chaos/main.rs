@@ -146,6 +146,14 @@ fn run_all(args: &RunArgs) -> Result<bool> {
         // without nft only the process nemeses can run; a network one fails in its run
         Err(e) => eprintln!("tessera-chaos: could not look for stale nftables tables: {e:#}"),
     }
+    match tessera_chaos::swarm::orphans::clean_orphans() {
+        Ok(c) if !c.killed.is_empty() || !c.roots.is_empty() => println!(
+            "stopped nodes {:?} of dead runners and deleted their roots {:?}",
+            c.killed, c.roots
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("tessera-chaos: could not look for nodes of dead runners: {e:#}"),
+    }
     let seeds: Vec<u64> = (0..args.runs.max(1)).map(|i| args.seed + i).collect();
     let configs = seeds
         .iter()

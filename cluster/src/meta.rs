@@ -387,6 +387,10 @@ pub enum Command {
         to: NodeId,
         epoch: u64,
     },
+    /// Changes aliases, all or none ([`AliasAction`]).
+    UpdateAliases {
+        actions: Vec<AliasAction>,
+    },
 }
 
 /// Settings of one tenant (the value of a token's tenant claim; in a custom-sharded collection,
@@ -435,6 +439,8 @@ pub struct MetadataState {
     /// joins (or, for a member from before bindings, at its first call) and never rebound: a
     /// holder of another certificate of the cluster CA cannot act as that node.
     pub node_keys: BTreeMap<NodeId, [u8; 32]>,
+    /// Collection aliases: alias name to collection name.
+    pub aliases: BTreeMap<String, String>,
 }
 
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
@@ -466,8 +472,9 @@ pub fn missing_key(key: &ShardKey) -> Error {
 pub const RETIRED_KEY: [u8; 32] = [0; 32];
 
 /// Version byte of an encoded [`MetadataState`]: 1 before shards had epochs, 2 before node
-/// keys, 3 before tenant id spaces, 4 before moves and key settings were recorded, 5 since.
-const STATE_FORMAT: u8 = 5;
+/// keys, 3 before tenant id spaces, 4 before moves and key settings were recorded, 5 before
+/// aliases, 6 since.
+const STATE_FORMAT: u8 = 6;
 
 impl MetadataState {
     /// The state as stored in snapshots (and sent in Raft snapshots).
@@ -481,6 +488,7 @@ impl MetadataState {
     pub fn decode(bytes: &[u8]) -> Result<MetadataState> {
         match codec::version_of(bytes) {
             Some(STATE_FORMAT) => codec::decode_as(STATE_FORMAT, bytes),
+            Some(5) => codec::decode_as::<legacy::StateV5>(5, bytes).map(Into::into),
             Some(4) => codec::decode_as::<legacy::StateV4>(4, bytes).map(Into::into),
             Some(3) => codec::decode_as::<legacy::StateV3>(3, bytes).map(Into::into),
             Some(2) => codec::decode_as::<legacy::StateV2>(2, bytes).map(Into::into),
@@ -520,6 +528,11 @@ impl MetadataState {
                         "Wrong input: Collection `{name}` already exists!"
                     )));
                 }
+                if self.aliases.contains_key(name) {
+                    return Err(Error::already_exists(format!(
+                        "Wrong input: Alias with name `{name}` already exists!"
+                    )));
+                }
                 let mut meta = CollectionMeta {
                     name: name.clone(),
                     uid: *uid,
@@ -556,6 +569,7 @@ impl MetadataState {
                     .collections
                     .remove(name)
                     .ok_or_else(|| missing_collection(name))?;
+                self.aliases.retain(|_, target| target != name);
                 Ok(Applied::CollectionDeleted {
                     uid: meta.uid,
                     shards: meta.shards.keys().copied().collect(),
@@ -676,6 +690,7 @@ impl MetadataState {
                 self.node_keys.insert(*node, RETIRED_KEY);
                 Ok(Applied::Nothing)
             }
+            Command::UpdateAliases { actions } => self.apply_aliases(actions),
             Command::BindNodeKey { node, key } => match self.node_keys.get(node) {
                 Some(bound) if bound == key => Ok(Applied::Nothing),
                 Some(_) => Err(Error::conflict(format!(
@@ -750,6 +765,8 @@ mod rebalance;
 pub use rebalance::{PlannedMove, plan_rebalance};
 
 /// The shapes of earlier formats, read once and converted.
+mod aliases;
+pub use aliases::AliasAction;
 mod legacy;
 
 #[cfg(test)]
@@ -1121,6 +1138,13 @@ mod tests {
         )
         .expect("v4");
         assert_eq!(MetadataState::decode(&v4).expect("read v4"), st);
+        // format 5: today's collections, no aliases
+        let v5 = codec::encode_as(
+            5,
+            &(&st.collections, st.applied, &st.tenants, &st.node_keys),
+        )
+        .expect("v5");
+        assert_eq!(MetadataState::decode(&v5).expect("read v5"), st);
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub enum MetaRequest {
     RetireNode {
         node: NodeId,
     },
+    /// Changes collection aliases, all or none ([`Command::UpdateAliases`]).
+    UpdateAliases {
+        actions: Vec<crate::meta::AliasAction>,
+    },
 }
 
 /// The command the leader proposes for `request`: validation and placement over `state` and
@@ -188,6 +192,7 @@ pub fn decide(
         ) => Ok(command),
         MetaRequest::BindNodeKey { node, key } => Ok(Command::BindNodeKey { node, key }),
         MetaRequest::RetireNode { node } => Ok(Command::RetireNode { node }),
+        MetaRequest::UpdateAliases { actions } => Ok(Command::UpdateAliases { actions }),
         MetaRequest::Replicas(other) => Err(Error::bad_request(format!(
             "not a replica-set change: {other:?}"
         ))),

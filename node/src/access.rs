@@ -405,6 +405,25 @@ pub fn visible_keys(principal: &Principal, collection: &CollectionMeta) -> Vec<S
     }
 }
 
+/// [`scope`] for a request that named the collection `given` (the collection's name or one of
+/// its aliases): a collection the caller may not reach is missing under the name it was asked
+/// by, so an alias never tells what it points at.
+pub fn scope_named(
+    principal: &Principal,
+    collection: &CollectionMeta,
+    given: &str,
+    selector: &KeySelector,
+    need: Need,
+) -> Result<Scope> {
+    scope(principal, collection, selector, need).map_err(|e| {
+        if given != collection.name && e == missing_collection(&collection.name) {
+            missing_collection(given)
+        } else {
+            e
+        }
+    })
+}
+
 /// The shards a request may touch and the condition its points must satisfy, or the error to
 /// answer. A key the caller names outside its tenant is answered as a missing key.
 pub fn scope(

@@ -232,3 +232,42 @@ def test_qdrant_style_read_token_reads_everything_and_writes_nothing(base_url, g
         assert status_of(e.value) == 403
     finally:
         reader.close()
+
+
+def test_aliases_keep_the_tenant_and_collection_bounds(base_url, grpc_port, guide):
+    admin, data = guide
+    admin.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
+        create_alias=models.CreateAlias(collection_name="guide", alias_name="guide_live"))])
+    tenant = client_with(base_url, grpc_port, token(tenant_id="tenant_1"))
+    only_payload = client_with(base_url, grpc_port, token(access=[{"collection": "guide_payload", "access": "r"}]))
+    try:
+        # through the alias a tenant writes and sees only its own tenant
+        tenant.upsert("guide_live", points=tenant_points("tenant_1", data["tenant_1"]), wait=True)
+        q = data["tenant_1"][0].tolist()
+        hits = tenant.query_points("guide_live", query=q, limit=50, with_payload=True).points
+        assert hits and {h.payload["who"] for h in hits} == {"tenant_1"}
+        with pytest.raises(REFUSED) as e:
+            tenant.query_points("guide_live", query=q, shard_key_selector="tenant_2")
+        assert status_of(e.value) == 404
+        # managing aliases needs manage rights
+        with pytest.raises(REFUSED) as e:
+            tenant.update_collection_aliases(change_aliases_operations=[models.DeleteAliasOperation(
+                delete_alias=models.DeleteAlias(alias_name="guide_live"))])
+        assert status_of(e.value) == 403
+        # a token for another collection neither lists the alias nor reaches it: 404 byte for
+        # byte as a collection that does not exist
+        assert "guide_live" not in [a.alias_name for a in only_payload.get_aliases().aliases]
+        hidden = requests.post(f"{base_url}/collections/guide_live/points/count", json={},
+                               headers={"api-key": token(access=[{"collection": "guide_payload", "access": "r"}])}, timeout=10)
+        missing = requests.post(f"{base_url}/collections/no_such_alias/points/count", json={},
+                                headers={"api-key": token(access=[{"collection": "guide_payload", "access": "r"}])}, timeout=10)
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json()["status"]["error"].replace("guide_live", "X") == missing.json()["status"]["error"].replace("no_such_alias", "X"), (hidden.text, missing.text)
+        with pytest.raises(REFUSED) as e:
+            only_payload.get_collection_aliases("guide")
+        assert status_of(e.value) == 404
+    finally:
+        tenant.close()
+        only_payload.close()
+        admin.update_collection_aliases(change_aliases_operations=[models.DeleteAliasOperation(
+            delete_alias=models.DeleteAlias(alias_name="guide_live"))])

@@ -65,6 +65,7 @@ impl From<StateV1> for MetadataState {
             applied: v.applied,
             tenants: v.tenants,
             node_keys: BTreeMap::new(),
+            aliases: BTreeMap::new(),
         }
     }
 }
@@ -140,6 +141,7 @@ impl From<StateV2> for MetadataState {
             applied: v.applied,
             tenants: v.tenants,
             node_keys: BTreeMap::new(),
+            aliases: BTreeMap::new(),
         }
     }
 }
@@ -159,6 +161,7 @@ impl From<StateV3> for MetadataState {
             applied: v.applied,
             tenants: v.tenants,
             node_keys: v.node_keys,
+            aliases: BTreeMap::new(),
         }
     }
 }
@@ -209,6 +212,28 @@ impl From<StateV4> for MetadataState {
             applied: v.applied,
             tenants: v.tenants,
             node_keys: v.node_keys,
+            aliases: BTreeMap::new(),
+        }
+    }
+}
+
+/// The state of format 5: before aliases (its collections are today's).
+#[derive(Deserialize)]
+pub(super) struct StateV5 {
+    collections: BTreeMap<String, CollectionMeta>,
+    applied: u64,
+    tenants: BTreeMap<String, TenantSettings>,
+    node_keys: BTreeMap<NodeId, [u8; 32]>,
+}
+
+impl From<StateV5> for MetadataState {
+    fn from(v: StateV5) -> MetadataState {
+        MetadataState {
+            collections: v.collections,
+            applied: v.applied,
+            tenants: v.tenants,
+            node_keys: v.node_keys,
+            aliases: BTreeMap::new(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! * [`error`]: error classification to status code, Qdrant's error body.
 
 pub mod admin;
+pub mod aliases;
 pub mod collections;
 pub mod error;
 pub mod groups;
@@ -150,7 +151,7 @@ fn visible_collection<T>(
     f: impl FnOnce(&CollectionMeta) -> T,
 ) -> Result<T> {
     let state = app.catalog.meta.read();
-    match state.collections.get(name) {
+    match state.lookup(name) {
         Some(c) if access::visible(&ctx.principal, c) => Ok(f(c)),
         _ => Err(access::missing_collection(name)),
     }
@@ -164,9 +165,10 @@ fn visible_read_scope(
     name: &str,
 ) -> Result<(CollectionMeta, access::Scope)> {
     let collection = visible_collection(app, ctx, name, Clone::clone)?;
-    let scope = access::scope(
+    let scope = access::scope_named(
         &ctx.principal,
         &collection,
+        name,
         &crate::router::KeySelector::All,
         access::Need::Read,
     )?;

@@ -14,7 +14,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::{AppState, admin, collections, groups, points, query, service, shard_keys};
+use super::{AppState, admin, aliases, collections, groups, points, query, service, shard_keys};
 use crate::quota::Op as QuotaOp;
 
 /// What a request does, as the audit log names it and as quotas meter it.
@@ -34,6 +34,9 @@ pub enum Operation {
     UpdateCollection,
     CollectionExists,
     CollectionCluster,
+    UpdateAliases,
+    CollectionAliases,
+    ListAliases,
     CreateShardKey,
     ListShardKeys,
     DeleteShardKey,
@@ -87,6 +90,9 @@ impl Operation {
             Operation::UpdateCollection => "collection.update",
             Operation::CollectionExists => "collection.exists",
             Operation::CollectionCluster => "collection.cluster",
+            Operation::UpdateAliases => "aliases.update",
+            Operation::CollectionAliases => "collection.aliases",
+            Operation::ListAliases => "aliases.list",
             Operation::CreateShardKey => "shard_key.create",
             Operation::ListShardKeys => "shard_key.list",
             Operation::DeleteShardKey => "shard_key.delete",
@@ -159,6 +165,9 @@ impl Operation {
             | Operation::UpdateCollection
             | Operation::CollectionExists
             | Operation::CollectionCluster
+            | Operation::UpdateAliases
+            | Operation::CollectionAliases
+            | Operation::ListAliases
             | Operation::CreateShardKey
             | Operation::ListShardKeys
             | Operation::DeleteShardKey
@@ -191,6 +200,9 @@ impl Operation {
             | Operation::UpdateCollection
             | Operation::CollectionExists
             | Operation::CollectionCluster
+            | Operation::UpdateAliases
+            | Operation::CollectionAliases
+            | Operation::ListAliases
             | Operation::CreateShardKey
             | Operation::ListShardKeys
             | Operation::DeleteShardKey
@@ -256,6 +268,9 @@ pub fn table() -> Vec<Route> {
         row(Method::DELETE, "/collections/{c}", Op::DeleteCollection, collections::delete),
         row(Method::PATCH, "/collections/{c}", Op::UpdateCollection, collections::update),
         row(Method::GET, "/collections/{c}/exists", Op::CollectionExists, collections::exists),
+        row(Method::POST, "/collections/aliases", Op::UpdateAliases, aliases::update),
+        row(Method::GET, "/collections/{c}/aliases", Op::CollectionAliases, aliases::of_collection),
+        row(Method::GET, "/aliases", Op::ListAliases, aliases::list),
         row(Method::GET, "/collections/{c}/cluster", Op::CollectionCluster, shard_keys::collection_cluster),
         row(Method::POST, "/collections/{c}/cluster", Op::UpdateCollectionCluster, shard_keys::update_cluster),
         row(Method::PUT, "/collections/{c}/shards", Op::CreateShardKey, shard_keys::create),

@@ -119,11 +119,11 @@ fn decide(
     cost: Cost,
 ) -> Result<Scope> {
     let state = catalog.meta.read();
+    // a collection's name or one of its aliases
     let c = state
-        .collections
-        .get(collection)
+        .lookup(collection)
         .ok_or_else(|| access::missing_collection(collection))?;
-    let mut scope = access::scope(&ctx.principal, c, sel, need)?;
+    let mut scope = access::scope_named(&ctx.principal, c, collection, sel, need)?;
     // The tenant a request is attributed to: the caller's, else the one shard key it reaches.
     let tenant = match &ctx.principal.tenant {
         // the node's own lookups (value_exists) belong to no tenant

@@ -12,8 +12,9 @@ use super::Grpc;
 use super::edge::{Call, unimplemented};
 use super::to_json::{self as j, Body};
 use super::to_proto;
+use crate::api::json::aliases::AliasList;
 use crate::api::routes::Operation;
-use crate::api::{collections, shard_keys};
+use crate::api::{aliases, collections, shard_keys};
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
 
@@ -252,23 +253,55 @@ impl pb::collections_server::Collections for Grpc {
 
     async fn update_aliases(
         &self,
-        _: Request<pb::ChangeAliases>,
+        request: Request<pb::ChangeAliases>,
     ) -> Answer<pb::CollectionOperationResponse> {
-        Err(unimplemented("UpdateAliases"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::UpdateAliases, None, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let body = Body::new().put("actions", alias_actions(&r.actions)).map();
+            aliases::update_from(&self.app, &ctx, &body).await?;
+            Ok(pb::CollectionOperationResponse {
+                result: true,
+                time: secs(started),
+            })
+        })
+        .await
     }
 
     async fn list_collection_aliases(
         &self,
-        _: Request<pb::ListCollectionAliasesRequest>,
+        request: Request<pb::ListCollectionAliasesRequest>,
     ) -> Answer<pb::ListAliasesResponse> {
-        Err(unimplemented("ListCollectionAliases"))
+        let (md, _, r) = request.into_parts();
+        let c = call(
+            Operation::CollectionAliases,
+            Some(&r.collection_name),
+            None,
+            &r,
+        );
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let list = aliases::aliases_of(&self.app, &ctx, Some(&r.collection_name))?;
+            Ok(alias_list(list, started))
+        })
+        .await
     }
 
     async fn list_aliases(
         &self,
-        _: Request<pb::ListAliasesRequest>,
+        request: Request<pb::ListAliasesRequest>,
     ) -> Answer<pb::ListAliasesResponse> {
-        Err(unimplemented("ListAliases"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::ListAliases, None, None, &r);
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let list = aliases::aliases_of(&self.app, &ctx, None)?;
+            Ok(alias_list(list, started))
+        })
+        .await
     }
 
     async fn collection_cluster_info(
@@ -406,5 +439,39 @@ impl pb::collections_server::Collections for Grpc {
             })
         })
         .await
+    }
+}
+
+/// Alias actions as the REST body names them.
+fn alias_actions(actions: &[pb::AliasOperations]) -> Value {
+    use pb::alias_operations::Action;
+    Value::Array(
+        actions
+            .iter()
+            .map(|a| match &a.action {
+                Some(Action::CreateAlias(c)) => json!({"create_alias": {
+                    "collection_name": c.collection_name, "alias_name": c.alias_name}}),
+                Some(Action::RenameAlias(r)) => json!({"rename_alias": {
+                    "old_alias_name": r.old_alias_name, "new_alias_name": r.new_alias_name}}),
+                Some(Action::DeleteAlias(d)) => {
+                    json!({"delete_alias": {"alias_name": d.alias_name}})
+                }
+                None => json!({}),
+            })
+            .collect(),
+    )
+}
+
+fn alias_list(list: AliasList, started: Instant) -> pb::ListAliasesResponse {
+    pb::ListAliasesResponse {
+        aliases: list
+            .aliases
+            .into_iter()
+            .map(|a| pb::AliasDescription {
+                alias_name: a.alias_name,
+                collection_name: a.collection_name,
+            })
+            .collect(),
+        time: secs(started),
     }
 }

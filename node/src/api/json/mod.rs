@@ -11,6 +11,7 @@
 //! For the same reason floats that were `f32` go out widened to `f64` (as `Value` stored them).
 
 pub mod admin;
+pub mod aliases;
 pub mod collections;
 #[cfg(test)]
 mod fuzz;

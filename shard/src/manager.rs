@@ -482,6 +482,15 @@ impl ShardManager {
         self.open(spec).await
     }
 
+    /// Reloads a failed replica from its own disk (snapshot, segment files, WAL replay), for a
+    /// primary that has no in-sync copy to be replaced by: what it logged is all there is.
+    pub async fn reopen(&self, spec: ShardSpec) -> Result<()> {
+        let id = ReplicaId::of(&spec);
+        tracing::warn!(replica = %id, "reopening a failed replica from its own data");
+        self.close(id, false).await?;
+        self.open(spec).await
+    }
+
     /// One message to the replica's actor, answered in time; a replica that failed meanwhile
     /// answers with its failure.
     async fn ask<T: Send + 'static>(

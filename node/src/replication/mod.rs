@@ -646,7 +646,12 @@ impl Replication {
             let failed = self.catalog.shards.failed((c.uid, s.id));
             let done = if s.primary() == Some(me) {
                 if failed {
-                    self.failover(&c, &s).await
+                    match self.failover(&c, &s).await {
+                        Err(e) if e.kind == ErrorKind::Unavailable => {
+                            self.reopen_sole_primary(&c, &s).await
+                        }
+                        done => done,
+                    }
                 } else {
                     Ok(())
                 }
@@ -668,6 +673,28 @@ impl Replication {
                 tracing::debug!(collection = %c.name, shard = s.id, error = %e, "replica upkeep not done");
             }
         }
+    }
+
+    /// A failed primary that no in-sync backup can replace (none is in sync) reloads its
+    /// replica from its own disk and goes on as the primary: it holds every
+    /// acknowledged write, and left as it is the shard would stay unavailable for good. Only
+    /// when the current metadata (a read barrier) still names it the primary and no other
+    /// replica in sync: otherwise a backup is promoted, or this node was deposed.
+    async fn reopen_sole_primary(&self, c: &CollectionMeta, s: &ShardMeta) -> Result<()> {
+        self.catalog.read_barrier().await?;
+        let now = self.view(c.uid, s.id)?.shard;
+        let me = self.me();
+        if now.primary() != Some(me) || now.epoch != s.epoch || now.in_sync().any(|n| n != me) {
+            return Ok(());
+        }
+        tracing::warn!(
+            collection = %c.name,
+            shard = s.id,
+            epoch = s.epoch,
+            "the failed primary has no in-sync backup to hand over to; reopening it from its own data"
+        );
+        let spec = self.catalog.spec(c, s.id, s.key.clone());
+        self.catalog.shards.reopen(spec).await
     }
 
     /// Every replica of a shard with its state and status (None: it did not answer), for

@@ -425,6 +425,16 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
         ),
         (
             "POST",
+            "/collections/docs/points/batch?wait=true".into(),
+            json!({"operations": [{"delete": sk(json!({"points": [1, 2]}))}]}),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/batch?wait=true".into(),
+            json!({"operations": [{"set_payload": sk(json!({"points": [1], "payload": {"x": 1}}))}]}),
+        ),
+        (
+            "POST",
             "/collections/docs/points/scroll".into(),
             json!({"shard_key": ["globex", "acme"]}),
         ),
@@ -599,6 +609,15 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
             )?,
             404,
             "overwrite A's payload",
+        )?;
+        ensure!(msg == "No point with id 1 found", "{msg}");
+        let msg = expect_error(
+            b.post(
+                &format!("/collections/{coll}/points/batch?wait=true"),
+                &json!({"operations": [{"set_payload": {"points": [1], "payload": {"x": 1}}}]}),
+            )?,
+            404,
+            "a batch on A's payload",
         )?;
         ensure!(msg == "No point with id 1 found", "{msg}");
         b.ok_post(

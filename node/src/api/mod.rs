@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod aliases;
+pub mod batch;
 pub mod collections;
 pub mod error;
 pub mod groups;

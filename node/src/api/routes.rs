@@ -14,7 +14,9 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::{AppState, admin, aliases, collections, groups, points, query, service, shard_keys};
+use super::{
+    AppState, admin, aliases, batch, collections, groups, points, query, service, shard_keys,
+};
 use crate::quota::Op as QuotaOp;
 
 /// What a request does, as the audit log names it and as quotas meter it.
@@ -61,6 +63,7 @@ pub enum Operation {
     OverwritePayload,
     DeletePayload,
     ClearPayload,
+    UpdateBatch,
     TenantInfo,
     SuspendTenant,
     ResumeTenant,
@@ -117,6 +120,7 @@ impl Operation {
             Operation::OverwritePayload => "payload.overwrite",
             Operation::DeletePayload => "payload.delete",
             Operation::ClearPayload => "payload.clear",
+            Operation::UpdateBatch => "points.batch",
             Operation::TenantInfo => "tenant.info",
             Operation::SuspendTenant => "tenant.suspend",
             Operation::ResumeTenant => "tenant.resume",
@@ -150,7 +154,8 @@ impl Operation {
             | Operation::SetPayload
             | Operation::OverwritePayload
             | Operation::DeletePayload
-            | Operation::ClearPayload => Some(QuotaOp::Write),
+            | Operation::ClearPayload
+            | Operation::UpdateBatch => Some(QuotaOp::Write),
             Operation::ServiceInfo
             | Operation::Health
             | Operation::Live
@@ -227,6 +232,7 @@ impl Operation {
             | Operation::OverwritePayload
             | Operation::DeletePayload
             | Operation::ClearPayload
+            | Operation::UpdateBatch
             | Operation::TenantInfo
             | Operation::SuspendTenant
             | Operation::ResumeTenant
@@ -297,6 +303,7 @@ pub fn table() -> Vec<Route> {
         row(Method::PUT, "/collections/{c}/points/payload", Op::OverwritePayload, points::overwrite_payload),
         row(Method::POST, "/collections/{c}/points/payload/delete", Op::DeletePayload, points::delete_payload),
         row(Method::POST, "/collections/{c}/points/payload/clear", Op::ClearPayload, points::clear_payload),
+        row(Method::POST, "/collections/{c}/points/batch", Op::UpdateBatch, batch::update_batch),
         row(Method::GET, "/admin/tenants/{t}", Op::TenantInfo, admin::tenant),
         row(Method::POST, "/admin/tenants/{t}/suspend", Op::SuspendTenant, admin::suspend),
         row(Method::POST, "/admin/tenants/{t}/resume", Op::ResumeTenant, admin::resume),

@@ -14,6 +14,7 @@
 //! Methods tessera does not serve on REST either (aliases, recommend, discover, groups, facets,
 //! matrices, vector updates, batch updates) answer `UNIMPLEMENTED` naming themselves.
 
+pub mod batch;
 pub mod collections;
 pub mod edge;
 pub mod groups;

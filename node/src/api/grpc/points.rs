@@ -22,7 +22,7 @@ use crate::api::json::points::SelectedWriteKind;
 use crate::api::json::query::ScoredPoint;
 use crate::api::query::Kind as BatchKind;
 use crate::api::routes::Operation;
-use crate::api::{points, query};
+use crate::api::{batch, points, query};
 use crate::router::Ctx;
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
@@ -586,9 +586,26 @@ impl pb::points_server::Points for Grpc {
 
     async fn update_batch(
         &self,
-        _: Request<pb::UpdateBatchPoints>,
+        request: Request<pb::UpdateBatchPoints>,
     ) -> Answer<pb::UpdateBatchResponse> {
-        Err(unimplemented("UpdateBatch"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::UpdateBatch, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let body = super::batch::batch_body(r);
+            let seqs = batch::run_batch(&self.app, &ctx, &r.collection_name, &body).await?;
+            let wait = r.wait.unwrap_or(false);
+            Ok(pb::UpdateBatchResponse {
+                result: seqs
+                    .into_iter()
+                    .map(|seq| to_proto::update_result(seq, wait))
+                    .collect(),
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn query(&self, request: Request<pb::QueryPoints>) -> Answer<pb::QueryResponse> {

@@ -22,7 +22,7 @@ use crate::filter::Filter;
 use crate::manager::Failure;
 use crate::point::{Payload, PointId};
 use crate::priority::{self, Class};
-use crate::replication::{ReplicaStatus, Replicate, TAIL_BYTES, Tail, digest_of};
+use crate::replication::{RejoinError, ReplicaStatus, Replicate, TAIL_BYTES, Tail, digest_of};
 use crate::segment::Vectors;
 use crate::store::{BuildJob, ShardData};
 use crate::wal::{self, WalOp, WalPoint, WalRecord, payload_to_json};
@@ -235,19 +235,36 @@ impl Actor for ShardActor {
             } => {
                 let last = st.data.last_seq();
                 let done = match st.tail.after(from_seq, last) {
-                    None => Err(Error::conflict(format!(
+                    None => Err(RejoinError::Refused(Error::conflict(format!(
                         "replica on node {node} is too far behind (at {from_seq}, the primary keeps records after {}); it needs a full copy",
                         st.tail.first_seq().unwrap_or(last)
-                    ))),
+                    )))),
                     Some(records) => match status(st).await {
                         Ok(own) => repl.rejoin(node, records, own.digest).await,
-                        Err(e) => Err(e),
+                        Err(e) => Err(RejoinError::Refused(e)),
                     },
                 };
-                if done.is_ok() {
-                    st.tail.unpin(node);
+                match done {
+                    Ok(()) => {
+                        st.tail.unpin(node);
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(RejoinError::Refused(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    Err(RejoinError::Unknown(e)) => {
+                        let cause = Error::unavailable(format!(
+                            "whether the replica on node {node} is back in the in-sync set is unknown, so this primary acknowledges no more writes: {}",
+                            e.message
+                        ));
+                        return answer(
+                            &myself,
+                            st,
+                            reply,
+                            Err(WriteError::Fatal(Fatal::new(COMPONENT, cause))),
+                        );
+                    }
                 }
-                let _ = reply.send(done);
             }
             ShardMsg::Built(job, graph) => {
                 st.job_running = false;

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tessera_core::{NodeId, Result};
+use tessera_core::{Error, NodeId, Result};
 
 use crate::point::PointId;
 use crate::store::ShardData;
@@ -49,7 +49,26 @@ pub trait Replicate: Send + Sync {
         node: NodeId,
         tail: Vec<Arc<Vec<u8>>>,
         digest: u64,
-    ) -> BoxFuture<'_, Result<()>>;
+    ) -> BoxFuture<'_, Result<(), RejoinError>>;
+}
+
+/// Why a rejoin did not bring a replica into the in-sync set.
+#[derive(Debug)]
+pub enum RejoinError {
+    /// Nothing changed: the replica stays out of the in-sync set.
+    Refused(Error),
+    /// Its commit as in sync may or may not have happened (the metadata leader did not answer
+    /// in time). The primary cannot know whether its next writes must reach that replica before
+    /// they are acknowledged, so its actor fails and acknowledges nothing more: were the commit
+    /// to land later, writes acknowledged meanwhile without that replica would be missing from
+    /// an in-sync replica, and lost if it were promoted.
+    Unknown(Error),
+}
+
+impl From<Error> for RejoinError {
+    fn from(e: Error) -> RejoinError {
+        RejoinError::Refused(e)
+    }
 }
 
 /// What a replica reports of itself to the primary and to operators.

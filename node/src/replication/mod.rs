@@ -28,7 +28,7 @@ use dashmap::DashMap;
 use tessera_cluster::meta::{CollectionMeta, Command, NodeId, ReplicaState, ShardId, ShardMeta};
 use tessera_cluster::request::MetaRequest;
 use tessera_cluster::{Error, ErrorKind, Result};
-use tessera_shard::replication::{BoxFuture, ReplicaStatus, Replicate, digest_of};
+use tessera_shard::replication::{BoxFuture, RejoinError, ReplicaStatus, Replicate, digest_of};
 use tessera_shard::store::ShardData;
 use tokio::task::JoinSet;
 
@@ -462,14 +462,14 @@ impl Replicate for ShardReplicator {
         node: NodeId,
         tail: Vec<Arc<Vec<u8>>>,
         digest: u64,
-    ) -> BoxFuture<'_, Result<()>> {
+    ) -> BoxFuture<'_, Result<(), RejoinError>> {
         Box::pin(async move {
             let view = self.current()?;
             if !view.shard.replicas.iter().any(|r| r.node == node) {
-                return Err(Error::not_found(format!(
+                return Err(RejoinError::Refused(Error::not_found(format!(
                     "node {node} holds no replica of shard {}",
                     self.shard
-                )));
+                ))));
             }
             if view.shard.state_on(node) == Some(ReplicaState::Active) {
                 // in sync already (a rejoin asked again by a node whose metadata lags): it has
@@ -500,9 +500,9 @@ impl Replicate for ShardReplicator {
                 .status_of(node, self.uid, &view.shard, self.epoch)
                 .await?;
             if theirs.digest != digest {
-                return Err(Error::conflict(format!(
+                return Err(RejoinError::Refused(Error::conflict(format!(
                     "the replica on node {node} differs from the primary after catching up; it needs a full copy"
-                )));
+                ))));
             }
             self.repl
                 .change(Command::SetReplicaState {
@@ -513,7 +513,12 @@ impl Replicate for ShardReplicator {
                     state: ReplicaState::Active,
                     epoch: self.epoch,
                 })
-                .await?;
+                .await
+                .map_err(|e| match e.kind {
+                    // the leader may commit it after all
+                    ErrorKind::Unavailable | ErrorKind::Timeout => RejoinError::Unknown(e),
+                    _ => RejoinError::Refused(e),
+                })?;
             tracing::info!(
                 collection = %view.collection,
                 shard = self.shard,

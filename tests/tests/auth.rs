@@ -522,6 +522,17 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
             &json!({"searches": [{"query": q, "limit": 50, "with_payload": true}]}),
         )?;
         no_acme(&r, "query batch")?;
+        if coll == "shared" {
+            // the tenant field has its index there: B's facet counts B's points only
+            let r = b.ok_post(
+                &format!("/collections/{coll}/facet"),
+                &json!({"key": "owner"}),
+            )?;
+            ensure!(
+                r["hits"] == json!([{"count": 5, "value": "globex"}]),
+                "{coll}: facet: {r}"
+            );
+        }
         let r = b.ok_post(
             &format!("/collections/{coll}/points/search/batch"),
             &json!({"searches": [{"vector": q, "limit": 50, "with_payload": true}]}),

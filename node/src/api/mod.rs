@@ -15,6 +15,7 @@ pub mod aliases;
 pub mod batch;
 pub mod collections;
 pub mod error;
+pub mod facet;
 pub mod groups;
 pub mod grpc;
 pub mod json;

@@ -15,7 +15,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::{
-    AppState, admin, aliases, batch, collections, groups, points, query, service, shard_keys,
+    AppState, admin, aliases, batch, collections, facet, groups, points, query, service, shard_keys,
 };
 use crate::quota::Op as QuotaOp;
 
@@ -50,6 +50,7 @@ pub enum Operation {
     DeletePoints,
     Scroll,
     Count,
+    Facet,
     Query,
     QueryBatch,
     Search,
@@ -107,6 +108,7 @@ impl Operation {
             Operation::DeletePoints => "points.delete",
             Operation::Scroll => "points.scroll",
             Operation::Count => "points.count",
+            Operation::Facet => "points.facet",
             Operation::Query => "points.query",
             Operation::QueryBatch => "points.query_batch",
             Operation::Search => "points.search",
@@ -146,9 +148,11 @@ impl Operation {
             | Operation::Recommend
             | Operation::RecommendBatch
             | Operation::RecommendGroups => Some(QuotaOp::Search),
-            Operation::Retrieve | Operation::GetPoint | Operation::Scroll | Operation::Count => {
-                Some(QuotaOp::Read)
-            }
+            Operation::Retrieve
+            | Operation::GetPoint
+            | Operation::Scroll
+            | Operation::Count
+            | Operation::Facet => Some(QuotaOp::Read),
             Operation::Upsert
             | Operation::DeletePoints
             | Operation::SetPayload
@@ -219,6 +223,7 @@ impl Operation {
             | Operation::DeletePoints
             | Operation::Scroll
             | Operation::Count
+            | Operation::Facet
             | Operation::Query
             | Operation::QueryBatch
             | Operation::Search
@@ -290,6 +295,7 @@ pub fn table() -> Vec<Route> {
         row(Method::POST, "/collections/{c}/points/delete", Op::DeletePoints, points::delete),
         row(Method::POST, "/collections/{c}/points/scroll", Op::Scroll, points::scroll),
         row(Method::POST, "/collections/{c}/points/count", Op::Count, points::count),
+        row(Method::POST, "/collections/{c}/facet", Op::Facet, facet::facet),
         row(Method::POST, "/collections/{c}/points/query", Op::Query, query::query),
         row(Method::POST, "/collections/{c}/points/query/batch", Op::QueryBatch, query::query_batch),
         row(Method::POST, "/collections/{c}/points/search", Op::Search, query::search),

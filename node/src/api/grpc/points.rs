@@ -18,11 +18,12 @@ use super::to_json::{self as j, Body};
 use super::to_proto;
 use crate::api::groups::{Kind as GroupKind, groups_of};
 use crate::api::json::PointRecord;
+use crate::api::json::facet::FacetHit;
 use crate::api::json::points::SelectedWriteKind;
 use crate::api::json::query::ScoredPoint;
 use crate::api::query::Kind as BatchKind;
 use crate::api::routes::Operation;
-use crate::api::{batch, points, query};
+use crate::api::{batch, facet, points, query};
 use crate::router::Ctx;
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
@@ -120,6 +121,20 @@ impl Grpc {
         let body = Body::new().put("searches", searches).map();
         let results = query::each(&self.app, ctx, collection, &body, kind).await?;
         Ok(results.into_iter().map(batch_result).collect())
+    }
+}
+
+fn facet_hit(h: FacetHit) -> pb::FacetHit {
+    use pb::facet_value::Variant;
+    let variant = match h.value {
+        Value::String(s) => Some(Variant::StringValue(s)),
+        Value::Bool(b) => Some(Variant::BoolValue(b)),
+        Value::Number(n) => n.as_i64().map(Variant::IntegerValue),
+        _ => None,
+    };
+    pb::FacetHit {
+        value: Some(pb::FacetValue { variant }),
+        count: h.count,
     }
 }
 
@@ -678,8 +693,28 @@ impl pb::points_server::Points for Grpc {
         .await
     }
 
-    async fn facet(&self, _: Request<pb::FacetCounts>) -> Answer<pb::FacetResponse> {
-        Err(unimplemented("Facet"))
+    async fn facet(&self, request: Request<pb::FacetCounts>) -> Answer<pb::FacetResponse> {
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::Facet, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let body = Body::new()
+                .put("key", r.key.clone())
+                .opt("filter", r.filter.as_ref(), j::filter)
+                .opt("limit", r.limit, |v| json!(v))
+                .opt("exact", r.exact, |v| json!(v))
+                .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
+                .map();
+            let found = facet::facet_of(&self.app, &ctx, &r.collection_name, &body).await?;
+            Ok(pb::FacetResponse {
+                hits: found.hits.into_iter().map(facet_hit).collect(),
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn search_matrix_pairs(

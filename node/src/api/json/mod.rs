@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod aliases;
 pub mod collections;
+pub mod facet;
 #[cfg(test)]
 mod fuzz;
 pub mod groups;

@@ -5,42 +5,22 @@
 //! caller's scope like a scroll.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, RawQuery, State};
 use serde_json::{Map, Value};
 use tessera_cluster::Result;
 use tessera_cluster::meta::PayloadSchemaType;
 use tessera_shard::filter::get_flat_values;
 use tessera_shard::store::PayloadSelector;
 
+use super::json::bad;
 use super::json::facet::{Facet, FacetHit, FacetResult};
-use super::json::{bad, body_json, body_object};
-use super::{AppState, Reply, ok, visible_collection};
+use super::{AppState, visible_collection};
 use crate::router::Ctx;
-
-type Body = std::result::Result<Bytes, BytesRejection>;
 
 /// Points read per page.
 const PAGE: usize = 1024;
 
-pub async fn facet(
-    State(app): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Reply {
-    let started = Instant::now();
-    let ctx = super::with_consistency(ctx, &query)?;
-    let v = body_json(body)?;
-    ok(
-        facet_of(&app, &ctx, &name, body_object(&v)?).await?,
-        started,
-    )
-}
+read_handler!(facet, facet_of);
 
 /// The counts a facet body asks for.
 pub async fn facet_of(

@@ -7,23 +7,17 @@
 //! whole ranking, up to [`MAX_GROUP_HITS`] hits read.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, RawQuery, State};
 use serde_json::{Map, Value};
 use tessera_cluster::Result;
 use tessera_shard::store::PayloadSelector;
 
+use super::AppState;
 use super::json::groups::{GroupSpec, GroupsResult, PointGroup};
 use super::json::query::{Query, ScoredPoint, recommend_body, search_vector};
-use super::json::{PointRecord, bad, body_json, body_object, point_id};
+use super::json::{PointRecord, bad, point_id};
 use super::query::Nearest;
-use super::{AppState, Reply, ok};
 use crate::router::{Ctx, KeySelector};
-
-type Body = std::result::Result<Bytes, BytesRejection>;
 
 /// Most hits one groups request reads.
 pub const MAX_GROUP_HITS: usize = 16_384;
@@ -36,49 +30,35 @@ pub enum Kind {
     Recommend,
 }
 
-pub async fn query_groups(
-    State(app): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Reply {
-    handle(app, ctx, name, query, body, Kind::Query).await
+read_handler!(query_groups, query_groups_of);
+read_handler!(search_groups, search_groups_of);
+read_handler!(recommend_groups, recommend_groups_of);
+
+async fn query_groups_of(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<GroupsResult> {
+    groups_of(app, ctx, name, o, Kind::Query).await
 }
 
-pub async fn search_groups(
-    State(app): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Reply {
-    handle(app, ctx, name, query, body, Kind::Search).await
+async fn search_groups_of(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<GroupsResult> {
+    groups_of(app, ctx, name, o, Kind::Search).await
 }
 
-pub async fn recommend_groups(
-    State(app): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Reply {
-    handle(app, ctx, name, query, body, Kind::Recommend).await
-}
-
-async fn handle(
-    app: AppState,
-    ctx: Ctx,
-    name: String,
-    query: Option<String>,
-    body: Body,
-    kind: Kind,
-) -> Reply {
-    let started = Instant::now();
-    let ctx = super::with_consistency(ctx, &query)?;
-    let v = body_json(body)?;
-    let result = groups_of(&app, &ctx, &name, body_object(&v)?, kind).await?;
-    ok(result, started)
+async fn recommend_groups_of(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<GroupsResult> {
+    groups_of(app, ctx, name, o, Kind::Recommend).await
 }
 
 /// The groups a groups body asks for.

@@ -10,6 +10,32 @@
 //! * [`json`]: Qdrant's JSON shapes, the only module that knows them.
 //! * [`error`]: error classification to status code, Qdrant's error body.
 
+/// An axum handler of a read with a JSON body (`POST /collections/{c}/...`): the read
+/// consistency its query string asks for, the body parsed as an object, `$run(&app, &ctx, &name,
+/// body)` answered in Qdrant's envelope. One definition for the many reads that differ only in
+/// what they run.
+macro_rules! read_handler {
+    ($(#[$doc:meta])* $handler:ident, $run:path) => {
+        $(#[$doc])*
+        pub async fn $handler(
+            axum::extract::State(app): axum::extract::State<$crate::api::AppState>,
+            axum::extract::Extension(ctx): axum::extract::Extension<$crate::router::Ctx>,
+            axum::extract::Path(name): axum::extract::Path<String>,
+            axum::extract::RawQuery(query): axum::extract::RawQuery,
+            body: std::result::Result<
+                axum::body::Bytes,
+                axum::extract::rejection::BytesRejection,
+            >,
+        ) -> $crate::api::Reply {
+            let started = std::time::Instant::now();
+            let ctx = $crate::api::with_consistency(ctx, &query)?;
+            let v = $crate::api::json::body_json(body)?;
+            let answer = $run(&app, &ctx, &name, $crate::api::json::body_object(&v)?).await?;
+            $crate::api::ok(answer, started)
+        }
+    };
+}
+
 pub mod admin;
 pub mod aliases;
 pub mod batch;
@@ -99,7 +125,7 @@ pub fn http(state: AppState) -> Http {
 }
 
 /// Qdrant's success envelope around `result`, timed from `started`.
-fn ok(result: impl Serialize, started: Instant) -> Reply {
+pub(crate) fn ok(result: impl Serialize, started: Instant) -> Reply {
     Ok(axum::Json(Envelope {
         result,
         status: "ok",

@@ -36,19 +36,7 @@ pub async fn query(
     ok(QueryResult { points }, started)
 }
 
-pub async fn query_batch(
-    State(app): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Reply {
-    let started = Instant::now();
-    let ctx = super::with_consistency(ctx, &query)?;
-    let v = body_json(body)?;
-    let results = query_many(&app, &ctx, &name, body_object(&v)?).await?;
-    ok(results, started)
-}
+read_handler!(query_batch, query_many);
 
 /// The answers to a query batch body, in order.
 pub async fn query_many(
@@ -66,19 +54,7 @@ pub async fn query_many(
     Ok(results)
 }
 
-pub async fn search(
-    State(app): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Reply {
-    let started = Instant::now();
-    let ctx = super::with_consistency(ctx, &query)?;
-    let v = body_json(body)?;
-    let points = search_points(&app, &ctx, &name, body_object(&v)?).await?;
-    ok(points, started)
-}
+read_handler!(search, search_points);
 
 /// The hits of a classic search body.
 pub async fn search_points(
@@ -90,46 +66,30 @@ pub async fn search_points(
     nearest(app, ctx, name, o, search_vector(o)?).await
 }
 
-pub async fn search_batch(
-    State(app): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Reply {
-    let started = Instant::now();
-    let ctx = super::with_consistency(ctx, &query)?;
-    let v = body_json(body)?;
-    let results = each(&app, &ctx, &name, body_object(&v)?, Kind::Search).await?;
-    ok(results, started)
+read_handler!(search_batch, search_many);
+
+/// The hits of each body of a search batch.
+async fn search_many(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Vec<Vec<ScoredPoint>>> {
+    each(app, ctx, name, o, Kind::Search).await
 }
 
-pub async fn recommend(
-    State(app): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Reply {
-    let started = Instant::now();
-    let ctx = super::with_consistency(ctx, &query)?;
-    let v = body_json(body)?;
-    let points = recommend_points(&app, &ctx, &name, body_object(&v)?).await?;
-    ok(points, started)
-}
+read_handler!(recommend, recommend_points);
 
-pub async fn recommend_batch(
-    State(app): State<AppState>,
-    Extension(ctx): Extension<Ctx>,
-    Path(name): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Reply {
-    let started = Instant::now();
-    let ctx = super::with_consistency(ctx, &query)?;
-    let v = body_json(body)?;
-    let results = each(&app, &ctx, &name, body_object(&v)?, Kind::Recommend).await?;
-    ok(results, started)
+read_handler!(recommend_batch, recommend_many);
+
+/// The hits of each body of a recommend batch.
+async fn recommend_many(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Vec<Vec<ScoredPoint>>> {
+    each(app, ctx, name, o, Kind::Recommend).await
 }
 
 /// Which classic body a batch holds.

@@ -493,6 +493,7 @@ fn stranger_is_refused(swarm: &Swarm) -> Result<()> {
     let log = std::fs::File::create(dir.path().join("stranger.log"))?;
     let mut child = Command::new(&bin)
         .args(["serve", "--node-id", "99", "--http-addr", &http.to_string()])
+        .args(["--grpc-addr", "127.0.0.1:0"])
         .args([
             "--p2p-addr",
             &p2p.to_string(),

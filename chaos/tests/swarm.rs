@@ -419,6 +419,8 @@ fn spawn_newcomer(swarm: &Swarm, dir: &std::path::Path, extra: &[&str]) -> Child
         std::process::Command::new(swarm.bin())
             .arg("serve")
             .args(["--http-addr", &http.to_string()])
+            // an ephemeral gRPC port: the derived HTTP + 1 may be a swarm node's port
+            .args(["--grpc-addr", "127.0.0.1:0"])
             .args(["--p2p-addr", &p2p.to_string(), "--join"])
             .arg(swarm.node(1).expect("node 1").p2p_addr.to_string())
             .arg("--tls-dir")

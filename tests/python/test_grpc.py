@@ -304,8 +304,8 @@ def test_bad_input_is_refused_the_same_over_both_doors_and_changes_nothing(loade
                  admin.points.Recommend, g.RecommendPoints(
                      collection_name="par", positive=[pid(1)], limit=3, shard_key_selector=key("t1"),
                      strategy=g.RecommendStrategy.BestScore))
-    err = admin.refusal(admin.points.SearchMatrixPairs, g.SearchMatrixPoints(collection_name="par"))
-    assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "SearchMatrixPairs" in err.details()
+    err = admin.refusal(admin.points.DiscoverBatch, g.DiscoverBatchPoints(collection_name="par"))
+    assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "DiscoverBatch" in err.details()
 
 
 def test_a_tenant_token_over_grpc_sees_its_tenant_only_and_everything_else_is_not_found(loaded, tessera_server):

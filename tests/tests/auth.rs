@@ -430,6 +430,16 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
         ),
         (
             "POST",
+            "/collections/docs/points/search/matrix/pairs".into(),
+            sk(json!({"sample": 5})),
+        ),
+        (
+            "POST",
+            "/collections/docs/facet".into(),
+            sk(json!({"key": "owner"})),
+        ),
+        (
+            "POST",
             "/collections/docs/points/batch?wait=true".into(),
             json!({"operations": [{"set_payload": sk(json!({"points": [1], "payload": {"x": 1}}))}]}),
         ),
@@ -522,6 +532,18 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
             &json!({"searches": [{"query": q, "limit": 50, "with_payload": true}]}),
         )?;
         no_acme(&r, "query batch")?;
+        let r = b.ok_post(
+            &format!("/collections/{coll}/points/search/matrix/offsets"),
+            &json!({"sample": 50, "limit": 2}),
+        )?;
+        let sampled: Vec<u64> = r["ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        ensure!(
+            sampled.len() == 5 && sampled.iter().all(|id| *id >= 100),
+            "{coll}: a matrix of B's 5 points only: {r}"
+        );
         if coll == "shared" {
             // the tenant field has its index there: B's facet counts B's points only
             let r = b.ok_post(

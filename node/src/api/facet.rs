@@ -15,6 +15,7 @@ use tessera_shard::store::PayloadSelector;
 use super::json::bad;
 use super::json::facet::{Facet, FacetHit, FacetResult};
 use super::{AppState, visible_collection};
+use crate::access;
 use crate::router::Ctx;
 
 /// Points read per page.
@@ -36,9 +37,11 @@ pub async fn facet_of(
         filter,
         shard_key,
     } = Facet::parse(o, app.catalog.config.max_limit)?;
+    // a key out of reach is missing (404) before the index is looked at (400)
     let schema = visible_collection(app, ctx, name, |c| {
-        c.payload_indexes.get(&key).map(|i| i.schema)
-    })?;
+        access::scope_named(&ctx.principal, c, name, &shard_key, access::Need::Read)
+            .map(|_| c.payload_indexes.get(&key).map(|i| i.schema))
+    })??;
     let counts_value: fn(&Value) -> bool = match schema {
         Some(PayloadSchemaType::Keyword) => Value::is_string,
         Some(PayloadSchemaType::Integer) => |v| v.is_i64() || v.is_u64(),

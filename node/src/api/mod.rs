@@ -46,6 +46,7 @@ pub mod groups;
 pub mod grpc;
 pub mod json;
 pub mod listener;
+pub mod matrix;
 pub mod middleware;
 pub mod points;
 pub mod query;

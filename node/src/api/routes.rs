@@ -15,7 +15,8 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::{
-    AppState, admin, aliases, batch, collections, facet, groups, points, query, service, shard_keys,
+    AppState, admin, aliases, batch, collections, facet, groups, matrix, points, query, service,
+    shard_keys,
 };
 use crate::quota::Op as QuotaOp;
 
@@ -60,6 +61,8 @@ pub enum Operation {
     Recommend,
     RecommendBatch,
     RecommendGroups,
+    MatrixPairs,
+    MatrixOffsets,
     SetPayload,
     OverwritePayload,
     DeletePayload,
@@ -118,6 +121,8 @@ impl Operation {
             Operation::Recommend => "points.recommend",
             Operation::RecommendBatch => "points.recommend_batch",
             Operation::RecommendGroups => "points.recommend_groups",
+            Operation::MatrixPairs => "points.matrix_pairs",
+            Operation::MatrixOffsets => "points.matrix_offsets",
             Operation::SetPayload => "payload.set",
             Operation::OverwritePayload => "payload.overwrite",
             Operation::DeletePayload => "payload.delete",
@@ -147,7 +152,9 @@ impl Operation {
             | Operation::QueryGroups
             | Operation::Recommend
             | Operation::RecommendBatch
-            | Operation::RecommendGroups => Some(QuotaOp::Search),
+            | Operation::RecommendGroups
+            | Operation::MatrixPairs
+            | Operation::MatrixOffsets => Some(QuotaOp::Search),
             Operation::Retrieve
             | Operation::GetPoint
             | Operation::Scroll
@@ -233,6 +240,8 @@ impl Operation {
             | Operation::Recommend
             | Operation::RecommendBatch
             | Operation::RecommendGroups
+            | Operation::MatrixPairs
+            | Operation::MatrixOffsets
             | Operation::SetPayload
             | Operation::OverwritePayload
             | Operation::DeletePayload
@@ -305,6 +314,8 @@ pub fn table() -> Vec<Route> {
         row(Method::POST, "/collections/{c}/points/recommend", Op::Recommend, query::recommend),
         row(Method::POST, "/collections/{c}/points/recommend/batch", Op::RecommendBatch, query::recommend_batch),
         row(Method::POST, "/collections/{c}/points/recommend/groups", Op::RecommendGroups, groups::recommend_groups),
+        row(Method::POST, "/collections/{c}/points/search/matrix/pairs", Op::MatrixPairs, matrix::pairs),
+        row(Method::POST, "/collections/{c}/points/search/matrix/offsets", Op::MatrixOffsets, matrix::offsets),
         row(Method::POST, "/collections/{c}/points/payload", Op::SetPayload, points::set_payload),
         row(Method::PUT, "/collections/{c}/points/payload", Op::OverwritePayload, points::overwrite_payload),
         row(Method::POST, "/collections/{c}/points/payload/delete", Op::DeletePayload, points::delete_payload),

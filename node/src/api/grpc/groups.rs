@@ -1,11 +1,12 @@
-//! The REST bodies of the recommend, batch and groups requests of `qdrant.Points`, and the
-//! groups they answer as Qdrant's messages.
+//! The REST bodies of the recommend, batch, groups, facet and matrix requests of
+//! `qdrant.Points`, and the groups and facet counts they answer as Qdrant's messages.
 
 use qdrant_client::qdrant as pb;
 use serde_json::{Map, Value, json};
 
 use super::to_json::{self as j, Body};
 use super::to_proto;
+use crate::api::json::facet::FacetHit;
 use crate::api::json::groups::GroupsResult;
 
 /// A classic search's body (`/points/search`).
@@ -176,5 +177,30 @@ pub fn groups(g: GroupsResult) -> pb::GroupsResult {
                 lookup: g.lookup.map(to_proto::retrieved),
             })
             .collect(),
+    }
+}
+
+/// A distance-matrix request's REST body.
+pub fn matrix_body(r: &pb::SearchMatrixPoints) -> Map<String, Value> {
+    Body::new()
+        .opt("filter", r.filter.as_ref(), j::filter)
+        .opt("sample", r.sample, |v| json!(v))
+        .opt("limit", r.limit, |v| json!(v))
+        .opt("using", r.using.as_ref(), |v| json!(v))
+        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
+        .map()
+}
+
+pub fn facet_hit(h: FacetHit) -> pb::FacetHit {
+    use pb::facet_value::Variant;
+    let variant = match h.value {
+        Value::String(s) => Some(Variant::StringValue(s)),
+        Value::Bool(b) => Some(Variant::BoolValue(b)),
+        Value::Number(n) => n.as_i64().map(Variant::IntegerValue),
+        _ => None,
+    };
+    pb::FacetHit {
+        value: Some(pb::FacetValue { variant }),
+        count: h.count,
     }
 }

@@ -11,19 +11,18 @@ use tonic::{Request, Response, Status};
 use super::Grpc;
 use super::edge::{Call, unimplemented};
 use super::groups::{
-    groups, query_groups_body, recommend_body, recommend_groups_body, search_body,
-    search_groups_body,
+    facet_hit, groups, matrix_body, query_groups_body, recommend_body, recommend_groups_body,
+    search_body, search_groups_body,
 };
 use super::to_json::{self as j, Body};
 use super::to_proto;
 use crate::api::groups::{Kind as GroupKind, groups_of};
 use crate::api::json::PointRecord;
-use crate::api::json::facet::FacetHit;
 use crate::api::json::points::SelectedWriteKind;
 use crate::api::json::query::ScoredPoint;
 use crate::api::query::Kind as BatchKind;
 use crate::api::routes::Operation;
-use crate::api::{batch, facet, points, query};
+use crate::api::{batch, facet, matrix, points, query};
 use crate::router::Ctx;
 
 type Answer<T> = std::result::Result<Response<T>, Status>;
@@ -121,20 +120,6 @@ impl Grpc {
         let body = Body::new().put("searches", searches).map();
         let results = query::each(&self.app, ctx, collection, &body, kind).await?;
         Ok(results.into_iter().map(batch_result).collect())
-    }
-}
-
-fn facet_hit(h: FacetHit) -> pb::FacetHit {
-    use pb::facet_value::Variant;
-    let variant = match h.value {
-        Value::String(s) => Some(Variant::StringValue(s)),
-        Value::Bool(b) => Some(Variant::BoolValue(b)),
-        Value::Number(n) => n.as_i64().map(Variant::IntegerValue),
-        _ => None,
-    };
-    pb::FacetHit {
-        value: Some(pb::FacetValue { variant }),
-        count: h.count,
     }
 }
 
@@ -719,16 +704,59 @@ impl pb::points_server::Points for Grpc {
 
     async fn search_matrix_pairs(
         &self,
-        _: Request<pb::SearchMatrixPoints>,
+        request: Request<pb::SearchMatrixPoints>,
     ) -> Answer<pb::SearchMatrixPairsResponse> {
-        Err(unimplemented("SearchMatrixPairs"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::MatrixPairs, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let body = matrix_body(r);
+            let found = matrix::pairs_of(&self.app, &ctx, &r.collection_name, &body).await?;
+            Ok(pb::SearchMatrixPairsResponse {
+                result: Some(pb::SearchMatrixPairs {
+                    pairs: found
+                        .pairs
+                        .into_iter()
+                        .map(|p| pb::SearchMatrixPair {
+                            a: Some(to_proto::point_id(p.a.0)),
+                            b: Some(to_proto::point_id(p.b.0)),
+                            score: p.score as f32,
+                        })
+                        .collect(),
+                }),
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn search_matrix_offsets(
         &self,
-        _: Request<pb::SearchMatrixPoints>,
+        request: Request<pb::SearchMatrixPoints>,
     ) -> Answer<pb::SearchMatrixOffsetsResponse> {
-        Err(unimplemented("SearchMatrixOffsets"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::MatrixOffsets, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let body = matrix_body(r);
+            let m = matrix::offsets_of(&self.app, &ctx, &r.collection_name, &body).await?;
+            Ok(pb::SearchMatrixOffsetsResponse {
+                result: Some(pb::SearchMatrixOffsets {
+                    offsets_row: m.offsets_row,
+                    offsets_col: m.offsets_col,
+                    scores: m.scores.into_iter().map(|s| s as f32).collect(),
+                    ids: m.ids.into_iter().map(|i| to_proto::point_id(i.0)).collect(),
+                }),
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 }
 

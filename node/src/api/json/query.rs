@@ -376,3 +376,89 @@ impl ScoredPoint {
 pub struct QueryResult {
     pub points: Vec<ScoredPoint>,
 }
+
+/// A distance-matrix request (`/points/search/matrix/pairs`, `/offsets`).
+pub struct MatrixRequest {
+    pub sample: usize,
+    pub limit: usize,
+    pub filter: Option<Filter>,
+    pub shard_key: KeySelector,
+}
+
+impl MatrixRequest {
+    pub fn parse(o: &Map<String, Value>, max_limit: usize) -> Result<MatrixRequest> {
+        check_fields(
+            o,
+            "",
+            &["shard_key", "filter", "sample", "limit", "using"],
+            &[],
+        )?;
+        check_using(o)?;
+        let positive = |k: &str, default: usize| -> Result<usize> {
+            let n = usize_field(o, k)?.unwrap_or(default);
+            if n == 0 || n > max_limit {
+                return Err(bad(format!(
+                    "Bad request: {k} must be between 1 and {max_limit}, got {n}"
+                )));
+            }
+            Ok(n)
+        };
+        Ok(MatrixRequest {
+            sample: positive("sample", 10)?,
+            limit: positive("limit", 3)?,
+            filter: filter(o)?,
+            shard_key: key_selector(o)?,
+        })
+    }
+}
+
+/// One pair of a distance matrix.
+#[derive(Serialize)]
+pub struct MatrixPair {
+    pub a: IdJson,
+    pub b: IdJson,
+    pub score: f64,
+}
+
+impl MatrixPair {
+    pub fn new(a: PointId, b: PointId, score: f32) -> MatrixPair {
+        MatrixPair {
+            a: IdJson(a),
+            b: IdJson(b),
+            score: f64::from(score),
+        }
+    }
+}
+
+/// `/points/search/matrix/pairs`.
+#[derive(Serialize)]
+pub struct MatrixPairs {
+    pub pairs: Vec<MatrixPair>,
+}
+
+/// `/points/search/matrix/offsets`: the sample's ids, and for each pair its row and column in
+/// them and its score.
+#[derive(Serialize)]
+pub struct MatrixOffsets {
+    pub ids: Vec<IdJson>,
+    pub offsets_col: Vec<u64>,
+    pub offsets_row: Vec<u64>,
+    pub scores: Vec<f64>,
+}
+
+impl MatrixOffsets {
+    pub fn new(ids: Vec<PointId>) -> MatrixOffsets {
+        MatrixOffsets {
+            ids: ids.into_iter().map(IdJson).collect(),
+            offsets_col: Vec::new(),
+            offsets_row: Vec::new(),
+            scores: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: usize, col: usize, score: f32) {
+        self.offsets_row.push(row as u64);
+        self.offsets_col.push(col as u64);
+        self.scores.push(f64::from(score));
+    }
+}

@@ -440,6 +440,11 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
         ),
         (
             "POST",
+            "/collections/docs/points/scroll".into(),
+            sk(json!({"order_by": "n"})),
+        ),
+        (
+            "POST",
             "/collections/docs/points/batch?wait=true".into(),
             json!({"operations": [{"set_payload": sk(json!({"points": [1], "payload": {"x": 1}}))}]}),
         ),

@@ -48,6 +48,7 @@ pub mod json;
 pub mod listener;
 pub mod matrix;
 pub mod middleware;
+pub mod order_by;
 pub mod points;
 pub mod query;
 pub mod routes;

@@ -217,7 +217,19 @@ pub async fn scroll_page(
         filter,
         with_payload,
         with_vector,
+        order_by,
     } = Scroll::parse(o, app.catalog.config.max_limit)?;
+    if let Some(order_by) = order_by {
+        let page = super::order_by::Ordered {
+            shard_key,
+            limit,
+            filter,
+            with_payload,
+            with_vector,
+            order_by,
+        };
+        return page.run(app, ctx, name).await;
+    }
     let (records, next) = app
         .router
         .scroll(

@@ -204,3 +204,26 @@ pub fn facet_hit(h: FacetHit) -> pb::FacetHit {
         count: h.count,
     }
 }
+
+/// A scroll's `order_by`; a datetime `start_from` keeps a value REST refuses by name.
+pub fn order_by(o: &pb::OrderBy) -> Value {
+    use pb::start_from::Value as S;
+    let direction = match pb::Direction::try_from(o.direction.unwrap_or(0)) {
+        Ok(pb::Direction::Desc) => "desc",
+        _ => "asc",
+    };
+    Body::new()
+        .put("key", o.key.clone())
+        .put("direction", direction)
+        .opt(
+            "start_from",
+            o.start_from.as_ref().and_then(|s| s.value.as_ref()),
+            |v| match v {
+                S::Float(f) => json!(f),
+                S::Integer(i) => json!(i),
+                S::Timestamp(t) => json!(format!("{}s", t.seconds)),
+                S::Datetime(d) => json!(d),
+            },
+        )
+        .value()
+}

@@ -11,8 +11,8 @@ use tonic::{Request, Response, Status};
 use super::Grpc;
 use super::edge::{Call, unimplemented};
 use super::groups::{
-    facet_hit, groups, matrix_body, query_groups_body, recommend_body, recommend_groups_body,
-    search_body, search_groups_body,
+    facet_hit, groups, matrix_body, order_by, query_groups_body, recommend_body,
+    recommend_groups_body, search_body, search_groups_body,
 };
 use super::to_json::{self as j, Body};
 use super::to_proto;
@@ -460,7 +460,7 @@ impl pb::points_server::Points for Grpc {
                 .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
                 .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
                 .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
-                .refused("order_by", r.order_by.is_some())
+                .opt("order_by", r.order_by.as_ref(), order_by)
                 .map();
             let page = points::scroll_page(&self.app, &ctx, &r.collection_name, &body).await?;
             Ok(pb::ScrollResponse {

@@ -94,7 +94,15 @@ pub fn retrieved(p: PointRecord) -> pb::RetrievedPoint {
         payload: payload(p.payload),
         vectors: p.vector.map(vectors),
         shard_key: p.shard_key.map(|KeyJson(k)| shard_key(k)),
-        order_value: None,
+        order_value: p.order_value.and_then(|n| {
+            let variant = match n.as_i64() {
+                Some(i) => pb::order_value::Variant::Int(i),
+                None => pb::order_value::Variant::Float(n.as_f64()?),
+            };
+            Some(pb::OrderValue {
+                variant: Some(variant),
+            })
+        }),
     }
 }
 

@@ -372,7 +372,8 @@ pub fn limit(o: &Map<String, Value>, default: usize, max: usize) -> Result<usize
 #[derive(Serialize)]
 pub struct PointRecord {
     pub id: IdJson,
-    pub order_value: Option<()>,
+    /// The value a scroll ordered by (`order_by`), else none.
+    pub order_value: Option<serde_json::Number>,
     pub payload: Option<Payload>,
     pub shard_key: Option<KeyJson>,
     pub vector: Option<Vec<f64>>,

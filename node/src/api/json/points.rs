@@ -260,16 +260,73 @@ pub struct Scroll {
     pub filter: Option<Filter>,
     pub with_payload: PayloadSelector,
     pub with_vector: bool,
+    pub order_by: Option<OrderBy>,
+}
+
+/// A scroll's `order_by`: the points in the order of a numeric payload field's values.
+pub struct OrderBy {
+    pub key: String,
+    pub path: tessera_shard::filter::JsonPath,
+    pub descending: bool,
+    /// The first value of the page (inclusive).
+    pub start_from: Option<f64>,
+}
+
+impl OrderBy {
+    /// `"field"`, or `{"key", "direction": "asc"|"desc", "start_from": number}`.
+    pub fn parse(v: &Value) -> Result<OrderBy> {
+        let (key, direction, start_from) = match v {
+            Value::String(k) => (k.clone(), None, None),
+            Value::Object(m) => {
+                super::check_fields(m, "order_by.", &["key", "direction", "start_from"], &[])?;
+                let key = field(m, "key").and_then(Value::as_str).ok_or_else(|| {
+                    bad("Format error in JSON body: order_by.key must be a string")
+                })?;
+                (
+                    key.to_owned(),
+                    field(m, "direction"),
+                    field(m, "start_from"),
+                )
+            }
+            _ => {
+                return Err(bad(
+                    "Format error in JSON body: order_by must be a key or an object",
+                ));
+            }
+        };
+        let path = tessera_shard::filter::JsonPath::parse(&key)
+            .map_err(|e| bad(format!("Format error in JSON body: order_by.key: {e}")))?;
+        let descending = match direction.and_then(Value::as_str) {
+            None if direction.is_none() => false,
+            Some("asc") => false,
+            Some("desc") => true,
+            _ => {
+                return Err(bad(
+                    "Format error in JSON body: order_by.direction must be asc or desc",
+                ));
+            }
+        };
+        let start_from = match start_from {
+            None => None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(other) => {
+                return Err(bad(format!(
+                    "Bad request: tessera does not support order_by.start_from {other}; give a number"
+                )));
+            }
+        };
+        Ok(OrderBy {
+            key,
+            path,
+            descending,
+            start_from,
+        })
+    }
 }
 
 impl Scroll {
     pub fn parse(o: &Map<String, Value>, max_limit: usize) -> Result<Scroll> {
         let shard_key = key_selector(o)?;
-        if field(o, "order_by").is_some() {
-            return Err(bad(
-                "Wrong input: order_by is not supported; scroll pages by point id",
-            ));
-        }
         super::check_fields(
             o,
             "",
@@ -280,11 +337,18 @@ impl Scroll {
                 "filter",
                 "with_payload",
                 "with_vector",
+                "order_by",
             ],
             &[],
         )?;
         let limit = limit(o, 10, max_limit)?;
         let offset = field(o, "offset").map(point_id).transpose()?;
+        let order_by = field(o, "order_by").map(OrderBy::parse).transpose()?;
+        if order_by.is_some() && offset.is_some() {
+            return Err(bad(
+                "Bad request: an offset cannot be used with order_by; page on with order_by.start_from",
+            ));
+        }
         Ok(Scroll {
             shard_key,
             offset,
@@ -292,6 +356,7 @@ impl Scroll {
             filter: filter(o)?,
             with_payload: with_payload(field(o, "with_payload"), true)?,
             with_vector: with_vector(field(o, "with_vector"))?,
+            order_by,
         })
     }
 }

@@ -14,7 +14,7 @@ use tessera_chaos::nemesis::Nemesis;
 use tessera_chaos::run::{RunConfig, run};
 
 /// Invariants a known, open tessera bug still violates; their violations are reported, not
-/// failed on (docs/reliability.md, "Open bugs"). None now: `stale_read` was listed until nodes
+/// failed on (docs/reliability.md). None now: `stale_read` was listed until nodes
 /// confirmed their metadata with the leader's read index before serving a read.
 const OPEN_BUGS: &[&str] = &[];
 const SEEDS: [u64; 3] = [1, 2, 3];

@@ -14,12 +14,10 @@ use tessera_shard::store::PayloadSelector;
 
 use super::json::bad;
 use super::json::facet::{Facet, FacetHit, FacetResult};
+use super::points::for_each_point;
 use super::{AppState, visible_collection};
 use crate::access;
 use crate::router::Ctx;
-
-/// Points read per page.
-const PAGE: usize = 1024;
 
 read_handler!(facet, facet_of);
 
@@ -57,48 +55,30 @@ pub async fn facet_of(
     };
     let uuids = schema == Some(PayloadSchemaType::Uuid);
     let mut counts: HashMap<String, (Value, u64)> = HashMap::new();
-    let mut offset = None;
-    loop {
-        let (records, next) = app
-            .router
-            .scroll(
-                ctx,
-                name,
-                &shard_key,
-                offset,
-                PAGE,
-                filter.clone(),
-                PayloadSelector::Include(vec![key.clone()]),
-                false,
-            )
-            .await?;
-        for (_, r) in records {
-            let Some(payload) = r.payload else { continue };
-            let mut seen: Vec<String> = Vec::new();
-            for v in get_flat_values(&payload, &path) {
-                if !counts_value(v) {
-                    continue;
-                }
-                let v = match (uuids, v.as_str()) {
-                    // a uuid counts once however it is written
-                    (true, Some(s)) => uuid::Uuid::parse_str(s)
-                        .map(|u| Value::String(u.hyphenated().to_string()))
-                        .unwrap_or_else(|_| v.clone()),
-                    _ => v.clone(),
-                };
-                let tag = v.to_string();
-                if seen.contains(&tag) {
-                    continue;
-                }
-                seen.push(tag.clone());
-                counts.entry(tag).or_insert((v, 0)).1 += 1;
+    let payload = PayloadSelector::Include(vec![key.clone()]);
+    for_each_point(app, ctx, name, &shard_key, &filter, payload, |r| {
+        let Some(payload) = r.payload else { return };
+        let mut seen: Vec<String> = Vec::new();
+        for v in get_flat_values(&payload, &path) {
+            if !counts_value(v) {
+                continue;
             }
+            let v = match (uuids, v.as_str()) {
+                // a uuid counts once however it is written
+                (true, Some(s)) => uuid::Uuid::parse_str(s)
+                    .map(|u| Value::String(u.hyphenated().to_string()))
+                    .unwrap_or_else(|_| v.clone()),
+                _ => v.clone(),
+            };
+            let tag = v.to_string();
+            if seen.contains(&tag) {
+                continue;
+            }
+            seen.push(tag.clone());
+            counts.entry(tag).or_insert((v, 0)).1 += 1;
         }
-        match next {
-            Some(n) => offset = Some(n),
-            None => break,
-        }
-    }
+    })
+    .await?;
     let mut hits: Vec<FacetHit> = counts
         .into_values()
         .map(|(value, count)| FacetHit { count, value })

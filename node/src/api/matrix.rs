@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
 use tessera_cluster::Result;
 use tessera_shard::filter::{Condition, Filter};
@@ -17,11 +17,9 @@ use tessera_shard::point::PointId;
 use tessera_shard::store::{PayloadSelector, SearchParams};
 
 use super::json::query::{MatrixOffsets, MatrixPair, MatrixPairs, MatrixRequest};
+use super::points::for_each_point;
 use super::{AppState, DEFAULT_EF, visible_collection};
 use crate::router::Ctx;
-
-/// Ids read per page while sampling.
-const PAGE: usize = 1024;
 
 read_handler!(pairs, pairs_of);
 read_handler!(offsets, offsets_of);
@@ -79,23 +77,15 @@ async fn matrix(
     // reservoir sampling over every matching id
     let mut reservoir: Vec<PointId> = Vec::with_capacity(sample);
     let mut seen = 0usize;
-    let mut offset = None;
-    loop {
-        let (records, next) = app
-            .router
-            .scroll(
-                ctx,
-                name,
-                &shard_key,
-                offset,
-                PAGE,
-                filter.clone(),
-                PayloadSelector::None,
-                false,
-            )
-            .await?;
-        let mut rng = rand::rng();
-        for (_, r) in records {
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    for_each_point(
+        app,
+        ctx,
+        name,
+        &shard_key,
+        &filter,
+        PayloadSelector::None,
+        |r| {
             seen += 1;
             if reservoir.len() < sample {
                 reservoir.push(r.id);
@@ -105,12 +95,9 @@ async fn matrix(
                     *slot = r.id;
                 }
             }
-        }
-        match next {
-            Some(n) => offset = Some(n),
-            None => break,
-        }
-    }
+        },
+    )
+    .await?;
     if reservoir.len() < 2 {
         return Ok((Vec::new(), Vec::new()));
     }

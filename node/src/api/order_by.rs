@@ -15,12 +15,10 @@ use tessera_shard::store::PayloadSelector;
 
 use super::json::points::{OrderBy, ScrollPage};
 use super::json::{PointRecord, bad};
+use super::points::for_each_point;
 use super::{AppState, visible_collection};
 use crate::access;
 use crate::router::{Ctx, KeySelector};
-
-/// Points read per page while collecting the values.
-const PAGE: usize = 1024;
 
 /// An ordered scroll, parsed.
 pub struct Ordered {
@@ -54,23 +52,16 @@ impl Ordered {
         }
         // every (value, point) at or past start_from
         let mut found: Vec<(Number, PointId)> = Vec::new();
-        let mut offset = None;
-        loop {
-            let (records, next) = app
-                .router
-                .scroll(
-                    ctx,
-                    name,
-                    &self.shard_key,
-                    offset,
-                    PAGE,
-                    self.filter.clone(),
-                    PayloadSelector::Include(vec![key.clone()]),
-                    false,
-                )
-                .await?;
-            for (_, r) in records {
-                let Some(payload) = &r.payload else { continue };
+        let payload = PayloadSelector::Include(vec![key.clone()]);
+        for_each_point(
+            app,
+            ctx,
+            name,
+            &self.shard_key,
+            &self.filter,
+            payload,
+            |r| {
+                let Some(payload) = &r.payload else { return };
                 let mut values: Vec<Number> = Vec::new();
                 for v in get_flat_values(payload, path) {
                     let Some(n) = v.as_number().filter(|n| n.as_f64().is_some()) else {
@@ -87,12 +78,9 @@ impl Ordered {
                     }
                 }
                 found.extend(values.into_iter().map(|n| (n, r.id.clone())));
-            }
-            match next {
-                Some(n) => offset = Some(n),
-                None => break,
-            }
-        }
+            },
+        )
+        .await?;
         found.sort_by(|(a, ia), (b, ib)| {
             let by_value = value_order(a, b);
             let by_value = if *descending {

@@ -22,6 +22,9 @@ use crate::router::{Ctx, KeySelector};
 
 type Body = std::result::Result<Bytes, BytesRejection>;
 
+/// Points read per page by [`for_each_point`].
+const SCAN_PAGE: usize = 1024;
+
 /// Bodies up to this size are parsed on the async worker; larger ones on the ingest pool.
 const PARSE_INLINE_BYTES: usize = 32 * 1024;
 
@@ -272,4 +275,39 @@ pub async fn count_points(
 ) -> Result<usize> {
     let Count { shard_key, filter } = Count::parse(o)?;
     app.router.count(ctx, name, &shard_key, filter).await
+}
+
+/// Hands every point the caller may read under `filter` (with `payload`, no vector) to `each`,
+/// read through the router page by page, so memory is bounded by a page: the scan of facets,
+/// distance-matrix samples and ordered scrolls.
+pub async fn for_each_point(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    sel: &KeySelector,
+    filter: &Option<tessera_shard::filter::Filter>,
+    payload: PayloadSelector,
+    mut each: impl FnMut(Record),
+) -> Result<()> {
+    let mut offset = None;
+    loop {
+        let (records, next) = app
+            .router
+            .scroll(
+                ctx,
+                name,
+                sel,
+                offset,
+                SCAN_PAGE,
+                filter.clone(),
+                payload.clone(),
+                false,
+            )
+            .await?;
+        records.into_iter().for_each(|(_, r)| each(r));
+        match next {
+            Some(n) => offset = Some(n),
+            None => return Ok(()),
+        }
+    }
 }

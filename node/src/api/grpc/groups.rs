@@ -11,10 +11,7 @@ use crate::api::json::groups::GroupsResult;
 
 /// A classic search's body (`/points/search`).
 pub fn search_body(r: &pb::SearchPoints) -> Map<String, Value> {
-    let vector = match &r.vector_name {
-        Some(name) if !name.is_empty() => json!({"name": name, "vector": r.vector}),
-        _ => json!(r.vector),
-    };
+    let vector = named_vector(r.vector_name.as_ref(), &r.vector);
     Body::new()
         .put("vector", vector)
         .opt("filter", r.filter.as_ref(), j::filter)
@@ -27,6 +24,15 @@ pub fn search_body(r: &pb::SearchPoints) -> Map<String, Value> {
         .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
         .refused("sparse_indices", r.sparse_indices.is_some())
         .map()
+}
+
+/// A classic search's `vector`: bare, or `{name, vector}` when a vector name is given (which
+/// the parser refuses by that name: a collection has one unnamed vector).
+fn named_vector(name: Option<&String>, vector: &[f32]) -> Value {
+    match name {
+        Some(name) if !name.is_empty() => json!({"name": name, "vector": vector}),
+        _ => json!(vector),
+    }
 }
 
 /// The examples of a recommendation: point ids, then vectors.
@@ -80,10 +86,7 @@ fn grouping(
 
 /// `/points/search/groups`.
 pub fn search_groups_body(r: &pb::SearchPointGroups) -> Map<String, Value> {
-    let vector = match &r.vector_name {
-        Some(name) if !name.is_empty() => json!({"name": name, "vector": r.vector}),
-        _ => json!(r.vector),
-    };
+    let vector = named_vector(r.vector_name.as_ref(), &r.vector);
     let b = Body::new()
         .put("vector", vector)
         .opt("filter", r.filter.as_ref(), j::filter)

@@ -16,4 +16,4 @@ pub mod segment;
 pub mod store;
 pub mod wal;
 
-pub use tessera_index::{DEFAULT_EF, GraphParams, Metric, score_from_distance};
+pub use tessera_index::{DEFAULT_EF, GraphParams, Metric, distance, score_from_distance};

@@ -350,6 +350,21 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
         ),
         (
             "POST",
+            "/collections/docs/points/query".into(),
+            sk(json!({"prefetch": [{"query": q}, {"query": q}], "query": {"fusion": "rrf"}})),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/query".into(),
+            sk(json!({"query": {"order_by": "n"}})),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/query".into(),
+            sk(json!({"query": {"sample": "random"}})),
+        ),
+        (
+            "POST",
             "/collections/docs/points/query/batch".into(),
             json!({"searches": [sk(json!({"query": q}))]}),
         ),
@@ -527,6 +542,39 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
             "{coll}: query: {r}"
         );
         no_acme(&r, "query")?;
+        for (what, body) in [
+            (
+                "rrf",
+                json!({"prefetch": [{"query": q, "limit": 50}, {"query": [1.0, 0.0, 0.0, 0.0], "limit": 50}],
+                       "query": {"fusion": "rrf"}, "limit": 50, "with_payload": true}),
+            ),
+            (
+                "rescoring",
+                json!({"prefetch": {"query": q, "limit": 50, "filter": wide},
+                       "query": [0.0, 1.0, 0.0, 0.0], "limit": 50, "with_payload": true}),
+            ),
+            (
+                "sample",
+                json!({"query": {"sample": "random"}, "limit": 50, "with_payload": true}),
+            ),
+        ] {
+            let r = b.ok_post(&format!("/collections/{coll}/points/query"), &body)?;
+            let got = ids_of(&r["points"])?;
+            ensure!(
+                got.len() == 5 && got.iter().all(|id| *id >= 100),
+                "{coll}: {what}: B's 5 points only: {r}"
+            );
+            no_acme(&r, what)?;
+        }
+        let msg = expect_error(
+            b.post(
+                &format!("/collections/{coll}/points/query"),
+                &json!({"prefetch": {"query": q}, "query": 1}),
+            )?,
+            404,
+            "rescoring by A's point id",
+        )?;
+        ensure!(msg == "No point with id 1 found", "{msg}");
         let r = b.ok_post(
             &format!("/collections/{coll}/points/search"),
             &json!({"vector": q, "limit": 50, "with_payload": true}),

@@ -81,6 +81,11 @@ pub async fn groups_of(
             Query::Scroll(_) => {
                 return Err(bad("Bad request: a groups query needs a `query`"));
             }
+            Query::Tree(_) => {
+                return Err(bad(
+                    "Bad request: tessera does not support prefetch, fusion, order_by or sample in a groups query",
+                ));
+            }
         },
         Kind::Search => search_vector(&rest)?.clone(),
         Kind::Recommend => recommend_body(&rest)?,

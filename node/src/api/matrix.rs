@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
 use tessera_cluster::Result;
@@ -19,7 +20,7 @@ use tessera_shard::store::{PayloadSelector, SearchParams};
 use super::json::query::{MatrixOffsets, MatrixPair, MatrixPairs, MatrixRequest};
 use super::points::for_each_point;
 use super::{AppState, DEFAULT_EF, visible_collection};
-use crate::router::Ctx;
+use crate::router::{Ctx, KeySelector};
 
 read_handler!(pairs, pairs_of);
 read_handler!(offsets, offsets_of);
@@ -58,6 +59,43 @@ pub async fn offsets_of(
     Ok(out)
 }
 
+/// A uniform random sample of `n` of the ids matching `filter` (all of them if fewer), in
+/// random order: reservoir sampling over one page-by-page scan.
+pub(super) async fn sample_ids(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    shard_key: &KeySelector,
+    filter: &Option<Filter>,
+    n: usize,
+) -> Result<Vec<PointId>> {
+    let mut reservoir: Vec<PointId> = Vec::with_capacity(n.min(4096));
+    let mut seen = 0usize;
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    for_each_point(
+        app,
+        ctx,
+        name,
+        shard_key,
+        filter,
+        PayloadSelector::None,
+        |r| {
+            seen += 1;
+            if reservoir.len() < n {
+                reservoir.push(r.id);
+            } else {
+                let j = rng.random_range(0..seen);
+                if let Some(slot) = reservoir.get_mut(j) {
+                    *slot = r.id;
+                }
+            }
+        },
+    )
+    .await?;
+    reservoir.shuffle(&mut rng);
+    Ok(reservoir)
+}
+
 /// The sampled ids (sorted) and, per sampled point, its nearest others: (index in the sample,
 /// score), best first.
 async fn matrix(
@@ -74,30 +112,7 @@ async fn matrix(
     } = MatrixRequest::parse(o, app.catalog.config.max_limit)?;
     let distance = visible_collection(app, ctx, name, |c| c.params.distance)?;
     let metric = crate::catalog::metric_of(distance);
-    // reservoir sampling over every matching id
-    let mut reservoir: Vec<PointId> = Vec::with_capacity(sample);
-    let mut seen = 0usize;
-    let mut rng = rand::rngs::StdRng::from_os_rng();
-    for_each_point(
-        app,
-        ctx,
-        name,
-        &shard_key,
-        &filter,
-        PayloadSelector::None,
-        |r| {
-            seen += 1;
-            if reservoir.len() < sample {
-                reservoir.push(r.id);
-            } else {
-                let j = rng.random_range(0..seen);
-                if let Some(slot) = reservoir.get_mut(j) {
-                    *slot = r.id;
-                }
-            }
-        },
-    )
-    .await?;
+    let mut reservoir = sample_ids(app, ctx, name, &shard_key, &filter, sample).await?;
     if reservoir.len() < 2 {
         return Ok((Vec::new(), Vec::new()));
     }

@@ -44,6 +44,7 @@ pub mod error;
 pub mod facet;
 pub mod groups;
 pub mod grpc;
+pub mod hybrid;
 pub mod json;
 pub mod listener;
 pub mod matrix;

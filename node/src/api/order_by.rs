@@ -11,14 +11,14 @@ use tessera_cluster::Result;
 use tessera_cluster::meta::PayloadSchemaType;
 use tessera_shard::filter::{Filter, get_flat_values};
 use tessera_shard::point::PointId;
-use tessera_shard::store::PayloadSelector;
+use tessera_shard::store::{PayloadSelector, Record};
 
 use super::json::points::{OrderBy, ScrollPage};
 use super::json::{PointRecord, bad};
 use super::points::for_each_point;
 use super::{AppState, visible_collection};
 use crate::access;
-use crate::router::{Ctx, KeySelector};
+use crate::router::{Ctx, KeySelector, Keyed};
 
 /// An ordered scroll, parsed.
 pub struct Ordered {
@@ -32,6 +32,29 @@ pub struct Ordered {
 
 impl Ordered {
     pub async fn run(self, app: &AppState, ctx: &Ctx, name: &str) -> Result<ScrollPage> {
+        let points = self
+            .records(app, ctx, name)
+            .await?
+            .into_iter()
+            .map(|(value, record)| {
+                let mut p = PointRecord::new(record);
+                p.order_value = Some(value);
+                p
+            })
+            .collect();
+        Ok(ScrollPage {
+            next_page_offset: None,
+            points,
+        })
+    }
+
+    /// The first `limit` (value, point) pairs in order (a point once per value it holds).
+    pub async fn records(
+        self,
+        app: &AppState,
+        ctx: &Ctx,
+        name: &str,
+    ) -> Result<Vec<(Number, Keyed<Record>)>> {
         let OrderBy {
             key,
             path,
@@ -105,19 +128,13 @@ impl Ordered {
                 self.with_vector,
             )
             .await?;
-        let points = found
+        Ok(found
             .into_iter()
             .filter_map(|(value, id)| {
-                let (k, r) = records.iter().find(|(_, r)| r.id == id)?.clone();
-                let mut p = PointRecord::new((k, r));
-                p.order_value = Some(value);
-                Some(p)
+                let record = records.iter().find(|(_, r)| r.id == id)?.clone();
+                Some((value, record))
             })
-            .collect();
-        Ok(ScrollPage {
-            next_page_offset: None,
-            points,
-        })
+            .collect())
     }
 }
 

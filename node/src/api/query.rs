@@ -139,6 +139,7 @@ pub async fn query_one(
 ) -> Result<Vec<ScoredPoint>> {
     match Query::parse(o, app.catalog.config.max_limit)? {
         Query::Nearest(query) => nearest(app, ctx, name, o, query).await,
+        Query::Tree(root) => super::hybrid::run(app, ctx, name, o, &root).await,
         Query::Scroll(ScrollQuery {
             limit,
             shard_key,
@@ -236,6 +237,14 @@ impl Nearest {
         })
     }
 
+    /// Ands `f` into the search's filter (the filters of the levels above a prefetch).
+    pub(super) fn and_filter(&mut self, f: Option<Filter>) {
+        if let Some(f) = f {
+            let own = self.params.filter.take();
+            self.params.filter = Some(own.map_or(f.clone(), |o| o.and(f)));
+        }
+    }
+
     /// The scored hits, and whether the search may have more (it returned all `k` it was
     /// asked for, none of them under the score threshold).
     pub(super) async fn run(
@@ -267,6 +276,29 @@ impl Nearest {
         let more = full && points.len() == total;
         Ok((points, more))
     }
+}
+
+/// The vector a nearest query (`query`, with the body's limit and offset) looks for, ready to
+/// compare with stored vectors (normalised for cosine), the points it names (left out of the
+/// results) and the collection's metric.
+pub(super) async fn query_vector(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    shard_key: &KeySelector,
+    o: &Map<String, Value>,
+    query: &Value,
+) -> Result<(Vec<f32>, Vec<PointId>, tessera_shard::Metric)> {
+    let (dim, distance) =
+        visible_collection(app, ctx, name, |c| (c.params.dim, c.params.distance))?;
+    let head = NearestHead::parse(o, query, app.catalog.config.max_limit)?;
+    let (mut vector, mentioned) = resolve(app, ctx, name, shard_key, head.target, dim).await?;
+    check_dim(&vector, dim)?;
+    let metric = crate::catalog::metric_of(distance);
+    if metric == tessera_shard::Metric::Cosine {
+        tessera_shard::store::normalize(&mut vector);
+    }
+    Ok((vector, mentioned, metric))
 }
 
 /// The search vector of `target`, and the points it names (left out of the results).

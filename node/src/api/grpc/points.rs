@@ -77,8 +77,11 @@ fn selected(
 }
 
 fn query_body(r: &pb::QueryPoints) -> Map<String, Value> {
+    let prefetch = (!r.prefetch.is_empty()).then_some(&r.prefetch);
     Body::new()
-        .refused("prefetch", !r.prefetch.is_empty())
+        .opt("prefetch", prefetch, |l| {
+            Value::Array(l.iter().map(j::prefetch).collect())
+        })
         .opt("query", r.query.as_ref(), j::query)
         .opt("using", r.using.as_ref(), |v| json!(v))
         .opt("filter", r.filter.as_ref(), j::filter)

@@ -201,17 +201,53 @@ pub fn query(q: &pb::Query) -> Value {
         }
         Some(Variant::Discover(_)) => "discover",
         Some(Variant::Context(_)) => "context",
-        Some(Variant::OrderBy(_)) => "order_by",
-        Some(Variant::Fusion(_)) => "fusion",
-        Some(Variant::Sample(_)) => "sample",
+        Some(Variant::OrderBy(o)) => return json!({"order_by": super::groups::order_by(o)}),
+        Some(Variant::Fusion(f)) => {
+            let f = match pb::Fusion::try_from(*f) {
+                Ok(pb::Fusion::Rrf) => json!("rrf"),
+                Ok(pb::Fusion::Dbsf) => json!("dbsf"),
+                Err(_) => json!(f),
+            };
+            return json!({ "fusion": f });
+        }
+        Some(Variant::Sample(s)) => {
+            let s = match pb::Sample::try_from(*s) {
+                Ok(pb::Sample::Random) => json!("random"),
+                Err(_) => json!(s),
+            };
+            return json!({ "sample": s });
+        }
+        Some(Variant::Rrf(r)) => {
+            let weights = (!r.weights.is_empty()).then_some(&r.weights);
+            return json!({"rrf": Body::new()
+                .opt("k", r.k, |k| json!(k))
+                .opt("weights", weights, |w| json!(w))
+                .value()});
+        }
         Some(Variant::Formula(_)) => "formula",
         Some(Variant::NearestWithMmr(_)) => "nearest_with_mmr",
-        Some(Variant::Rrf(_)) => "rrf",
         Some(Variant::RelevanceFeedback(_)) => "relevance_feedback",
         Some(Variant::Text(_)) => "text",
         None => return Value::Null,
     };
     json!({ kind: set() })
+}
+
+/// One prefetch of a universal query, its own prefetches within.
+pub fn prefetch(p: &pb::PrefetchQuery) -> Value {
+    let inner = (!p.prefetch.is_empty()).then_some(&p.prefetch);
+    Body::new()
+        .opt("prefetch", inner, |l| {
+            Value::Array(l.iter().map(prefetch).collect())
+        })
+        .opt("query", p.query.as_ref(), query)
+        .opt("using", p.using.as_ref(), |v| json!(v))
+        .opt("filter", p.filter.as_ref(), filter)
+        .opt("params", p.params.as_ref(), search_params)
+        .opt("score_threshold", p.score_threshold, |v| json!(v))
+        .opt("limit", p.limit, |v| json!(v))
+        .refused("lookup_from", p.lookup_from.is_some())
+        .value()
 }
 
 /// A recommend query's examples and strategy.

@@ -83,7 +83,7 @@ pub fn scored(p: ScoredPoint) -> pb::ScoredPoint {
         version: p.version,
         vectors: p.vector.map(vectors),
         shard_key: p.shard_key.map(|KeyJson(k)| shard_key(k)),
-        order_value: None,
+        order_value: p.order_value.and_then(order_value),
     }
 }
 
@@ -94,16 +94,19 @@ pub fn retrieved(p: PointRecord) -> pb::RetrievedPoint {
         payload: payload(p.payload),
         vectors: p.vector.map(vectors),
         shard_key: p.shard_key.map(|KeyJson(k)| shard_key(k)),
-        order_value: p.order_value.and_then(|n| {
-            let variant = match n.as_i64() {
-                Some(i) => pb::order_value::Variant::Int(i),
-                None => pb::order_value::Variant::Float(n.as_f64()?),
-            };
-            Some(pb::OrderValue {
-                variant: Some(variant),
-            })
-        }),
+        order_value: p.order_value.and_then(order_value),
     }
+}
+
+/// An `order_by` value: an integer stays one.
+fn order_value(n: serde_json::Number) -> Option<pb::OrderValue> {
+    let variant = match n.as_i64() {
+        Some(i) => pb::order_value::Variant::Int(i),
+        None => pb::order_value::Variant::Float(n.as_f64()?),
+    };
+    Some(pb::OrderValue {
+        variant: Some(variant),
+    })
 }
 
 /// A write's answer: `completed` when it was waited for, as REST says it.

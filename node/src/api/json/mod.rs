@@ -18,6 +18,7 @@ pub mod facet;
 mod fuzz;
 pub mod groups;
 pub mod points;
+pub mod prefetch;
 pub mod query;
 pub mod service;
 pub mod shard_keys;

@@ -264,6 +264,7 @@ pub struct Scroll {
 }
 
 /// A scroll's `order_by`: the points in the order of a numeric payload field's values.
+#[derive(Clone)]
 pub struct OrderBy {
     pub key: String,
     pub path: tessera_shard::filter::JsonPath,

@@ -13,6 +13,7 @@ use tessera_shard::filter::Filter;
 use tessera_shard::point::PointId;
 use tessera_shard::store::PayloadSelector;
 
+use super::prefetch::{Stage, needs_tree};
 use super::{
     IdJson, KeyJson, bad, check_fields, field, filter, key_selector, limit, obj, point_id,
     usize_field, vector, widen, with_payload, with_vector,
@@ -28,6 +29,8 @@ pub enum Query<'a> {
     Scroll(ScrollQuery),
     /// A nearest-neighbour search for this query value (a vector or a point id).
     Nearest(&'a Value),
+    /// Prefetches, fusion, ordering or sampling: see [`Stage`].
+    Tree(Stage<'a>),
 }
 
 /// A query without `query`.
@@ -41,15 +44,13 @@ pub struct ScrollQuery {
 
 impl<'a> Query<'a> {
     pub fn parse(o: &'a Map<String, Value>, max_limit: usize) -> Result<Query<'a>> {
-        if field(o, "prefetch").is_some() {
-            return Err(bad("Wrong input: prefetch is not supported"));
-        }
         check_using(o)?;
         check_fields(
             o,
             "",
             &[
                 "shard_key",
+                "prefetch",
                 "query",
                 "using",
                 "filter",
@@ -62,6 +63,9 @@ impl<'a> Query<'a> {
             ],
             &[],
         )?;
+        if needs_tree(o) {
+            return Ok(Query::Tree(Stage::root(o, max_limit)?));
+        }
         match field(o, "query") {
             None => Ok(Query::Scroll(ScrollQuery {
                 limit: limit(o, 10, max_limit)?,
@@ -87,7 +91,7 @@ impl<'a> Query<'a> {
 }
 
 /// A collection has one unnamed vector: `using` may name only it.
-fn check_using(o: &Map<String, Value>) -> Result<()> {
+pub fn check_using(o: &Map<String, Value>) -> Result<()> {
     match field(o, "using") {
         None => Ok(()),
         Some(Value::String(s)) if s.is_empty() => Ok(()),
@@ -343,7 +347,7 @@ impl NearestTail {
 #[derive(Clone, Serialize)]
 pub struct ScoredPoint {
     pub id: IdJson,
-    pub order_value: Option<()>,
+    pub order_value: Option<serde_json::Number>,
     pub payload: Option<tessera_shard::point::Payload>,
     pub score: f64,
     pub shard_key: Option<KeyJson>,

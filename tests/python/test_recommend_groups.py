@@ -7,7 +7,7 @@ enough that search is exact) give the same ids in the same order, scores within 
 - `query_points_groups` (`group_by` a keyword, an integer or an array field, `group_size`,
   `limit`, `with_lookup`), and the legacy `/points/search/groups` and `/points/recommend/groups`.
 - the legacy `/points/search/batch`.
-- what is not done is refused naming it: the `best_score` and `sum_scores` strategies.
+- what is not done is refused naming it (`lookup_from`, `offset` in groups).
 """
 
 from __future__ import annotations
@@ -186,8 +186,7 @@ def test_legacy_groups_endpoints(both, base_url, collection_name):
 
 
 @pytest.mark.parametrize("path,body,word", [
-    ("points/query", {"query": {"recommend": {"positive": [1], "strategy": "best_score"}}}, "best_score"),
-    ("points/recommend", {"positive": [1], "strategy": "sum_scores"}, "sum_scores"),
+    ("points/recommend", {"positive": [1], "strategy": "worst_score"}, "strategy"),
     ("points/recommend", {"positive": [1], "lookup_from": {"collection": "x"}}, "lookup_from"),
     ("points/recommend", {"negative": [1]}, "positive"),
     ("points/query/groups", {"query": [0.0] * DIM}, "group_by"),

@@ -365,6 +365,21 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
         ),
         (
             "POST",
+            "/collections/docs/points/discover".into(),
+            sk(json!({"target": q, "context": [{"positive": q, "negative": q}]})),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/discover/batch".into(),
+            json!({"searches": [sk(json!({"target": q}))]}),
+        ),
+        (
+            "POST",
+            "/collections/docs/points/query".into(),
+            sk(json!({"query": {"recommend": {"positive": [q], "strategy": "best_score"}}})),
+        ),
+        (
+            "POST",
             "/collections/docs/points/query/batch".into(),
             json!({"searches": [sk(json!({"query": q}))]}),
         ),
@@ -557,6 +572,16 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
                 "sample",
                 json!({"query": {"sample": "random"}, "limit": 50, "with_payload": true}),
             ),
+            (
+                "best_score",
+                json!({"query": {"recommend": {"positive": [q], "negative": [[1.0, 0.0, 0.0, 0.0]], "strategy": "best_score"}},
+                       "limit": 50, "with_payload": true, "filter": wide}),
+            ),
+            (
+                "context",
+                json!({"query": {"context": [{"positive": q, "negative": [1.0, 0.0, 0.0, 0.0]}]},
+                       "limit": 50, "with_payload": true}),
+            ),
         ] {
             let r = b.ok_post(&format!("/collections/{coll}/points/query"), &body)?;
             let got = ids_of(&r["points"])?;
@@ -575,6 +600,25 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
             "rescoring by A's point id",
         )?;
         ensure!(msg == "No point with id 1 found", "{msg}");
+        let r = b.ok_post(
+            &format!("/collections/{coll}/points/discover"),
+            &json!({"target": q, "context": [{"positive": q, "negative": [1.0, 0.0, 0.0, 0.0]}], "limit": 50, "with_payload": true}),
+        )?;
+        let got = ids_of(&r)?;
+        ensure!(
+            got.len() == 5 && got.iter().all(|id| *id >= 100),
+            "{coll}: discover: B's 5 points only: {r}"
+        );
+        no_acme(&r, "discover")?;
+        let msg = expect_error(
+            b.post(
+                &format!("/collections/{coll}/points/discover"),
+                &json!({"target": q, "context": [{"positive": 2, "negative": 100}]}),
+            )?,
+            404,
+            "discover with A's point id",
+        )?;
+        ensure!(msg == "No point with id 2 found", "{msg}");
         let r = b.ok_post(
             &format!("/collections/{coll}/points/search"),
             &json!({"vector": q, "limit": 50, "with_payload": true}),

@@ -17,7 +17,6 @@ use rand::seq::SliceRandom;
 use serde_json::{Map, Value};
 use tessera_cluster::Result;
 use tessera_cluster::meta::ShardKey;
-use tessera_shard::Metric;
 use tessera_shard::filter::{Condition, Filter};
 use tessera_shard::point::PointId;
 
@@ -25,7 +24,7 @@ use super::AppState;
 use super::json::prefetch::{Fusion, Stage, StageQuery};
 use super::json::query::ScoredPoint;
 use super::json::{bad, field, key_selector, usize_field, with_payload};
-use super::query::{Nearest, query_vector};
+use super::query::{Nearest, query_scorer};
 use crate::router::{Ctx, KeySelector};
 
 type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
@@ -266,17 +265,16 @@ impl Tree<'_> {
         sources: Vec<Vec<ScoredPoint>>,
         k: usize,
     ) -> Result<Vec<ScoredPoint>> {
-        let (vector, mentioned, metric) =
-            query_vector(self.app, self.ctx, self.name, &self.shard_key, st.body, q).await?;
+        let (scorer, mentioned, metric) =
+            query_scorer(self.app, self.ctx, self.name, &self.shard_key, st.body, q).await?;
         let mentioned: HashSet<PointId> = mentioned.into_iter().collect();
-        let higher_better = metric != Metric::Euclid;
+        let higher_better = scorer.higher_better(metric);
         let mut scored: Vec<ScoredPoint> = distinct(sources)
             .into_iter()
             .filter(|p| !mentioned.contains(&p.id.0))
             .filter_map(|mut p| {
                 let v: Vec<f32> = p.vector.as_ref()?.iter().map(|x| *x as f32).collect();
-                let d = tessera_shard::distance(metric, &vector, &v);
-                p.score = f64::from(tessera_shard::score_from_distance(metric, d));
+                p.score = f64::from(scorer.score(metric, &v));
                 Some(p)
             })
             .filter(|p| match st.score_threshold {

@@ -53,6 +53,7 @@ pub mod order_by;
 pub mod points;
 pub mod query;
 pub mod routes;
+pub mod scorer;
 pub mod service;
 pub mod shard_keys;
 

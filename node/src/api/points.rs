@@ -289,25 +289,52 @@ pub async fn for_each_point(
     payload: PayloadSelector,
     mut each: impl FnMut(Record),
 ) -> Result<()> {
-    let mut offset = None;
-    loop {
-        let (records, next) = app
-            .router
-            .scroll(
-                ctx,
-                name,
-                sel,
-                offset,
-                SCAN_PAGE,
-                filter.clone(),
-                payload.clone(),
-                false,
-            )
-            .await?;
-        records.into_iter().for_each(|(_, r)| each(r));
-        match next {
-            Some(n) => offset = Some(n),
-            None => return Ok(()),
+    let scan = Scan {
+        sel,
+        filter,
+        payload,
+        vectors: false,
+    };
+    scan.run(app, ctx, name, |(_, r)| each(r)).await
+}
+
+/// A page-by-page read of every point the caller may read under a filter.
+pub struct Scan<'a> {
+    pub sel: &'a KeySelector,
+    pub filter: &'a Option<tessera_shard::filter::Filter>,
+    pub payload: PayloadSelector,
+    pub vectors: bool,
+}
+
+impl Scan<'_> {
+    /// Hands each point, with its shard key, to `each`.
+    pub async fn run(
+        &self,
+        app: &AppState,
+        ctx: &Ctx,
+        name: &str,
+        mut each: impl FnMut(crate::router::Keyed<Record>),
+    ) -> Result<()> {
+        let mut offset = None;
+        loop {
+            let (records, next) = app
+                .router
+                .scroll(
+                    ctx,
+                    name,
+                    self.sel,
+                    offset,
+                    SCAN_PAGE,
+                    self.filter.clone(),
+                    self.payload.clone(),
+                    self.vectors,
+                )
+                .await?;
+            records.into_iter().for_each(&mut each);
+            match next {
+                Some(n) => offset = Some(n),
+                None => return Ok(()),
+            }
         }
     }
 }

@@ -13,10 +13,11 @@ use tessera_shard::point::PointId;
 use tessera_shard::store::SearchParams;
 
 use super::json::query::{
-    Example, NearestHead, NearestTail, Query, QueryResult, Recommend, ScoredPoint, ScrollQuery,
-    Target, batch_query, query_batch as batch_queries, recommend_body, search_vector,
+    NearestHead, NearestTail, Query, QueryResult, ScoredPoint, ScrollQuery, Target, batch_query,
+    discover_body, query_batch as batch_queries, recommend_body, search_vector,
 };
 use super::json::{body_json, body_object, check_dim, key_selector};
+use super::scorer::{Examples, ScanSearch, Scorer};
 use super::{AppState, DEFAULT_EF, Reply, ok, visible_collection};
 use crate::router::{Ctx, KeySelector};
 
@@ -92,11 +93,37 @@ async fn recommend_many(
     each(app, ctx, name, o, Kind::Recommend).await
 }
 
+read_handler!(discover, discover_points);
+
+read_handler!(discover_batch, discover_many);
+
+/// The hits of each body of a discover batch.
+async fn discover_many(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Vec<Vec<ScoredPoint>>> {
+    each(app, ctx, name, o, Kind::Discover).await
+}
+
+/// The hits of a classic discover body.
+pub async fn discover_points(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    o: &Map<String, Value>,
+) -> Result<Vec<ScoredPoint>> {
+    let query = discover_body(o)?;
+    nearest(app, ctx, name, o, &query).await
+}
+
 /// Which classic body a batch holds.
 #[derive(Clone, Copy)]
 pub enum Kind {
     Search,
     Recommend,
+    Discover,
 }
 
 /// The hits of each body of a search or recommend batch (`searches`), in order.
@@ -114,6 +141,7 @@ pub async fn each(
         results.push(match kind {
             Kind::Search => search_points(app, ctx, name, body).await?,
             Kind::Recommend => recommend_points(app, ctx, name, body).await?,
+            Kind::Discover => discover_points(app, ctx, name, body).await?,
         });
     }
     Ok(results)
@@ -190,6 +218,8 @@ pub(super) struct Nearest {
     pub offset: usize,
     metric: tessera_shard::Metric,
     threshold: Option<f64>,
+    /// A scorer no graph answers (see [`Scorer`]): the search is a scan scored by it.
+    custom: Option<Scorer>,
 }
 
 impl Nearest {
@@ -201,15 +231,16 @@ impl Nearest {
         query: &Value,
     ) -> Result<Nearest> {
         let shard_key = key_selector(o)?;
-        let (dim, distance) =
-            visible_collection(app, ctx, name, |c| (c.params.dim, c.params.distance))?;
         let NearestHead {
             limit,
             offset,
             target,
         } = NearestHead::parse(o, query, app.catalog.config.max_limit)?;
-        let (vector, exclude) = resolve(app, ctx, name, &shard_key, target, dim).await?;
-        check_dim(&vector, dim)?;
+        let (scorer, exclude, metric) = scorer_of(app, ctx, name, &shard_key, target).await?;
+        let (vector, custom) = match scorer {
+            Scorer::Nearest(v) => (v, None),
+            other => (Vec::new(), Some(other)),
+        };
         let tail = NearestTail::parse(o)?;
         // one mentioned point is left out by the search itself, several by the filter
         let (filter, exclude) = match exclude.len() {
@@ -232,8 +263,9 @@ impl Nearest {
                 exclude,
             },
             offset,
-            metric: crate::catalog::metric_of(distance),
+            metric,
             threshold: tail.score_threshold,
+            custom,
         })
     }
 
@@ -253,111 +285,89 @@ impl Nearest {
         ctx: &Ctx,
         name: &str,
     ) -> Result<(Vec<ScoredPoint>, bool)> {
-        let hits = app
-            .router
-            .search(ctx, name, &self.shard_key, self.params.clone(), self.offset)
-            .await?;
+        let (hits, higher_better): (Vec<_>, bool) = match &self.custom {
+            None => {
+                let hits = app
+                    .router
+                    .search(ctx, name, &self.shard_key, self.params.clone(), self.offset)
+                    .await?;
+                let scored = hits
+                    .into_iter()
+                    .map(|(key, hit)| {
+                        let score = tessera_shard::score_from_distance(self.metric, hit.distance);
+                        ((key, hit.record), score)
+                    })
+                    .collect();
+                (scored, self.metric != tessera_shard::Metric::Euclid)
+            }
+            Some(scorer) => {
+                let p = &self.params;
+                let search = ScanSearch {
+                    shard_key: &self.shard_key,
+                    filter: &p.filter,
+                    exclude: p.exclude.as_ref(),
+                    k: p.k,
+                    with_payload: p.with_payload.clone(),
+                    with_vector: p.with_vector,
+                };
+                let mut hits = search.run(app, ctx, name, scorer, self.metric).await?;
+                hits.drain(..self.offset.min(hits.len()));
+                (hits, scorer.higher_better(self.metric))
+            }
+        };
         let full = hits.len() + self.offset >= self.params.k;
-        let higher_better = self.metric != tessera_shard::Metric::Euclid;
         let total = hits.len();
         let points: Vec<ScoredPoint> = hits
             .into_iter()
-            .map(|(key, hit)| {
-                let score = tessera_shard::score_from_distance(self.metric, hit.distance);
-                (score, key, hit)
-            })
-            .filter(|(score, _, _)| match self.threshold {
+            .filter(|(_, score)| match self.threshold {
                 None => true,
                 Some(th) if higher_better => f64::from(*score) >= th,
                 Some(th) => f64::from(*score) <= th,
             })
-            .map(|(score, key, hit)| ScoredPoint::new((key, hit.record), score))
+            .map(|(record, score)| ScoredPoint::new(record, score))
             .collect();
         let more = full && points.len() == total;
         Ok((points, more))
     }
 }
 
-/// The vector a nearest query (`query`, with the body's limit and offset) looks for, ready to
-/// compare with stored vectors (normalised for cosine), the points it names (left out of the
-/// results) and the collection's metric.
-pub(super) async fn query_vector(
+/// How `target` scores stored vectors (examples given by id read in the caller's scope), the
+/// points it names (left out of the results) and the collection's metric.
+async fn scorer_of(
+    app: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    shard_key: &KeySelector,
+    target: Target,
+) -> Result<(Scorer, Vec<PointId>, tessera_shard::Metric)> {
+    let (dim, distance) =
+        visible_collection(app, ctx, name, |c| (c.params.dim, c.params.distance))?;
+    let metric = crate::catalog::metric_of(distance);
+    let mut examples = Examples {
+        app,
+        ctx,
+        name,
+        shard_key,
+        dim,
+        mentioned: Vec::new(),
+    };
+    let scorer = examples.scorer(target, metric).await?;
+    if let Scorer::Nearest(v) = &scorer {
+        check_dim(v, dim)?;
+    }
+    Ok((scorer, examples.mentioned, metric))
+}
+
+/// The scorer of a nearest query (`query`, read with the body `o`), the points it names and the
+/// collection's metric: what a level of a query tree rescores its candidates by.
+pub(super) async fn query_scorer(
     app: &AppState,
     ctx: &Ctx,
     name: &str,
     shard_key: &KeySelector,
     o: &Map<String, Value>,
     query: &Value,
-) -> Result<(Vec<f32>, Vec<PointId>, tessera_shard::Metric)> {
-    let (dim, distance) =
-        visible_collection(app, ctx, name, |c| (c.params.dim, c.params.distance))?;
+) -> Result<(Scorer, Vec<PointId>, tessera_shard::Metric)> {
     let head = NearestHead::parse(o, query, app.catalog.config.max_limit)?;
-    let (mut vector, mentioned) = resolve(app, ctx, name, shard_key, head.target, dim).await?;
-    check_dim(&vector, dim)?;
-    let metric = crate::catalog::metric_of(distance);
-    if metric == tessera_shard::Metric::Cosine {
-        tessera_shard::store::normalize(&mut vector);
-    }
-    Ok((vector, mentioned, metric))
-}
-
-/// The search vector of `target`, and the points it names (left out of the results).
-async fn resolve(
-    app: &AppState,
-    ctx: &Ctx,
-    name: &str,
-    shard_key: &KeySelector,
-    target: Target,
-    dim: usize,
-) -> Result<(Vec<f32>, Vec<PointId>)> {
-    match target {
-        Target::Vector(vector) => Ok((vector, Vec::new())),
-        Target::Point(id) => {
-            let vector = app
-                .router
-                .vector_of(ctx, name, shard_key, id.clone())
-                .await?;
-            Ok((vector, vec![id]))
-        }
-        Target::Recommend(Recommend { positive, negative }) => {
-            let mut mentioned = Vec::new();
-            let at = (app, ctx, name, shard_key, dim);
-            let (pos, _) = mean_of(at, positive, &mut mentioned).await?;
-            let (neg, negatives) = mean_of(at, negative, &mut mentioned).await?;
-            let vector = if negatives == 0 {
-                pos
-            } else {
-                pos.iter().zip(&neg).map(|(p, n)| p + p - n).collect()
-            };
-            Ok((vector, mentioned))
-        }
-    }
-}
-
-/// The mean of the examples' vectors (point examples read, and noted in `mentioned`), and how
-/// many there were.
-async fn mean_of(
-    (app, ctx, name, shard_key, dim): (&AppState, &Ctx, &str, &KeySelector, usize),
-    examples: Vec<Example>,
-    mentioned: &mut Vec<PointId>,
-) -> Result<(Vec<f32>, usize)> {
-    let mut sum = vec![0f32; dim];
-    let n = examples.len();
-    for e in examples {
-        let v = match e {
-            Example::Vector(v) => v,
-            Example::Point(id) => {
-                let v = app
-                    .router
-                    .vector_of(ctx, name, shard_key, id.clone())
-                    .await?;
-                mentioned.push(id);
-                v
-            }
-        };
-        check_dim(&v, dim)?;
-        sum.iter_mut().zip(&v).for_each(|(s, x)| *s += x);
-    }
-    sum.iter_mut().for_each(|s| *s /= n.max(1) as f32);
-    Ok((sum, n))
+    scorer_of(app, ctx, name, shard_key, head.target).await
 }

@@ -60,6 +60,8 @@ pub enum Operation {
     QueryGroups,
     Recommend,
     RecommendBatch,
+    Discover,
+    DiscoverBatch,
     RecommendGroups,
     MatrixPairs,
     MatrixOffsets,
@@ -120,6 +122,8 @@ impl Operation {
             Operation::QueryGroups => "points.query_groups",
             Operation::Recommend => "points.recommend",
             Operation::RecommendBatch => "points.recommend_batch",
+            Operation::Discover => "points.discover",
+            Operation::DiscoverBatch => "points.discover_batch",
             Operation::RecommendGroups => "points.recommend_groups",
             Operation::MatrixPairs => "points.matrix_pairs",
             Operation::MatrixOffsets => "points.matrix_offsets",
@@ -152,6 +156,8 @@ impl Operation {
             | Operation::QueryGroups
             | Operation::Recommend
             | Operation::RecommendBatch
+            | Operation::Discover
+            | Operation::DiscoverBatch
             | Operation::RecommendGroups
             | Operation::MatrixPairs
             | Operation::MatrixOffsets => Some(QuotaOp::Search),
@@ -239,6 +245,8 @@ impl Operation {
             | Operation::QueryGroups
             | Operation::Recommend
             | Operation::RecommendBatch
+            | Operation::Discover
+            | Operation::DiscoverBatch
             | Operation::RecommendGroups
             | Operation::MatrixPairs
             | Operation::MatrixOffsets
@@ -314,6 +322,8 @@ pub fn table() -> Vec<Route> {
         row(Method::POST, "/collections/{c}/points/recommend", Op::Recommend, query::recommend),
         row(Method::POST, "/collections/{c}/points/recommend/batch", Op::RecommendBatch, query::recommend_batch),
         row(Method::POST, "/collections/{c}/points/recommend/groups", Op::RecommendGroups, groups::recommend_groups),
+        row(Method::POST, "/collections/{c}/points/discover", Op::Discover, query::discover),
+        row(Method::POST, "/collections/{c}/points/discover/batch", Op::DiscoverBatch, query::discover_batch),
         row(Method::POST, "/collections/{c}/points/search/matrix/pairs", Op::MatrixPairs, matrix::pairs),
         row(Method::POST, "/collections/{c}/points/search/matrix/offsets", Op::MatrixOffsets, matrix::offsets),
         row(Method::POST, "/collections/{c}/points/payload", Op::SetPayload, points::set_payload),

@@ -1,4 +1,4 @@
-//! The REST bodies of the recommend, batch, groups, facet and matrix requests of
+//! The REST bodies of the upsert, selected-write, query, recommend, discover, batch, groups, facet and matrix requests of
 //! `qdrant.Points`, and the groups and facet counts they answer as Qdrant's messages.
 
 use qdrant_client::qdrant as pb;
@@ -8,6 +8,85 @@ use super::to_json::{self as j, Body};
 use super::to_proto;
 use crate::api::json::facet::FacetHit;
 use crate::api::json::groups::GroupsResult;
+
+/// An upsert's body.
+pub fn upsert_body(r: &pb::UpsertPoints) -> Map<String, Value> {
+    let b = Body::new().put(
+        "points",
+        Value::Array(r.points.iter().map(j::point).collect()),
+    );
+    j::write_common(b, r.shard_key_selector.as_ref(), r.ordering.as_ref())
+        .opt("update_filter", r.update_filter.as_ref(), j::filter)
+        .refused(
+            "update_mode",
+            r.update_mode
+                .is_some_and(|m| m != pb::UpdateMode::Upsert as i32),
+        )
+        .map()
+}
+
+/// A selected write's body: the points (ids or a filter) and the write's own fields.
+pub fn selected(
+    b: Body,
+    s: Option<&pb::PointsSelector>,
+    key: Option<&pb::ShardKeySelector>,
+    ordering: Option<&pb::WriteOrdering>,
+) -> Map<String, Value> {
+    j::write_common(j::points_selector(b, s), key, ordering).map()
+}
+
+/// A universal query's body (`/points/query`).
+pub fn query_body(r: &pb::QueryPoints) -> Map<String, Value> {
+    let prefetch = (!r.prefetch.is_empty()).then_some(&r.prefetch);
+    Body::new()
+        .opt("prefetch", prefetch, |l| {
+            Value::Array(l.iter().map(j::prefetch).collect())
+        })
+        .opt("query", r.query.as_ref(), j::query)
+        .opt("using", r.using.as_ref(), |v| json!(v))
+        .opt("filter", r.filter.as_ref(), j::filter)
+        .opt("params", r.params.as_ref(), j::search_params)
+        .opt("score_threshold", r.score_threshold, |v| json!(v))
+        .opt("limit", r.limit, |v| json!(v))
+        .opt("offset", r.offset, |v| json!(v))
+        .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
+        .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
+        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
+        .refused("lookup_from", r.lookup_from.is_some())
+        .map()
+}
+
+/// A classic discovery's body (`/points/discover`).
+pub fn discover_body(r: &pb::DiscoverPoints) -> Map<String, Value> {
+    let example = |e: Option<&pb::VectorExample>| match e.and_then(|e| e.example.as_ref()) {
+        Some(pb::vector_example::Example::Id(id)) => j::point_id(id),
+        Some(pb::vector_example::Example::Vector(v)) => j::vector(v),
+        None => Value::Null,
+    };
+    let target = r.target.as_ref().and_then(|t| {
+        t.target
+            .as_ref()
+            .map(|pb::target_vector::Target::Single(e)| example(Some(e)))
+    });
+    let context: Vec<Value> = r
+        .context
+        .iter()
+        .map(|p| json!({"positive": example(p.positive.as_ref()), "negative": example(p.negative.as_ref())}))
+        .collect();
+    Body::new()
+        .opt("target", target, |t| t)
+        .put("context", context)
+        .opt("filter", r.filter.as_ref(), j::filter)
+        .put("limit", r.limit)
+        .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
+        .opt("params", r.params.as_ref(), j::search_params)
+        .opt("offset", r.offset, |v| json!(v))
+        .opt("using", r.using.as_ref(), |v| json!(v))
+        .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
+        .refused("lookup_from", r.lookup_from.is_some())
+        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
+        .map()
+}
 
 /// A classic search's body (`/points/search`).
 pub fn search_body(r: &pb::SearchPoints) -> Map<String, Value> {

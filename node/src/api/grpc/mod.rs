@@ -11,8 +11,8 @@
 //! exactly as REST reads those headers), early quota admission, the audit line and the per-tenant
 //! figures are the REST middleware's own functions ([`edge`]).
 //!
-//! Methods tessera does not serve on REST either (aliases, recommend, discover, groups, facets,
-//! matrices, vector updates, batch updates) answer `UNIMPLEMENTED` naming themselves.
+//! Methods tessera does not serve on REST either (vector updates, vector names, cluster setup)
+//! answer `UNIMPLEMENTED` naming themselves.
 
 pub mod batch;
 pub mod collections;

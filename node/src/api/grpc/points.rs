@@ -11,8 +11,8 @@ use tonic::{Request, Response, Status};
 use super::Grpc;
 use super::edge::{Call, unimplemented};
 use super::groups::{
-    facet_hit, groups, matrix_body, order_by, query_groups_body, recommend_body,
-    recommend_groups_body, search_body, search_groups_body,
+    discover_body, facet_hit, groups, matrix_body, order_by, query_body, query_groups_body,
+    recommend_body, recommend_groups_body, search_body, search_groups_body, selected, upsert_body,
 };
 use super::to_json::{self as j, Body};
 use super::to_proto;
@@ -49,51 +49,6 @@ fn consistent(ctx: Ctx, r: Option<&pb::ReadConsistency>) -> tessera_cluster::Res
         .and_then(j::read_consistency)
         .map(|c| format!("consistency={c}"));
     crate::api::with_consistency(ctx, &query)
-}
-
-fn upsert_body(r: &pb::UpsertPoints) -> Map<String, Value> {
-    let b = Body::new().put(
-        "points",
-        Value::Array(r.points.iter().map(j::point).collect()),
-    );
-    j::write_common(b, r.shard_key_selector.as_ref(), r.ordering.as_ref())
-        .opt("update_filter", r.update_filter.as_ref(), j::filter)
-        .refused(
-            "update_mode",
-            r.update_mode
-                .is_some_and(|m| m != pb::UpdateMode::Upsert as i32),
-        )
-        .map()
-}
-
-/// A selected write's body: the points (ids or a filter) and the write's own fields.
-fn selected(
-    b: Body,
-    s: Option<&pb::PointsSelector>,
-    key: Option<&pb::ShardKeySelector>,
-    ordering: Option<&pb::WriteOrdering>,
-) -> Map<String, Value> {
-    j::write_common(j::points_selector(b, s), key, ordering).map()
-}
-
-fn query_body(r: &pb::QueryPoints) -> Map<String, Value> {
-    let prefetch = (!r.prefetch.is_empty()).then_some(&r.prefetch);
-    Body::new()
-        .opt("prefetch", prefetch, |l| {
-            Value::Array(l.iter().map(j::prefetch).collect())
-        })
-        .opt("query", r.query.as_ref(), j::query)
-        .opt("using", r.using.as_ref(), |v| json!(v))
-        .opt("filter", r.filter.as_ref(), j::filter)
-        .opt("params", r.params.as_ref(), j::search_params)
-        .opt("score_threshold", r.score_threshold, |v| json!(v))
-        .opt("limit", r.limit, |v| json!(v))
-        .opt("offset", r.offset, |v| json!(v))
-        .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
-        .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
-        .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
-        .refused("lookup_from", r.lookup_from.is_some())
-        .map()
 }
 
 fn call<'a>(
@@ -552,15 +507,45 @@ impl pb::points_server::Points for Grpc {
         .await
     }
 
-    async fn discover(&self, _: Request<pb::DiscoverPoints>) -> Answer<pb::DiscoverResponse> {
-        Err(unimplemented("Discover"))
+    async fn discover(&self, request: Request<pb::DiscoverPoints>) -> Answer<pb::DiscoverResponse> {
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::Discover, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let body = discover_body(r);
+            let hits = query::discover_points(&self.app, &ctx, &r.collection_name, &body).await?;
+            Ok(pb::DiscoverResponse {
+                result: hits.into_iter().map(to_proto::scored).collect(),
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn discover_batch(
         &self,
-        _: Request<pb::DiscoverBatchPoints>,
+        request: Request<pb::DiscoverBatchPoints>,
     ) -> Answer<pb::DiscoverBatchResponse> {
-        Err(unimplemented("DiscoverBatch"))
+        let (md, _, r) = request.into_parts();
+        let c = call(Operation::DiscoverBatch, &r.collection_name, r.timeout, &r);
+        let r = &r;
+        self.run(&md, c, |ctx| async move {
+            let started = Instant::now();
+            let ctx = consistent(ctx, r.read_consistency.as_ref())?;
+            let bodies = r.discover_points.iter().map(discover_body).collect();
+            let result = self
+                .batch(&ctx, &r.collection_name, bodies, BatchKind::Discover)
+                .await?;
+            Ok(pb::DiscoverBatchResponse {
+                result,
+                time: secs(started),
+                usage: None,
+            })
+        })
+        .await
     }
 
     async fn count(&self, request: Request<pb::CountPoints>) -> Answer<pb::CountResponse> {

@@ -199,8 +199,13 @@ pub fn query(q: &pb::Query) -> Value {
         Some(Variant::Recommend(r)) => {
             return json!({"recommend": recommend_input(r)});
         }
-        Some(Variant::Discover(_)) => "discover",
-        Some(Variant::Context(_)) => "context",
+        Some(Variant::Discover(d)) => {
+            return json!({"discover": Body::new()
+                .opt("target", d.target.as_ref(), vector_input)
+                .put("context", d.context.as_ref().map_or(json!([]), context))
+                .value()});
+        }
+        Some(Variant::Context(c)) => return json!({ "context": context(c) }),
         Some(Variant::OrderBy(o)) => return json!({"order_by": super::groups::order_by(o)}),
         Some(Variant::Fusion(f)) => {
             let f = match pb::Fusion::try_from(*f) {
@@ -248,6 +253,17 @@ pub fn prefetch(p: &pb::PrefetchQuery) -> Value {
         .opt("limit", p.limit, |v| json!(v))
         .refused("lookup_from", p.lookup_from.is_some())
         .value()
+}
+
+/// A context's pairs.
+fn context(c: &pb::ContextInput) -> Value {
+    let side = |v: Option<&pb::VectorInput>| v.map_or(Value::Null, vector_input);
+    Value::Array(
+        c.pairs
+            .iter()
+            .map(|p| json!({"positive": side(p.positive.as_ref()), "negative": side(p.negative.as_ref())}))
+            .collect(),
+    )
 }
 
 /// A recommend query's examples and strategy.

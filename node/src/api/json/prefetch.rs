@@ -178,7 +178,7 @@ fn stage_query(q: Option<&Value>) -> Result<StageQuery<'_>> {
     if let Some(n) = m.get("nearest") {
         return Ok(StageQuery::Nearest(n));
     }
-    if m.contains_key("recommend") {
+    if super::query::is_example_query(m) {
         return Ok(StageQuery::Nearest(q));
     }
     if let Some(f) = m.get("fusion") {

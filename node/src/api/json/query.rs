@@ -76,8 +76,9 @@ impl<'a> Query<'a> {
             })),
             Some(q @ Value::Object(m)) => match m.get("nearest") {
                 Some(nearest) => Ok(Query::Nearest(nearest)),
-                // the whole `{"recommend": {..}}`: [`NearestHead::parse`] reads it
-                None if m.contains_key("recommend") => Ok(Query::Nearest(q)),
+                // the whole `{"recommend": {..}}` (or discover, context): [`NearestHead::parse`]
+                // reads it
+                None if is_example_query(m) => Ok(Query::Nearest(q)),
                 None => {
                     let kind = m.keys().next().cloned().unwrap_or_default();
                     Err(bad(format!(
@@ -88,6 +89,14 @@ impl<'a> Query<'a> {
             Some(v) => Ok(Query::Nearest(v)),
         }
     }
+}
+
+/// Whether a query object is one [`NearestHead::parse`] reads whole: a recommendation, a
+/// discovery or a context search.
+pub fn is_example_query(m: &Map<String, Value>) -> bool {
+    ["recommend", "discover", "context"]
+        .iter()
+        .any(|k| m.contains_key(*k))
 }
 
 /// A collection has one unnamed vector: `using` may name only it.
@@ -156,6 +165,16 @@ pub enum Target {
     Point(PointId),
     /// Points like the positive examples and unlike the negative ones.
     Recommend(Recommend),
+    /// Points near `target` within the zone the context pairs mark out: a point's score is
+    /// the number of pairs it is closer to the positive of, less those it is closer to the
+    /// negative of, plus its similarity to the target squashed into (0, 1).
+    Discover {
+        target: Example,
+        pairs: Vec<Pair>,
+    },
+    /// Points on the positive side of every context pair (score 0), the others penalised by
+    /// how far they are on the wrong side.
+    Context(Vec<Pair>),
 }
 
 /// Most examples one recommendation may name (each point example is a read).
@@ -168,31 +187,83 @@ pub enum Example {
     Point(PointId),
 }
 
-/// A recommendation by the `average_vector` strategy (Qdrant's default): the search vector is
-/// `2 * mean(positive) - mean(negative)`, or `mean(positive)` without negatives.
+impl Example {
+    fn parse(e: &Value) -> Result<Example> {
+        match e {
+            Value::Array(_) => vector(e).map(Example::Vector),
+            _ => point_id(e).map(Example::Point),
+        }
+    }
+}
+
+/// One context pair of a discovery or context search.
+pub struct Pair {
+    pub positive: Example,
+    pub negative: Example,
+}
+
+/// A context: a list of pairs, or one pair, each `{"positive": .., "negative": ..}`.
+fn pairs(v: &Value, what: &str) -> Result<Vec<Pair>> {
+    let one = |p: &Value| -> Result<Pair> {
+        let p = obj(p, what)?;
+        check_fields(p, &format!("{what}."), &["positive", "negative"], &[])?;
+        let side = |k: &str| {
+            field(p, k)
+                .ok_or_else(|| bad(format!("Format error in JSON body: {what}.{k} is required")))
+                .and_then(Example::parse)
+        };
+        Ok(Pair {
+            positive: side("positive")?,
+            negative: side("negative")?,
+        })
+    };
+    let list = match v {
+        Value::Array(list) => list.iter().map(one).collect::<Result<Vec<_>>>()?,
+        Value::Null => Vec::new(),
+        _ => vec![one(v)?],
+    };
+    if list.len() > MAX_EXAMPLES {
+        return Err(bad(format!(
+            "Bad request: at most {MAX_EXAMPLES} context pairs per query"
+        )));
+    }
+    Ok(list)
+}
+
+/// How a recommendation scores points from its examples.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Search for `2 * mean(positive) - mean(negative)` (Qdrant's default).
+    AverageVector,
+    /// The best similarity to a positive example if it beats the best to a negative one, else
+    /// minus the best to a negative one (each squashed into (0, 1)).
+    BestScore,
+    /// The sum of the similarities to the positive examples less the sum to the negative ones.
+    SumScores,
+}
+
+/// A recommendation.
 pub struct Recommend {
     pub positive: Vec<Example>,
     pub negative: Vec<Example>,
+    pub strategy: Strategy,
 }
 
 impl Recommend {
     /// From the fields `positive`, `negative` and `strategy` of `o` (the query API's
     /// `recommend` object, or a recommend body).
     pub fn parse(o: &Map<String, Value>) -> Result<Recommend> {
-        match field(o, "strategy") {
-            None => {}
-            Some(Value::String(s)) if s == "average_vector" => {}
-            Some(Value::String(s)) if s == "best_score" || s == "sum_scores" => {
-                return Err(bad(format!(
-                    "Bad request: tessera does not support the recommend strategy {s}; use average_vector"
-                )));
-            }
+        let strategy = match field(o, "strategy") {
+            None => Strategy::AverageVector,
+            Some(Value::String(s)) if s == "average_vector" => Strategy::AverageVector,
+            Some(Value::String(s)) if s == "best_score" => Strategy::BestScore,
+            Some(Value::String(s)) if s == "sum_scores" => Strategy::SumScores,
             Some(v) => {
                 return Err(bad(format!(
                     "Format error in JSON body: unknown recommend strategy {v}; expected average_vector, best_score or sum_scores"
                 )));
             }
-        }
+        };
         let examples = |k: &str| -> Result<Vec<Example>> {
             let Some(v) = field(o, k) else {
                 return Ok(Vec::new());
@@ -205,21 +276,23 @@ impl Recommend {
                     "Bad request: at most {MAX_EXAMPLES} {k} examples per recommendation"
                 )));
             }
-            list.iter()
-                .map(|e| match e {
-                    Value::Array(_) => vector(e).map(Example::Vector),
-                    _ => point_id(e).map(Example::Point),
-                })
-                .collect()
+            list.iter().map(Example::parse).collect()
         };
         let positive = examples("positive")?;
         let negative = examples("negative")?;
-        if positive.is_empty() {
+        if positive.is_empty() && strategy == Strategy::AverageVector {
             return Err(bad(
                 "Bad request: No positive examples given with 'average_vector' strategy",
             ));
         }
-        Ok(Recommend { positive, negative })
+        if positive.is_empty() && negative.is_empty() {
+            return Err(bad("Bad request: a recommendation needs examples"));
+        }
+        Ok(Recommend {
+            positive,
+            negative,
+            strategy,
+        })
     }
 }
 
@@ -254,6 +327,34 @@ pub fn recommend_body(o: &Map<String, Value>) -> Result<Value> {
     Ok(serde_json::json!({ "recommend": r }))
 }
 
+/// `POST /collections/{c}/points/discover`: the discovery (or, without a target, the context
+/// search), as the query API names it.
+pub fn discover_body(o: &Map<String, Value>) -> Result<Value> {
+    check_fields(
+        o,
+        "",
+        &[
+            "shard_key",
+            "target",
+            "context",
+            "using",
+            "filter",
+            "params",
+            "limit",
+            "offset",
+            "with_payload",
+            "with_vector",
+        ],
+        &[],
+    )?;
+    check_using(o)?;
+    let context = field(o, "context").cloned().unwrap_or(Value::Null);
+    Ok(match field(o, "target") {
+        Some(target) => serde_json::json!({"discover": {"target": target, "context": context}}),
+        None => serde_json::json!({ "context": context }),
+    })
+}
+
 /// The part of a nearest search read before its vector is known.
 pub struct NearestHead {
     pub limit: usize,
@@ -276,6 +377,27 @@ impl NearestHead {
             Value::Object(m) if m.contains_key("recommend") => {
                 let r = m.get("recommend").unwrap_or(&Value::Null);
                 Target::Recommend(Recommend::parse(obj(r, "query.recommend")?)?)
+            }
+            Value::Object(m) if m.contains_key("discover") => {
+                let d = obj(m.get("discover").unwrap_or(&Value::Null), "query.discover")?;
+                check_fields(d, "query.discover.", &["target", "context"], &[])?;
+                let target = field(d, "target").ok_or_else(|| {
+                    bad("Format error in JSON body: query.discover.target is required")
+                })?;
+                Target::Discover {
+                    target: Example::parse(target)?,
+                    pairs: pairs(
+                        field(d, "context").unwrap_or(&Value::Null),
+                        "query.discover.context",
+                    )?,
+                }
+            }
+            Value::Object(m) if m.contains_key("context") => {
+                let pairs = pairs(m.get("context").unwrap_or(&Value::Null), "query.context")?;
+                if pairs.is_empty() {
+                    return Err(bad("Bad request: a context search needs context pairs"));
+                }
+                Target::Context(pairs)
             }
             _ => {
                 return Err(bad(

@@ -247,7 +247,7 @@ def test_writes_do_the_same_over_both_doors(loaded):
     admin.call(admin.collections.Create, g.CreateCollection(collection_name="tmp_grpc", vectors_config=g.VectorsConfig(
         params=g.VectorParams(size=3, distance=g.Distance.Euclid)), hnsw_config=g.HnswConfigDiff(m=0, payload_m=16)))
     conf = admin.rest("GET", "/collections/tmp_grpc")[1]["result"]["config"]
-    assert conf["params"]["vectors"] == {"distance": "Euclid", "size": 3}
+    assert conf["params"]["vectors"] == {"distance": "Euclid", "on_disk": False, "size": 3}
     assert conf["hnsw_config"]["m"] == 0 and conf["hnsw_config"]["payload_m"] == 16
     assert admin.call(admin.collections.Delete, g.DeleteCollection(collection_name="tmp_grpc")).result is True
     assert admin.call(admin.collections.Delete, g.DeleteCollection(collection_name="tmp_grpc")).result is False
@@ -292,21 +292,28 @@ def test_bad_input_is_refused_the_same_over_both_doors_and_changes_nothing(loade
     assert admin.call(admin.points.Count, g.CountPoints(collection_name="par", timeout=5, exact=True)).result.count > 0
     assert admin.rest("POST", "/collections/par/points/count?timeout=5", {"exact": True})[0] == 200
     # what REST does not serve either is UNIMPLEMENTED, naming the method
-    err = admin.refusal(admin.points.Discover, g.DiscoverPoints(collection_name="par", limit=3))
-    assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "Discover" in err.details()
+    err = admin.refusal(admin.points.UpdateVectors, g.UpdatePointVectors(collection_name="par"))
+    assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "UpdateVectors" in err.details()
     # recommendations and groups are served, with REST's answers
     grpc_hits = admin.call(admin.points.Recommend, g.RecommendPoints(
         collection_name="par", positive=[pid(1)], limit=3, shard_key_selector=key("t1"))).result
     _, rest = admin.rest("POST", "/collections/par/points/recommend",
                          {"positive": [1], "limit": 3, "shard_key": "t1"})
     assert [p.id.num for p in grpc_hits] == [p["id"] for p in rest["result"]]
-    same_refusal(admin, "POST", "/collections/par/points/recommend",
-                 {"positive": [1], "strategy": "best_score", "shard_key": "t1"},
-                 admin.points.Recommend, g.RecommendPoints(
-                     collection_name="par", positive=[pid(1)], limit=3, shard_key_selector=key("t1"),
-                     strategy=g.RecommendStrategy.BestScore))
-    err = admin.refusal(admin.points.DiscoverBatch, g.DiscoverBatchPoints(collection_name="par"))
-    assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "DiscoverBatch" in err.details()
+    grpc_hits = admin.call(admin.points.Recommend, g.RecommendPoints(
+        collection_name="par", positive=[pid(1)], negative=[pid(2)], limit=3, shard_key_selector=key("t1"),
+        strategy=g.RecommendStrategy.BestScore)).result
+    _, rest = admin.rest("POST", "/collections/par/points/recommend",
+                         {"positive": [1], "negative": [2], "strategy": "best_score", "limit": 3, "shard_key": "t1"})
+    assert [p.id.num for p in grpc_hits] == [p["id"] for p in rest["result"]]
+    # discovery, too
+    example = g.VectorExample(id=pid(1))
+    grpc_hits = admin.call(admin.points.Discover, g.DiscoverPoints(
+        collection_name="par", limit=3, shard_key_selector=key("t1"), target=g.TargetVector(single=example),
+        context=[g.ContextExamplePair(positive=g.VectorExample(id=pid(2)), negative=g.VectorExample(id=pid(3)))])).result
+    _, rest = admin.rest("POST", "/collections/par/points/discover",
+                         {"target": 1, "context": [{"positive": 2, "negative": 3}], "limit": 3, "shard_key": "t1"})
+    assert [p.id.num for p in grpc_hits] == [p["id"] for p in rest["result"]]
 
 
 def test_a_tenant_token_over_grpc_sees_its_tenant_only_and_everything_else_is_not_found(loaded, tessera_server):

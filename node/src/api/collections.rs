@@ -84,21 +84,21 @@ pub async fn update(
 }
 
 /// Applies an update body to a collection (manage rights).
+///
+/// No setting of an existing collection can be changed yet: a setting equal to what
+/// `get_collection` reports is a no-op (clients send the whole config back), any other is
+/// refused naming each such field, never answered `true` and dropped.
 pub fn update_from(app: &AppState, ctx: &Ctx, name: &str, o: &Map<String, Value>) -> Result<()> {
     access::check_manage(&ctx.principal)?;
-    visible_collection(app, ctx, name, |_| ())?;
-    // no setting of an existing collection can be changed yet: a change is refused naming it,
-    // never answered `true` and dropped (an empty update changes nothing and says so)
-    let asked: Vec<&str> = o
-        .iter()
-        .filter(|(_, value)| !value.is_null())
-        .map(|(key, _)| key.as_str())
-        .collect();
-    if !asked.is_empty() {
+    let threshold = app.catalog.config.indexing_threshold;
+    let config = visible_collection(app, ctx, name, |c| CollectionConfig::new(c, threshold))?;
+    let config = serde_json::to_value(config).unwrap_or(Value::Null);
+    let changed = super::json::collections::changed_settings(o, &config);
+    if !changed.is_empty() {
         return Err(bad(format!(
             "Bad request: tessera cannot change {} of an existing collection; create a new \
              collection with the settings instead",
-            asked.join(", ")
+            changed.join(", ")
         )));
     }
     Ok(())

@@ -179,6 +179,7 @@ pub fn collection_info(info: CollectionInfo) -> pb::CollectionInfo {
         size: count(p.vectors.size),
         distance: pb::Distance::from_str_name(p.vectors.distance)
             .unwrap_or(pb::Distance::UnknownDistance) as i32,
+        on_disk: Some(p.vectors.on_disk),
         ..Default::default()
     };
     pb::CollectionInfo {

@@ -111,6 +111,85 @@ pub fn create_collection(o: &Map<String, Value>) -> Result<CollectionParams> {
     })
 }
 
+/// The fields of a collection update body (`PATCH /collections/{c}`) whose value differs from
+/// what `config` (the collection's reported config) holds for them, by their request paths
+/// (`hnsw_config.m`; `vectors.on_disk` for the unnamed vector); unknown fields count as changed.
+pub fn changed_settings(o: &Map<String, Value>, config: &Value) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (key, value) in o.iter().filter(|(_, v)| !v.is_null()) {
+        let at: &[&str] = match key.as_str() {
+            "optimizers_config" => &["optimizer_config"],
+            "params" => &["params"],
+            "hnsw_config" => &["hnsw_config"],
+            "quantization_config" => &["quantization_config"],
+            "strict_mode_config" => &["strict_mode_config"],
+            "sparse_vectors" => &["params", "sparse_vectors"],
+            "metadata" => &["metadata"],
+            "vectors" => {
+                // `{"": {...}}` or `{"name": {...}}`: the unnamed vector is reported flat
+                match value {
+                    Value::Object(m) => {
+                        for (vname, diff) in m {
+                            let reported = if vname.is_empty() {
+                                config.pointer("/params/vectors")
+                            } else {
+                                None
+                            };
+                            let label = if vname.is_empty() {
+                                "vectors".to_owned()
+                            } else {
+                                format!("vectors.{vname}")
+                            };
+                            differences(&label, diff, reported, &mut changed);
+                        }
+                    }
+                    _ => changed.push(key.clone()),
+                }
+                continue;
+            }
+            _ => {
+                changed.push(key.clone());
+                continue;
+            }
+        };
+        let mut reported = Some(config);
+        for p in at {
+            reported = reported.and_then(|r| r.get(*p));
+        }
+        differences(key, value, reported, &mut changed);
+    }
+    changed
+}
+
+/// Pushes the paths under `path` where `asked` differs from `reported` (objects compared field
+/// by field, anything else whole).
+fn differences(path: &str, asked: &Value, reported: Option<&Value>, out: &mut Vec<String>) {
+    match (asked, reported) {
+        (Value::Null, _) => {}
+        (Value::Object(m), Some(Value::Object(_))) if m.is_empty() => {}
+        (Value::Object(m), Some(Value::Object(r))) => {
+            for (k, v) in m {
+                differences(&format!("{path}.{k}"), v, r.get(k), out);
+            }
+        }
+        (Value::Object(m), _) if !m.is_empty() => {
+            for (k, v) in m.iter().filter(|(_, v)| !v.is_null()) {
+                differences(&format!("{path}.{k}"), v, None, out);
+            }
+        }
+        (a, Some(r)) if same_setting(a, r) => {}
+        _ => out.push(path.to_owned()),
+    }
+}
+
+/// Equal settings: numbers by value (`16` is `16.0`).
+fn same_setting(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 pub fn distance(v: &Value) -> Result<Distance> {
     match v.as_str() {
         Some("Cosine") => Ok(Distance::Cosine),
@@ -297,6 +376,8 @@ pub struct ConfigParams {
 #[derive(Serialize)]
 pub struct VectorParams {
     pub distance: &'static str,
+    /// Vectors are held in memory.
+    pub on_disk: bool,
     pub size: usize,
 }
 
@@ -339,6 +420,7 @@ impl CollectionConfig {
                 },
                 vectors: VectorParams {
                     distance: distance_name(p.distance),
+                    on_disk: false,
                     size: p.dim,
                 },
                 write_consistency_factor: p.write_consistency_factor,

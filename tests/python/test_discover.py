@@ -98,6 +98,41 @@ def mentioned(q) -> set:
     return ids
 
 
+LOOKUPS = {
+    "nearest_by_id": dict(query=models.NearestQuery(nearest=3)),
+    "recommend": dict(query=models.RecommendQuery(recommend=models.RecommendInput(positive=[1, 2], negative=[3]))),
+    "best_score": dict(query=QUERIES["best_score"]),
+    "discover": dict(query=QUERIES["discover_by_id"]),
+    "prefetch": dict(prefetch=models.Prefetch(query=models.NearestQuery(nearest=4), limit=20),
+                     query=models.ContextQuery(context=PAIRS)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOOKUPS))
+def test_lookup_from_reads_examples_from_another_collection(both, collection_name, case):
+    client, oracle = both
+    other = collection_name + "_lookup"
+    rng = np.random.default_rng(21)
+    elsewhere = [models.PointStruct(id=i, vector=rng.normal(size=DIM).tolist()) for i in range(1, 11)]
+    for c in (client, oracle):
+        c.create_collection(other, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+        c.upsert(other, points=elsewhere, wait=True)
+    kwargs = dict(LOOKUPS[case])
+    if "prefetch" in kwargs:
+        kwargs["prefetch"] = kwargs["prefetch"].model_copy(update={"lookup_from": models.LookupLocation(collection=other)})
+        lookup = {}
+    else:
+        lookup = {"lookup_from": models.LookupLocation(collection=other)}
+    try:
+        got, want = (c.query_points(collection_name, limit=60, **kwargs, **lookup).points for c in (client, oracle))
+        same_ranking(got, want)
+        if not isinstance(kwargs["query"], models.ContextQuery):
+            # the ids name points of the other collection: this one's are not left out
+            assert {1, 2, 3, 4} & {p.id for p in got}
+    finally:
+        client.delete_collection(other)
+
+
 def test_offset_and_rescoring_a_prefetch(both, collection_name):
     client, oracle = both
     got, want = (c.query_points(collection_name, query=QUERIES["discover"], offset=4, limit=6).points

@@ -280,9 +280,9 @@ def test_bad_input_is_refused_the_same_over_both_doors_and_changes_nothing(loade
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "quantization_config" in err.details()
     assert admin.rest("GET", "/collections/q")[0] == 404
     err = admin.refusal(admin.points.Query, g.QueryPoints(collection_name="par", shard_key_selector=key("t1"),
-                                                         prefetch=[g.PrefetchQuery(limit=3, lookup_from=g.LookupLocation(collection_name="q"))],
+                                                         prefetch=[g.PrefetchQuery(limit=3, lookup_from=g.LookupLocation(collection_name="q", vector_name="dense"))],
                                                          query=g.Query(fusion=g.Fusion.RRF)))
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "lookup_from" in err.details()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "dense" in err.details()
     # a setting of an existing collection that cannot change: refused naming it, on both doors
     same_refusal(admin, "PATCH", "/collections/par", {"hnsw_config": {"m": 8}},
                  admin.collections.Update, g.UpdateCollection(collection_name="par", hnsw_config=g.HnswConfigDiff(m=8)))

@@ -7,7 +7,7 @@ enough that search is exact) give the same ids in the same order, scores within 
 - `query_points_groups` (`group_by` a keyword, an integer or an array field, `group_size`,
   `limit`, `with_lookup`), and the legacy `/points/search/groups` and `/points/recommend/groups`.
 - the legacy `/points/search/batch`.
-- what is not done is refused naming it (`lookup_from`, `offset` in groups).
+- what is not done is refused naming it (a named vector in `lookup_from`, `offset` in groups).
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def test_legacy_groups_endpoints(both, base_url, collection_name):
 
 @pytest.mark.parametrize("path,body,word", [
     ("points/recommend", {"positive": [1], "strategy": "worst_score"}, "strategy"),
-    ("points/recommend", {"positive": [1], "lookup_from": {"collection": "x"}}, "lookup_from"),
+    ("points/recommend", {"positive": [1], "lookup_from": {"collection": "x", "vector": "named"}}, "named"),
     ("points/recommend", {"negative": [1]}, "positive"),
     ("points/query/groups", {"query": [0.0] * DIM}, "group_by"),
     ("points/query/groups", {"query": [0.0] * DIM, "group_by": "doc", "offset": 3}, "offset"),

@@ -2,7 +2,7 @@
 
 - `update_filter` on upsert is honoured exactly as qdrant-client's own local mode (the oracle)
   does it: an existing point is overwritten only if it matches, a new point is inserted anyway.
-- What tessera does not do (`lookup_from`, a named vector in `using`, unknown fields, search
+- What tessera does not do (a named vector in `using` or `lookup_from`, unknown fields, search
   params that would change results) is a 400 naming it, and nothing is written.
 """
 
@@ -48,8 +48,8 @@ def test_update_filter_on_upsert_matches_the_oracle(client, collection_name, bat
 def test_lookup_from_and_named_vectors_are_refused(client, collection_name):
     fill(client, collection_name)
     refused = expect_status(400, client.query_points, collection_name, query=[1.0, 0.0],
-                            lookup_from=models.LookupLocation(collection="other"))
-    assert b"lookup_from" in refused.content
+                            lookup_from=models.LookupLocation(collection="other", vector="dense"))
+    assert b"dense" in refused.content
     refused = expect_status(400, client.query_points, collection_name, query=[1.0, 0.0], using="dense")
     assert b"dense" in refused.content
     refused = expect_status(400, client.query_points, collection_name, query=[1.0, 0.0],

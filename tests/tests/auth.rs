@@ -619,6 +619,36 @@ fn cross_tenant(f: &Fixture) -> Result<()> {
             "discover with A's point id",
         )?;
         ensure!(msg == "No point with id 2 found", "{msg}");
+        // examples read from elsewhere: A's key of the other collection is missing, A's ids
+        // there are missing, as everywhere
+        let other = if coll == "docs" { "shared" } else { "docs" };
+        let msg = expect_error(
+            b.post(
+                &format!("/collections/{coll}/points/query"),
+                &json!({"query": 100, "lookup_from": {"collection": "docs", "shard_key": "acme"}}),
+            )?,
+            404,
+            "lookup_from A's shard key",
+        )?;
+        ensure!(msg == "Shard key acme not found", "{msg}");
+        let msg = expect_error(
+            b.post(
+                &format!("/collections/{coll}/points/recommend"),
+                &json!({"positive": [1], "lookup_from": {"collection": other}}),
+            )?,
+            404,
+            "lookup_from A's point id",
+        )?;
+        ensure!(msg == "No point with id 1 found", "{msg}");
+        let r = b.ok_post(
+            &format!("/collections/{coll}/points/query"),
+            &json!({"query": 100, "lookup_from": {"collection": other}, "limit": 50, "with_payload": true}),
+        )?;
+        let got = ids_of(&r["points"])?;
+        ensure!(
+            got.len() == 5 && got.iter().all(|id| *id >= 100),
+            "{coll}: lookup_from: B's own 5 points, 100 included (it names the other collection's): {r}"
+        );
         let r = b.ok_post(
             &format!("/collections/{coll}/points/search"),
             &json!({"vector": q, "limit": 50, "with_payload": true}),

@@ -13,8 +13,8 @@ use tessera_shard::point::PointId;
 use tessera_shard::store::SearchParams;
 
 use super::json::query::{
-    NearestHead, NearestTail, Query, QueryResult, ScoredPoint, ScrollQuery, Target, batch_query,
-    discover_body, query_batch as batch_queries, recommend_body, search_vector,
+    LookupFrom, NearestHead, NearestTail, Query, QueryResult, ScoredPoint, ScrollQuery, Target,
+    batch_query, discover_body, query_batch as batch_queries, recommend_body, search_vector,
 };
 use super::json::{body_json, body_object, check_dim, key_selector};
 use super::scorer::{Examples, ScanSearch, Scorer};
@@ -236,7 +236,9 @@ impl Nearest {
             offset,
             target,
         } = NearestHead::parse(o, query, app.catalog.config.max_limit)?;
-        let (scorer, exclude, metric) = scorer_of(app, ctx, name, &shard_key, target).await?;
+        let lookup = LookupFrom::parse(o)?;
+        let (scorer, exclude, metric) =
+            scorer_of(app, ctx, name, &shard_key, target, lookup).await?;
         let (vector, custom) = match scorer {
             Scorer::Nearest(v) => (v, None),
             other => (Vec::new(), Some(other)),
@@ -339,6 +341,7 @@ async fn scorer_of(
     name: &str,
     shard_key: &KeySelector,
     target: Target,
+    lookup: Option<LookupFrom>,
 ) -> Result<(Scorer, Vec<PointId>, tessera_shard::Metric)> {
     let (dim, distance) =
         visible_collection(app, ctx, name, |c| (c.params.dim, c.params.distance))?;
@@ -349,6 +352,7 @@ async fn scorer_of(
         name,
         shard_key,
         dim,
+        lookup,
         mentioned: Vec::new(),
     };
     let scorer = examples.scorer(target, metric).await?;
@@ -369,5 +373,6 @@ pub(super) async fn query_scorer(
     query: &Value,
 ) -> Result<(Scorer, Vec<PointId>, tessera_shard::Metric)> {
     let head = NearestHead::parse(o, query, app.catalog.config.max_limit)?;
-    scorer_of(app, ctx, name, shard_key, head.target).await
+    let lookup = LookupFrom::parse(o)?;
+    scorer_of(app, ctx, name, shard_key, head.target, lookup).await
 }

@@ -18,7 +18,7 @@ use tessera_shard::store::{PayloadSelector, Record};
 
 use super::AppState;
 use super::json::check_dim;
-use super::json::query::{Example, Pair, Recommend, Strategy, Target};
+use super::json::query::{Example, LookupFrom, Pair, Recommend, Strategy, Target};
 use super::points::Scan;
 use crate::router::{Ctx, KeySelector, Keyed};
 
@@ -140,7 +140,9 @@ pub struct Examples<'a> {
     pub name: &'a str,
     pub shard_key: &'a KeySelector,
     pub dim: usize,
-    /// The points named, which are left out of the results.
+    /// Another collection the examples given by id are read from.
+    pub lookup: Option<LookupFrom>,
+    /// The points named (in this collection), which are left out of the results.
     pub mentioned: Vec<PointId>,
 }
 
@@ -185,15 +187,23 @@ impl Examples<'_> {
     async fn vector(&mut self, e: Example) -> Result<Vec<f32>> {
         let v = match e {
             Example::Vector(v) => v,
-            Example::Point(id) => {
-                let v = self
-                    .app
-                    .router
-                    .vector_of(self.ctx, self.name, self.shard_key, id.clone())
-                    .await?;
-                self.mentioned.push(id);
-                v
-            }
+            Example::Point(id) => match &self.lookup {
+                None => {
+                    let v = self
+                        .app
+                        .router
+                        .vector_of(self.ctx, self.name, self.shard_key, id.clone())
+                        .await?;
+                    self.mentioned.push(id);
+                    v
+                }
+                Some(l) => {
+                    self.app
+                        .router
+                        .vector_of(self.ctx, &l.collection, &l.shard_key, id)
+                        .await?
+                }
+            },
         };
         check_dim(&v, self.dim)?;
         Ok(v)

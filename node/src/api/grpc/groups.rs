@@ -52,7 +52,7 @@ pub fn query_body(r: &pb::QueryPoints) -> Map<String, Value> {
         .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
         .opt("with_payload", r.with_payload.as_ref(), j::with_payload)
         .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
-        .refused("lookup_from", r.lookup_from.is_some())
+        .opt("lookup_from", r.lookup_from.as_ref(), j::lookup)
         .map()
 }
 
@@ -83,7 +83,7 @@ pub fn discover_body(r: &pb::DiscoverPoints) -> Map<String, Value> {
         .opt("offset", r.offset, |v| json!(v))
         .opt("using", r.using.as_ref(), |v| json!(v))
         .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
-        .refused("lookup_from", r.lookup_from.is_some())
+        .opt("lookup_from", r.lookup_from.as_ref(), j::lookup)
         .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
         .map()
 }
@@ -138,7 +138,7 @@ pub fn recommend_body(r: &pb::RecommendPoints) -> Map<String, Value> {
         .opt("offset", r.offset, |v| json!(v))
         .opt("using", r.using.as_ref(), |v| json!(v))
         .opt("with_vector", r.with_vectors.as_ref(), j::with_vectors)
-        .refused("lookup_from", r.lookup_from.is_some())
+        .opt("lookup_from", r.lookup_from.as_ref(), j::lookup)
         .opt("shard_key", r.shard_key_selector.as_ref(), j::key_selector)
         .map()
 }

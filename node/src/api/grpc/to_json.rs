@@ -251,7 +251,16 @@ pub fn prefetch(p: &pb::PrefetchQuery) -> Value {
         .opt("params", p.params.as_ref(), search_params)
         .opt("score_threshold", p.score_threshold, |v| json!(v))
         .opt("limit", p.limit, |v| json!(v))
-        .refused("lookup_from", p.lookup_from.is_some())
+        .opt("lookup_from", p.lookup_from.as_ref(), lookup)
+        .value()
+}
+
+/// Where examples given by id are read: another collection.
+pub fn lookup(l: &pb::LookupLocation) -> Value {
+    Body::new()
+        .put("collection", l.collection_name.clone())
+        .opt("vector", l.vector_name.as_ref(), |v| json!(v))
+        .opt("shard_key", l.shard_key_selector.as_ref(), key_selector)
         .value()
 }
 

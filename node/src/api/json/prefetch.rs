@@ -84,11 +84,13 @@ impl<'a> Stage<'a> {
                     "params",
                     "score_threshold",
                     "limit",
+                    "lookup_from",
                 ],
                 &[],
             )?;
         }
         super::query::check_using(o)?;
+        super::query::LookupFrom::parse(o)?;
         if depth > MAX_DEPTH {
             return Err(bad(format!(
                 "Bad request: prefetches may be nested at most {MAX_DEPTH} deep"

@@ -60,9 +60,11 @@ impl<'a> Query<'a> {
                 "offset",
                 "with_vector",
                 "with_payload",
+                "lookup_from",
             ],
             &[],
         )?;
+        LookupFrom::parse(o)?;
         if needs_tree(o) {
             return Ok(Query::Tree(Stage::root(o, max_limit)?));
         }
@@ -196,6 +198,51 @@ impl Example {
     }
 }
 
+/// `lookup_from`: examples given by id are read from another collection (in the caller's scope
+/// there, under its own shard key selector), and are not left out of the results.
+pub struct LookupFrom {
+    pub collection: String,
+    pub shard_key: KeySelector,
+}
+
+impl LookupFrom {
+    pub fn parse(o: &Map<String, Value>) -> Result<Option<LookupFrom>> {
+        let Some(l) = field(o, "lookup_from") else {
+            return Ok(None);
+        };
+        let l = obj(l, "lookup_from")?;
+        check_fields(
+            l,
+            "lookup_from.",
+            &["collection", "vector", "shard_key"],
+            &[],
+        )?;
+        let collection = field(l, "collection")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                bad("Format error in JSON body: lookup_from.collection must be a string")
+            })?;
+        match field(l, "vector") {
+            None => {}
+            Some(Value::String(v)) if v.is_empty() => {}
+            Some(Value::String(v)) => {
+                return Err(bad(format!(
+                    "Wrong input: Not existing vector name error: {v}"
+                )));
+            }
+            Some(_) => {
+                return Err(bad(
+                    "Format error in JSON body: lookup_from.vector must be a string",
+                ));
+            }
+        }
+        Ok(Some(LookupFrom {
+            collection: collection.to_owned(),
+            shard_key: key_selector(l)?,
+        }))
+    }
+}
+
 /// One context pair of a discovery or context search.
 pub struct Pair {
     pub positive: Example,
@@ -314,6 +361,7 @@ pub fn recommend_body(o: &Map<String, Value>) -> Result<Value> {
             "with_payload",
             "with_vector",
             "score_threshold",
+            "lookup_from",
         ],
         &[],
     )?;
@@ -344,6 +392,7 @@ pub fn discover_body(o: &Map<String, Value>) -> Result<Value> {
             "offset",
             "with_payload",
             "with_vector",
+            "lookup_from",
         ],
         &[],
     )?;

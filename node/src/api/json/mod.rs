@@ -348,6 +348,15 @@ pub fn check_fields(
     Ok(())
 }
 
+pub fn f64_field(o: &Map<String, Value>, k: &str) -> Result<Option<f64>> {
+    field(o, k)
+        .map(|v| {
+            v.as_f64()
+                .ok_or_else(|| bad(format!("Format error in JSON body: {k} must be a number")))
+        })
+        .transpose()
+}
+
 pub fn usize_field(o: &Map<String, Value>, k: &str) -> Result<Option<usize>> {
     match field(o, k) {
         None => Ok(None),

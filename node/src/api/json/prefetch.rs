@@ -11,7 +11,7 @@ use tessera_cluster::Result;
 use tessera_shard::filter::Filter;
 
 use super::points::OrderBy;
-use super::{bad, check_fields, field, filter, limit, obj};
+use super::{bad, check_fields, f64_field, field, filter, limit, obj};
 
 /// Most prefetches one query may hold, at every level together (each is a search).
 pub const MAX_PREFETCHES: usize = 64;
@@ -137,13 +137,7 @@ impl<'a> Stage<'a> {
                 prefetch.len()
             )));
         }
-        let score_threshold = field(o, "score_threshold")
-            .map(|v| {
-                v.as_f64().ok_or_else(|| {
-                    bad("Format error in JSON body: score_threshold must be a number")
-                })
-            })
-            .transpose()?;
+        let score_threshold = f64_field(o, "score_threshold")?;
         Ok(Stage {
             body: o,
             prefetch,

@@ -15,8 +15,8 @@ use tessera_shard::store::PayloadSelector;
 
 use super::prefetch::{Stage, needs_tree};
 use super::{
-    IdJson, KeyJson, bad, check_fields, field, filter, key_selector, limit, obj, point_id,
-    usize_field, vector, widen, with_payload, with_vector,
+    IdJson, KeyJson, bad, check_fields, f64_field, field, filter, key_selector, limit, obj,
+    point_id, usize_field, vector, widen, with_payload, with_vector,
 };
 use crate::router::KeySelector;
 
@@ -496,13 +496,7 @@ impl NearestTail {
             .and_then(|p| p.get("exact"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let score_threshold = field(o, "score_threshold")
-            .map(|v| {
-                v.as_f64().ok_or_else(|| {
-                    bad("Format error in JSON body: score_threshold must be a number")
-                })
-            })
-            .transpose()?;
+        let score_threshold = f64_field(o, "score_threshold")?;
         Ok(NearestTail {
             hnsw_ef,
             exact,

@@ -299,20 +299,34 @@ pub fn rest_queries(
     per: usize,
     with_payload: bool,
 ) -> (Vec<f64>, f64) {
+    let bodies: Vec<Value> = qs
+        .iter()
+        .map(|q| serde_json::json!({"query": q, "limit": 10, "shard_key": "tenant", "with_payload": with_payload}))
+        .collect();
+    rest_bodies(s, &std::sync::Arc::new(bodies), clients, per)
+}
+
+/// `clients` threads, each sending `per` of the query `bodies` in turn to
+/// `/collections/bench/points/query`; every latency in ms, unsorted, and the seconds it took.
+pub fn rest_bodies(
+    s: &Server,
+    bodies: &std::sync::Arc<Vec<Value>>,
+    clients: usize,
+    per: usize,
+) -> (Vec<f64>, f64) {
     let t = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|c| {
-            let (qs, base) = (qs.clone(), s.base.clone());
+            let (bodies, base) = (bodies.clone(), s.base.clone());
             std::thread::spawn(move || {
                 let http = reqwest::blocking::Client::new();
                 let mut lat = Vec::with_capacity(per);
                 for i in 0..per {
-                    let q = &qs[(c * per + i) % qs.len()];
+                    let body = &bodies[(c * per + i) % bodies.len()];
                     let t = Instant::now();
-                    let body = serde_json::json!({"query": q, "limit": 10, "shard_key": "tenant", "with_payload": with_payload});
                     let r = http
                         .post(format!("{base}/collections/bench/points/query"))
-                        .json(&body)
+                        .json(body)
                         .send()
                         .unwrap();
                     assert!(r.status().is_success());

@@ -104,10 +104,16 @@ impl Tree<'_> {
             if st.prefetch.is_empty() {
                 return self.leaf(st, filter, k).await;
             }
-            let mut sources = Vec::with_capacity(st.prefetch.len());
-            for child in &st.prefetch {
-                sources.push(self.stage(child, filter.clone(), child.limit).await?);
-            }
+            // the prefetches run at once (each a read through the router), answered in order
+            let sources = join_all(
+                st.prefetch
+                    .iter()
+                    .map(|child| self.stage(child, filter.clone(), child.limit))
+                    .collect(),
+            )
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
             match &st.query {
                 StageQuery::Fusion(f) => Ok(fuse(f, sources, k, st.score_threshold)),
                 StageQuery::Nearest(q) => self.rescore(st, q, sources, k).await,
@@ -292,6 +298,33 @@ impl Tree<'_> {
     }
 }
 
+/// Polls every future until all are done; their outputs in order.
+async fn join_all<T>(futures: Vec<Fut<'_, T>>) -> Vec<Result<T>> {
+    let mut pending: Vec<Option<Fut<'_, T>>> = futures.into_iter().map(Some).collect();
+    let mut done: Vec<Option<Result<T>>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (slot, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => {
+                        *out = Some(r);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
 /// Every candidate once (its first appearance), in the order they came.
 fn distinct(sources: Vec<Vec<ScoredPoint>>) -> Vec<ScoredPoint> {
     let mut seen = HashSet::new();
@@ -395,6 +428,21 @@ mod tests {
                 _ => 0,
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn join_all_runs_the_prefetches_at_once_and_answers_in_order() {
+        let nap = |ms: u64, v: u32| -> Fut<'static, u32> {
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Ok(v)
+            })
+        };
+        let started = std::time::Instant::now();
+        let out = join_all(vec![nap(300, 1), nap(0, 2), nap(300, 3)]).await;
+        let out: Vec<u32> = out.into_iter().map(|r| r.unwrap_or(0)).collect();
+        assert_eq!(out, vec![1, 2, 3]);
+        assert!(started.elapsed() < std::time::Duration::from_millis(590));
     }
 
     #[test]

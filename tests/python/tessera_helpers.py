@@ -202,3 +202,13 @@ def make_client(url: str, grpc_port: int | None = None, **kwargs) -> QdrantClien
         client.close()
         pytest.fail("qdrant-client warned on connect: " + "; ".join(str(w.message) for w in caught))
     return client
+
+
+def same_hits(got, want, *, payload: bool = False) -> None:
+    """The same ids in the same order, scores within 1e-4 (and the same payloads if asked): the
+    differential tests' comparison with the local-mode oracle."""
+    assert [p.id for p in got] == [p.id for p in want]
+    for g, w in zip(got, want):
+        assert abs(g.score - w.score) < 1e-4, (g, w)
+        if payload:
+            assert g.payload == w.payload, (g, w)

@@ -18,6 +18,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 from qdrant_client.local.qdrant_local import QdrantLocal
 
+import tessera_helpers as helpers
 from tessera_helpers import expect_status, keyword
 
 TRANSPORTS = ("rest", "grpc")
@@ -50,10 +51,7 @@ def both(client, collection_name):
 
 
 def same_hits(got, want) -> None:
-    assert [p.id for p in got] == [p.id for p in want]
-    for g, w in zip(got, want):
-        assert abs(g.score - w.score) < 1e-4, (g, w)
-        assert g.payload == w.payload
+    helpers.same_hits(got, want, payload=True)
 
 
 PAGE1 = models.Filter(must=[keyword("page", 1)])

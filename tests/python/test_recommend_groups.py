@@ -17,7 +17,7 @@ import pytest
 import requests
 from qdrant_client import QdrantClient, models
 
-from tessera_helpers import expect_status, keyword
+from tessera_helpers import expect_status, keyword, same_hits
 
 TRANSPORTS = ("rest", "grpc")
 DIM = 6
@@ -47,12 +47,6 @@ def both(client, collection_name):
         fill(c, collection_name)
     yield client, oracle
     oracle.close()
-
-
-def same_hits(got, want) -> None:
-    assert [p.id for p in got] == [p.id for p in want]
-    for g, w in zip(got, want):
-        assert abs(g.score - w.score) < 1e-4, (g, w)
 
 
 def query_vector(seed: int) -> list[float]:

@@ -146,6 +146,16 @@ def test_order_by_queries_match_the_oracle(both, collection_name, case):
     assert all(p.score == 1.0 for p in got)
 
 
+def test_a_threshold_holds_for_ordered_and_sampled_points_too(both, collection_name):
+    client, _ = both
+    for query in (models.OrderByQuery(order_by="n"), models.SampleQuery(sample=models.Sample.RANDOM)):
+        for prefetch in (None, models.Prefetch(query=vec(26), limit=20)):
+            kept = client.query_points(collection_name, query=query, prefetch=prefetch, limit=5, score_threshold=1.0).points
+            assert len(kept) == 5 and all(p.score == 1.0 for p in kept)
+            assert client.query_points(collection_name, query=query, prefetch=prefetch, limit=5,
+                                       score_threshold=1.5).points == []
+
+
 def test_sample_random_draws_distinct_matching_points(both, collection_name):
     client, _ = both
     draws = []
@@ -176,6 +186,11 @@ def test_sample_random_draws_distinct_matching_points(both, collection_name):
     (dict(prefetch=models.Prefetch(query=[1.0] * DIM),
           query=models.FormulaQuery(formula=models.SumExpression(sum=["$score", 1.0]))), b"formula"),
     (dict(prefetch=models.Prefetch(query=[1.0] * 3), query=[1.0] * DIM), b"dim"),
+    # a fusion level runs no search, but its params are checked (and hold for the prefetches)
+    (dict(prefetch=[models.Prefetch(query=[1.0] * DIM)] * 2, query=models.FusionQuery(fusion=models.Fusion.RRF),
+          search_params=models.SearchParams(indexed_only=True)), b"indexed_only"),
+    (dict(query=models.SampleQuery(sample=models.Sample.RANDOM), search_params=models.SearchParams(indexed_only=True)),
+     b"indexed_only"),
 ])
 def test_what_makes_no_sense_is_refused(both, collection_name, kwargs, word):
     client, _ = both

@@ -53,7 +53,7 @@ pub async fn run(
         root: o,
         vectors: with_vector || root.rescores(),
     };
-    let points = tree.stage(root, None, root.limit + offset).await?;
+    let points = tree.stage(root, None, None, root.limit + offset).await?;
     Ok(points
         .into_iter()
         .skip(offset)
@@ -92,61 +92,82 @@ fn and(a: Option<Filter>, b: Option<&Filter>) -> Option<Filter> {
 }
 
 impl Tree<'_> {
-    /// The best `k` of one level, under the filters above it (`inherited`).
+    /// The best `k` of one level, under the filters above it (`inherited`). A level's search
+    /// `params` hold for the searches below it that set none (a fusion or ordering level runs
+    /// no search of its own).
     fn stage<'s>(
         &'s self,
         st: &'s Stage<'s>,
         inherited: Option<Filter>,
+        params: Option<&'s Value>,
         k: usize,
     ) -> Fut<'s, Vec<ScoredPoint>> {
         Box::pin(async move {
-            let filter = and(inherited, st.filter.as_ref());
-            if st.prefetch.is_empty() {
-                return self.leaf(st, filter, k).await;
+            let mut points = self.level(st, inherited, params, k).await?;
+            // an ordered or sampled point scores 1, as in Qdrant; a threshold still holds
+            if matches!(
+                st.query,
+                StageQuery::OrderBy(_) | StageQuery::Sample | StageQuery::None
+            ) && let Some(t) = st.score_threshold
+            {
+                points.retain(|p| p.score >= t);
             }
-            // the prefetches run at once (each a read through the router), answered in order
-            let sources = join_all(
-                st.prefetch
-                    .iter()
-                    .map(|child| self.stage(child, filter.clone(), child.limit))
-                    .collect(),
-            )
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?;
-            match &st.query {
-                StageQuery::Fusion(f) => Ok(fuse(f, sources, k, st.score_threshold)),
-                StageQuery::Nearest(q) => self.rescore(st, q, sources, k).await,
-                StageQuery::OrderBy(order_by) => {
-                    let candidates = distinct(sources);
-                    let allowed: HashSet<_> = candidates.iter().map(identity).collect();
-                    let ids = Filter::new_must(Condition::HasId(
-                        candidates.into_iter().map(|p| p.id.0).collect(),
-                    ));
-                    let ordered = self.ordered(order_by, and(filter, Some(&ids)), k).await?;
-                    Ok(ordered
-                        .into_iter()
-                        .filter(|p| allowed.contains(&identity(p)))
-                        .collect())
-                }
-                StageQuery::Sample => {
-                    let mut candidates = distinct(sources);
-                    candidates.shuffle(&mut rand::rngs::StdRng::from_os_rng());
-                    candidates.truncate(k);
-                    Ok(candidates
-                        .into_iter()
-                        .map(|mut p| {
-                            p.score = 1.0;
-                            p
-                        })
-                        .collect())
-                }
-                // refused when the body was parsed
-                StageQuery::None => {
-                    Err(bad("Bad request: a query is required to merge prefetches"))
-                }
-            }
+            Ok(points)
         })
+    }
+
+    async fn level(
+        &self,
+        st: &Stage<'_>,
+        inherited: Option<Filter>,
+        params: Option<&Value>,
+        k: usize,
+    ) -> Result<Vec<ScoredPoint>> {
+        let filter = and(inherited, st.filter.as_ref());
+        let params = field(st.body, "params").or(params);
+        if st.prefetch.is_empty() {
+            return self.leaf(st, filter, params, k).await;
+        }
+        // the prefetches run at once (each a read through the router), answered in order
+        let sources = join_all(
+            st.prefetch
+                .iter()
+                .map(|child| self.stage(child, filter.clone(), params, child.limit))
+                .collect(),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        match &st.query {
+            StageQuery::Fusion(f) => Ok(fuse(f, sources, k, st.score_threshold)),
+            StageQuery::Nearest(q) => self.rescore(st, q, sources, k).await,
+            StageQuery::OrderBy(order_by) => {
+                let candidates = distinct(sources);
+                let allowed: HashSet<_> = candidates.iter().map(identity).collect();
+                let ids = Filter::new_must(Condition::HasId(
+                    candidates.into_iter().map(|p| p.id.0).collect(),
+                ));
+                let ordered = self.ordered(order_by, and(filter, Some(&ids)), k).await?;
+                Ok(ordered
+                    .into_iter()
+                    .filter(|p| allowed.contains(&identity(p)))
+                    .collect())
+            }
+            StageQuery::Sample => {
+                let mut candidates = distinct(sources);
+                candidates.shuffle(&mut rand::rngs::StdRng::from_os_rng());
+                candidates.truncate(k);
+                Ok(candidates
+                    .into_iter()
+                    .map(|mut p| {
+                        p.score = 1.0;
+                        p
+                    })
+                    .collect())
+            }
+            // refused when the body was parsed
+            StageQuery::None => Err(bad("Bad request: a query is required to merge prefetches")),
+        }
     }
 
     /// A level without prefetches: it reads the collection.
@@ -154,6 +175,7 @@ impl Tree<'_> {
         &self,
         st: &Stage<'_>,
         filter: Option<Filter>,
+        params: Option<&Value>,
         k: usize,
     ) -> Result<Vec<ScoredPoint>> {
         let payload = with_payload(field(self.root, "with_payload"), false)?;
@@ -164,6 +186,9 @@ impl Tree<'_> {
                     body.remove(key);
                 }
                 body.insert("limit".into(), Value::from(k));
+                if let Some(p) = params {
+                    body.insert("params".into(), p.clone());
+                }
                 body.insert("with_vector".into(), Value::Bool(self.vectors));
                 for key in ["shard_key", "with_payload"] {
                     match self.root.get(key) {

@@ -231,6 +231,8 @@ impl Nearest {
         query: &Value,
     ) -> Result<Nearest> {
         let shard_key = key_selector(o)?;
+        // 404 before any 400 about the body's search, as always
+        visible_collection(app, ctx, name, |_| ())?;
         let NearestHead {
             limit,
             offset,

@@ -24,7 +24,7 @@ use crate::router::{Ctx, KeySelector, Keyed};
 
 /// What a query scores stored vectors by (example vectors resolved, normalised for cosine).
 pub enum Scorer {
-    /// Similarity to this vector (as given: the shard normalises it for cosine).
+    /// Similarity to this vector (normalised for cosine, as the shard would).
     Nearest(Vec<f32>),
     BestScore {
         positive: Vec<Vec<f32>>,
@@ -64,11 +64,7 @@ impl Scorer {
         let sim = |a: &[f32]| -tessera_shard::distance(metric, a, v);
         match self {
             Scorer::Nearest(q) => {
-                let mut q = q.clone();
-                if metric == Metric::Cosine {
-                    tessera_shard::store::normalize(&mut q);
-                }
-                tessera_shard::score_from_distance(metric, tessera_shard::distance(metric, &q, v))
+                tessera_shard::score_from_distance(metric, tessera_shard::distance(metric, q, v))
             }
             Scorer::BestScore { positive, negative } => {
                 let best =
@@ -106,14 +102,15 @@ impl Scorer {
         !matches!(self, Scorer::Nearest(_)) || metric != Metric::Euclid
     }
 
-    /// Stored vectors are normalised for cosine; given examples are made so.
+    /// Stored vectors are normalised for cosine; the query and its examples are made so (the
+    /// shard normalising a search vector again changes nothing).
     fn prepared(mut self, metric: Metric) -> Scorer {
         if metric != Metric::Cosine {
             return self;
         }
         let n = |v: &mut Vec<f32>| tessera_shard::store::normalize(v);
         match &mut self {
-            Scorer::Nearest(_) => {}
+            Scorer::Nearest(q) => n(q),
             Scorer::BestScore { positive, negative } | Scorer::SumScores { positive, negative } => {
                 positive.iter_mut().chain(negative.iter_mut()).for_each(n);
             }

@@ -26,16 +26,7 @@ pub fn alias_actions(o: &Map<String, Value>) -> Result<Vec<AliasAction>> {
 
 fn action(v: &Value) -> Result<AliasAction> {
     let o = obj(v, "actions[]")?;
-    let name = |m: &Map<String, Value>, k: &str, at: &str| -> Result<String> {
-        field(m, k)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                bad(format!(
-                    "Format error in JSON body: {at}.{k} must be a string"
-                ))
-            })
-    };
+    let name = super::string_at;
     if let Some(c) = field(o, "create_alias") {
         let m = obj(c, "create_alias")?;
         check_fields(m, "create_alias.", &["collection_name", "alias_name"], &[])?;

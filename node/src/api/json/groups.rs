@@ -81,12 +81,7 @@ impl GroupSpec {
                     &["collection", "with_payload", "with_vectors"],
                     &[],
                 )?;
-                let collection = field(l, "collection")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        bad("Format error in JSON body: with_lookup.collection must be a string")
-                    })?
-                    .to_owned();
+                let collection = super::string_at(l, "collection", "with_lookup")?;
                 Some(Lookup {
                     collection,
                     with_payload: with_payload(field(l, "with_payload"), true)?,

@@ -348,6 +348,18 @@ pub fn check_fields(
     Ok(())
 }
 
+/// The string field `k` of the object at `at` (`"create_alias"`), required.
+pub fn string_at(m: &Map<String, Value>, k: &str, at: &str) -> Result<String> {
+    field(m, k)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            bad(format!(
+                "Format error in JSON body: {at}.{k} must be a string"
+            ))
+        })
+}
+
 pub fn f64_field(o: &Map<String, Value>, k: &str) -> Result<Option<f64>> {
     field(o, k)
         .map(|v| {

@@ -91,6 +91,7 @@ impl<'a> Stage<'a> {
         }
         super::query::check_using(o)?;
         super::query::LookupFrom::parse(o)?;
+        super::query::search_params(o)?;
         if depth > MAX_DEPTH {
             return Err(bad(format!(
                 "Bad request: prefetches may be nested at most {MAX_DEPTH} deep"

@@ -217,11 +217,7 @@ impl LookupFrom {
             &["collection", "vector", "shard_key"],
             &[],
         )?;
-        let collection = field(l, "collection")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                bad("Format error in JSON body: lookup_from.collection must be a string")
-            })?;
+        let collection = super::string_at(l, "collection", "lookup_from")?;
         match field(l, "vector") {
             None => {}
             Some(Value::String(v)) if v.is_empty() => {}
@@ -237,7 +233,7 @@ impl LookupFrom {
             }
         }
         Ok(Some(LookupFrom {
-            collection: collection.to_owned(),
+            collection,
             shard_key: key_selector(l)?,
         }))
     }
@@ -473,29 +469,34 @@ pub struct NearestTail {
     pub with_vector: bool,
 }
 
+/// A body's search `params`: `(hnsw_ef, exact)`, each checked.
+pub fn search_params(o: &Map<String, Value>) -> Result<(Option<usize>, bool)> {
+    let Some(p) = field(o, "params") else {
+        return Ok((None, false));
+    };
+    let p = obj(p, "params")?;
+    // there are no quantized vectors, so quantization's options change nothing
+    check_fields(
+        p,
+        "params.",
+        &["hnsw_ef", "exact", "quantization"],
+        &[
+            ("indexed_only", Value::Bool(false)),
+            ("acorn", serde_json::json!({"enable": false})),
+        ],
+    )?;
+    let exact = match field(p, "exact") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| bad("Format error in JSON body: params.exact must be a boolean"))?,
+    };
+    Ok((usize_field(p, "hnsw_ef")?, exact))
+}
+
 impl NearestTail {
     pub fn parse(o: &Map<String, Value>) -> Result<NearestTail> {
-        let params = field(o, "params").map(|p| obj(p, "params")).transpose()?;
-        if let Some(p) = params {
-            // there are no quantized vectors, so quantization's options change nothing
-            check_fields(
-                p,
-                "params.",
-                &["hnsw_ef", "exact", "quantization"],
-                &[
-                    ("indexed_only", Value::Bool(false)),
-                    ("acorn", serde_json::json!({"enable": false})),
-                ],
-            )?;
-        }
-        let hnsw_ef = params
-            .map(|p| usize_field(p, "hnsw_ef"))
-            .transpose()?
-            .flatten();
-        let exact = params
-            .and_then(|p| p.get("exact"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let (hnsw_ef, exact) = search_params(o)?;
         let score_threshold = f64_field(o, "score_threshold")?;
         Ok(NearestTail {
             hnsw_ef,
